@@ -71,3 +71,20 @@ def append_jsonl(path: str, record: dict) -> None:
     f.write(json.dumps(record, sort_keys=True, default=_to_jsonable) + "\n")
     f.flush()
     os.fsync(f.fileno())
+
+
+class MetricsLog:
+  """metrics.jsonl for one phase; on resume, lines past the resumed step are dropped so no step appears twice."""
+
+  def __init__(self, path: str):
+    self.path = path
+
+  def truncate_after(self, step: int) -> None:
+    if not os.path.exists(self.path):
+      return
+    with open(self.path) as f:
+      kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    write_text(self.path, "".join(kept))
+
+  def __call__(self, record: dict) -> None:
+    append_jsonl(self.path, record)

@@ -1,0 +1,68 @@
+"""Shared configuration defaults; `configs/*.py` start from `base()` and change what their experiment needs.
+
+Only JSON-able values live here so that `config.to_json()` is written into every run folder.
+"""
+import ml_collections
+
+
+def base() -> ml_collections.ConfigDict:
+  """Defaults for a complete lottery + membership-inference run."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "digits"          # digits | npz | tfds
+  config.data.path = ""                # npz: file with x_train, y_train, x_test, y_test
+  config.data.tfds_name = ""           # tfds: cifar10 | cifar100 | imagenet2012
+  config.data.data_dir = ""            # tfds: folder holding the prepared dataset
+  config.data.image_size = 224         # tfds imagenet2012: crop size
+  config.data.num_train = -1           # members: a seeded subset of the train split (-1: all of it)
+  config.data.augment = "none"         # none | cifar (4-pixel pad + random crop, horizontal flip)
+  config.data.digits_test_fraction = 0.5
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "resnet18"       # resnet18 | resnet34 | resnet50
+  config.model.stem = "cifar"          # cifar (3x3, stride 1) | imagenet (7x7 stride 2 + max-pool)
+  config.model.width_multiplier = 1.0  # channels = round(64 * width_multiplier) in the first stage
+  config.model.dtype = "float32"       # compute dtype: float32 | bfloat16 (parameters stay float32)
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 128        # global batch, a multiple of the device count
+  config.train.num_epochs = 10.0       # exactly one of num_epochs / num_steps is set (the other -1)
+  config.train.num_steps = -1
+  config.train.learning_rate = 0.1
+  config.train.momentum = 0.9
+  config.train.nesterov = True
+  config.train.weight_decay = 5e-4
+  config.train.schedule = "cosine"     # cosine | step | constant
+  config.train.warmup_epochs = 0.0
+  config.train.step_boundaries = [0.5, 0.75]  # step schedule: fractions of training where lr *= step_factor
+  config.train.step_factor = 0.1
+  config.train.eval_every_epochs = 1.0
+  config.train.log_every_steps = 50
+
+  config.lottery = ml_collections.ConfigDict()
+  config.lottery.sparsities = [0.5, 0.8, 0.9]
+  config.lottery.method = "oneshot"    # oneshot (the paper's Algorithm 1) | imp (iterative)
+  config.lottery.imp_rounds = 0        # imp: number of rounds
+  config.lottery.imp_fraction = 0.2    # imp: fraction of surviving weights pruned per round
+  config.lottery.rule = "global_magnitude"   # global_magnitude | layerwise_magnitude | random
+  config.lottery.prunable = r"kernel$"  # regex on the parameter path ("stage1_block0/conv1/kernel")
+  config.lottery.keep_first_conv = False
+  config.lottery.keep_classifier = False
+  config.lottery.rewind_step = 0       # 0: rewind to w0 (the paper); k > 0: late rewinding to step k
+  config.lottery.controls = []         # any of: random_prune, random_reinit
+
+  config.attacks = ml_collections.ConfigDict()
+  config.attacks.protocol = "paper"    # paper | shadow | transfer
+  config.attacks.size = -1             # members + non-members (-1: the largest balanced set available)
+  config.attacks.test_fraction = 0.5
+  config.attacks.models = ml_collections.ConfigDict()
+  config.attacks.models.mlp = {"type": "optax_mlp"}
+  config.attacks.models.sklearn_mlp = {"type": "sklearn_mlp"}
+  config.attacks.models.loss = {"type": "threshold_loss"}
+  config.attacks.num_bootstrap = 1000
+  config.attacks.batch_size = 512      # confidence extraction batch
+
+  config.checkpoint_every_steps = 0     # 0: only at the end of each phase
+  return config

@@ -1,0 +1,43 @@
+"""Any local .npz holding x_train, y_train, x_test, y_test (uint8 HWC images), e.g. the CIFAR subsets."""
+import os
+import zipfile
+
+import numpy as np
+
+from mialth_jax.data import base
+
+REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _read(path: str) -> dict[str, np.ndarray]:
+  if not path:
+    raise base.DataError("data.path is empty: the npz dataset needs a file with x_train, y_train, x_test, y_test")
+  if not os.path.isfile(path):
+    raise base.DataError(f"data.path={path}: no such file")
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      missing = [k for k in REQUIRED_KEYS if k not in data.files]
+      if missing:
+        raise base.DataError(f"{path}: missing keys {missing}; expected {list(REQUIRED_KEYS)}")
+      keys = list(REQUIRED_KEYS) + [k for k in ("class_names",) if k in data.files]
+      return {k: data[k] for k in keys}
+  except (ValueError, OSError, zipfile.BadZipFile) as e:
+    if isinstance(e, base.DataError):
+      raise
+    raise base.DataError(f"{path}: not a readable npz without pickle ({e})") from None
+
+
+def load(path: str) -> base.Dataset:
+  """Loads and validates an npz dataset; the class count is the largest label + 1 (or len(class_names))."""
+  arrays = _read(path)
+  names = tuple(str(n) for n in arrays.get("class_names", ()))
+  num_classes = len(names) or int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
+  for split in ("train", "test"):
+    base.validate_arrays(f"{path}:{split}", arrays[f"x_{split}"], arrays[f"y_{split}"], num_classes)
+  if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+    raise base.DataError(f"{path}: train images {arrays['x_train'].shape[1:]} and test images "
+                         f"{arrays['x_test'].shape[1:]} differ in shape")
+  name = os.path.splitext(os.path.basename(path))[0]
+  return base.Dataset(name=name, x_train=arrays["x_train"], y_train=arrays["y_train"].astype(np.int32),
+                      x_test=arrays["x_test"], y_test=arrays["y_test"].astype(np.int32), num_classes=num_classes,
+                      image_shape=tuple(arrays["x_train"].shape[1:]), class_names=names)

@@ -1,0 +1,69 @@
+"""Exact sharded inference: logits for a list of example indices, in order, every example kept.
+
+Batches are padded to a multiple of the device count and sharded along the mesh's data axis; a validity mask drops the
+padding after the results are gathered. Used for evaluation during training and for confidence extraction.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from mialth_jax.data import augment
+
+DATA_AXIS = "data"
+
+
+def make_mesh() -> Mesh:
+  """A 1-D mesh over every device of every process."""
+  return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+
+
+def global_array(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  """A global jax.Array from a host array that every process holds in full (works multi-host)."""
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def global_array_tree(tree, sharding: NamedSharding):
+  """`global_array` over every leaf of a pytree of host arrays."""
+  return jax.tree.map(lambda x: global_array(np.asarray(x), sharding), tree)
+
+
+def padded_batches(indices: np.ndarray, batch_size: int, num_devices: int):
+  """Yields (batch_indices padded to `batch_size`, number valid); batch_size is rounded up to the device count."""
+  batch_size = -(-batch_size // num_devices) * num_devices
+  for start in range(0, len(indices), batch_size):
+    chunk = indices[start:start + batch_size]
+    pad = batch_size - len(chunk)
+    yield np.concatenate([chunk, np.repeat(chunk[:1], pad)]), len(chunk)
+
+
+def make_logits_fn(model, mean: np.ndarray, std: np.ndarray, mesh: Mesh):
+  """jit(variables, uint8 images) -> float32 logits, eval-mode BatchNorm, output replicated for gathering."""
+  dtype = model.dtype
+
+  @functools.partial(jax.jit, out_shardings=NamedSharding(mesh, P()))
+  def logits_fn(variables, images):
+    x = augment.normalise(images, mean, std, dtype)
+    return model.apply(variables, x, train=False)
+  return logits_fn
+
+
+def predict_logits(logits_fn, variables, images, indices: np.ndarray, batch_size: int, mesh: Mesh) -> np.ndarray:
+  """Logits [len(indices), C] for `images[indices]` (any `ImageSource`), in the order of `indices`."""
+  batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
+  outputs = []
+  for batch_idx, num_valid in padded_batches(np.asarray(indices), batch_size, mesh.size):
+    batch = global_array(np.asarray(images[batch_idx]), batch_sharding)
+    outputs.append((logits_fn(variables, batch), num_valid))
+  return np.concatenate([np.asarray(out)[:n] for out, n in outputs]) if outputs else np.zeros((0, 0), np.float32)
+
+
+def accuracy_and_loss(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+  """Top-1 accuracy and mean cross-entropy, computed in float64 on the host."""
+  logits = logits.astype(np.float64)
+  log_probs = logits - logits.max(1, keepdims=True)
+  log_probs -= np.log(np.exp(log_probs).sum(1, keepdims=True))
+  loss = -log_probs[np.arange(len(labels)), labels].mean()
+  return float((logits.argmax(1) == labels).mean()), float(loss)

@@ -1,0 +1,143 @@
+"""Masks as pytrees parallel to the parameters, and the pruning rules that make them.
+
+A mask has the parameters' tree structure. Prunable leaves hold a bool array of the leaf's shape; every other leaf
+(BatchNorm scales and biases, the classifier bias, anything the config excludes) holds a scalar `True`, which
+broadcasts, so one `jax.tree.map` applies a mask without special cases.
+
+Pruning ranks weights by raw magnitude |w| (the paper, Frankle & Carbin, open_lth), not by layer-normalised scores.
+"Prune p" removes exactly round(p * n) weights of the n prunable ones. Ties are broken by position: weights are
+ranked by (|w|, flat index in a fixed leaf order), so the same weights always give the same mask.
+"""
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+RULES = ("global_magnitude", "layerwise_magnitude", "random")
+
+
+def path_name(path) -> str:
+  """'stage1_block0/conv1/kernel' for a jax key path."""
+  return "/".join(str(getattr(k, "key", k)) for k in path)
+
+
+def prunable_predicate(prunable: str, keep_first_conv: bool = False, keep_classifier: bool = False):
+  """Returns `is_prunable(name, leaf)`: matches the regex, is at least 2-D, and is not excluded."""
+  try:
+    pattern = re.compile(prunable)
+  except re.error as e:
+    raise ValueError(f"lottery.prunable={prunable!r} is not a valid regex ({e})") from None
+  excluded = ([r"^stem_conv/"] if keep_first_conv else []) + ([r"^head/"] if keep_classifier else [])
+
+  def is_prunable(name: str, leaf) -> bool:
+    return (pattern.search(name) is not None and np.ndim(leaf) >= 2
+            and not any(re.search(e, name) for e in excluded))
+  return is_prunable
+
+
+def dense_mask(params, is_prunable):
+  """The all-ones mask: bool ones on prunable leaves, scalar True elsewhere."""
+  def leaf_mask(path, leaf):
+    if is_prunable(path_name(path), leaf):
+      return np.ones(np.shape(leaf), dtype=bool)
+    return np.ones((), dtype=bool)
+  mask = jax.tree_util.tree_map_with_path(leaf_mask, params)
+  if not any(np.ndim(m) for m in jax.tree.leaves(mask)):
+    raise ValueError("lottery.prunable matches no parameter: nothing could be pruned")
+  return mask
+
+
+def apply_mask(tree, mask):
+  """Zeroes masked entries exactly (where, not multiply: no -0.0, and NaN*0 cannot leak)."""
+  return jax.tree.map(lambda x, m: jnp.where(m, x, jnp.zeros((), x.dtype)), tree, mask)
+
+
+def _prunable_leaves(params, mask):
+  """(path, weights, mask) of prunable leaves as numpy, in the tree's fixed leaf order."""
+  flat_params = jax.tree_util.tree_leaves_with_path(params)
+  flat_mask = jax.tree.leaves(mask)
+  return [(path, np.asarray(w), np.asarray(m)) for (path, w), m in zip(flat_params, flat_mask) if np.ndim(m)]
+
+
+def _lowest(scores: np.ndarray, k: int) -> np.ndarray:
+  """Indices of the k smallest scores, ties broken by index (a stable sort keeps index order)."""
+  return np.argsort(scores, kind="stable")[:k]
+
+
+def _target_pruned(n: int, sparsity: float) -> int:
+  if not 0.0 <= sparsity < 1.0:
+    raise ValueError(f"sparsity must lie in [0, 1), got {sparsity}")
+  return int(round(sparsity * n))
+
+
+def _rebuild(params, mask, new_leaf_masks):
+  """Puts new prunable-leaf masks back into the mask tree."""
+  leaves, treedef = jax.tree.flatten(mask)
+  it = iter(new_leaf_masks)
+  return jax.tree.unflatten(treedef, [next(it) if np.ndim(m) else m for m in leaves])
+
+
+def prune(params, mask, sparsity: float, rule: str, seed: int = 0):
+  """Returns a new mask with total sparsity `sparsity` over prunable weights; already-pruned weights stay pruned.
+
+  global_magnitude: the round(s*n) smallest |w| across all prunable layers.
+  layerwise_magnitude: the round(s*n_l) smallest |w| in each layer l.
+  random: the same per-layer counts as global_magnitude would give, positions drawn at random (the standard
+  control for "does the magnitude ranking matter").
+  """
+  if rule not in RULES:
+    raise ValueError(f"lottery.rule={rule!r} is unknown; expected one of {', '.join(RULES)}")
+  leaves = _prunable_leaves(params, mask)
+  # Already-pruned weights rank first (score -1 < any |w|), so masks are nested across calls (IMP).
+  scores = [np.where(m, np.abs(w).astype(np.float64), -1.0).ravel() for _, w, m in leaves]
+  if rule == "layerwise_magnitude":
+    new = [_layer_mask(s, _target_pruned(s.size, sparsity)) for s in scores]
+  else:
+    new = _global_masks(scores, _target_pruned(sum(s.size for s in scores), sparsity))
+    if rule == "random":
+      new = _random_like(new, [m.ravel() for _, _, m in leaves], seed)
+  return _rebuild(params, mask, [n.reshape(w.shape) for n, (_, w, _) in zip(new, leaves)])
+
+
+def _layer_mask(scores: np.ndarray, k: int) -> np.ndarray:
+  keep = np.ones(scores.size, dtype=bool)
+  keep[_lowest(scores, k)] = False
+  return keep
+
+
+def _global_masks(scores: list[np.ndarray], k: int) -> list[np.ndarray]:
+  keep = _layer_mask(np.concatenate(scores), k)
+  return np.split(keep, np.cumsum([s.size for s in scores])[:-1])
+
+
+def _random_like(magnitude_masks, old_masks, seed: int) -> list[np.ndarray]:
+  """Per layer, prunes as many weights as `magnitude_masks` does, at random among the current survivors."""
+  rng = np.random.default_rng([seed, 0xD1CE])
+  out = []
+  for new, old in zip(magnitude_masks, old_masks):
+    keep = old.copy()
+    survivors = np.flatnonzero(old)
+    extra = int(old.sum() - new.sum())
+    keep[rng.choice(survivors, size=extra, replace=False)] = False
+    out.append(keep)
+  return out
+
+
+def imp_sparsity(fraction: float, rounds: int) -> float:
+  """Sparsity after `rounds` of pruning `fraction` of the survivors: 1 - (1 - f)^L."""
+  return 1.0 - (1.0 - fraction) ** rounds
+
+
+def sparsity_report(mask) -> dict:
+  """Per-layer and total counts of prunable weights, as JSON-able numbers."""
+  layers = {}
+  for path, m in jax.tree_util.tree_leaves_with_path(mask):
+    if np.ndim(m):
+      m = np.asarray(m)
+      layers[path_name(path)] = {"total": int(m.size), "kept": int(m.sum()), "pruned": int(m.size - m.sum()),
+                                 "sparsity": float(1 - m.sum() / m.size)}
+  total = sum(v["total"] for v in layers.values())
+  kept = sum(v["kept"] for v in layers.values())
+  return {"total": total, "kept": kept, "pruned": total - kept, "sparsity": float(1 - kept / total),
+          "layers": layers}

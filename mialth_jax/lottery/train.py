@@ -1,0 +1,164 @@
+"""The jitted masked train step and the loop that runs it with evaluation, progress, metrics and checkpoints.
+
+Data order and augmentation are pure functions of (seed, step), so a run resumed from a checkpoint at step k continues
+exactly as an uninterrupted run would.
+"""
+import dataclasses
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from mialth_jax import inference
+from mialth_jax.data import augment
+from mialth_jax.lottery import checkpoint, masks
+from mialth_jax.lottery.train_state import TrainState
+from mialth_jax.utils import io, progress
+
+
+class NonFiniteError(FloatingPointError):
+  """NaN or Inf in the loss or parameters."""
+
+
+def train_step(state: TrainState, images, labels, *, model, tx, seed: int, augment_kind: str, mean, std):
+  """One SGD step; the mask zeroes gradients and parameters so pruned weights and their momentum stay 0.0."""
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), state.step)
+  x = augment.normalise(augment.augment(key, images, augment_kind), mean, std, model.dtype)
+
+  def loss_fn(params):
+    logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x, train=True,
+                                  mutable=["batch_stats"])
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return loss, (logits, updates["batch_stats"])
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grads = masks.apply_mask(grads, state.mask)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = masks.apply_mask(optax.apply_updates(state.params, updates), state.mask)
+  metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+             "finite": jnp.isfinite(loss) & jnp.all(jnp.asarray([jnp.all(jnp.isfinite(p))
+                                                                 for p in jax.tree.leaves(params)]))}
+  return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state), metrics
+
+
+def batch_indices(seed: int, step: int, num_examples: int, batch_size: int, steps_per_epoch: int) -> np.ndarray:
+  """Positions of the examples of `step`: a fresh seeded permutation per epoch, remainder dropped."""
+  epoch, offset = divmod(step, steps_per_epoch)
+  order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+  return order[offset * batch_size:(offset + 1) * batch_size]
+
+
+@dataclasses.dataclass
+class TrainData:
+  """Member images kept on device (replicated) with their labels, and the test set for evaluation."""
+  images: jax.Array
+  labels: jax.Array
+  host_images: np.ndarray
+  host_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  mean: np.ndarray
+  std: np.ndarray
+
+
+@dataclasses.dataclass
+class LoopConfig:
+  name: str
+  seed: int
+  total_steps: int
+  steps_per_epoch: int
+  batch_size: int
+  augment: str
+  eval_every_steps: int
+  log_every_steps: int
+  checkpoint_every_steps: int
+  eval_batch_size: int = 512
+  save_at_step: int = -1            # late rewinding: save params + batch_stats at this step
+  save_at_step_path: str = ""
+
+
+def make_jitted_step(model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh):
+  """jit(state, idx) -> (state, metrics): gathers the batch on device, state donated and replicated."""
+  replicated = NamedSharding(mesh, P())
+  step = functools.partial(train_step, model=model, tx=tx, seed=loop.seed, augment_kind=loop.augment,
+                           mean=data.mean, std=data.std)
+
+  def gather_and_step(state, images, labels, idx):
+    batch_images = jax.lax.with_sharding_constraint(images[idx], NamedSharding(mesh, P(inference.DATA_AXIS)))
+    return step(state, batch_images, labels[idx])
+  return jax.jit(gather_and_step, donate_argnums=0, out_shardings=(replicated, replicated))
+
+
+def evaluate(logits_fn, state: TrainState, data: TrainData, mesh: Mesh, batch_size: int) -> dict:
+  """Test accuracy/loss and train (member) accuracy/loss in eval mode."""
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  result = {}
+  for split, images, labels in (("test", data.test_images, data.test_labels),
+                                ("train", data.host_images, data.host_labels)):
+    logits = inference.predict_logits(logits_fn, variables, images, np.arange(len(labels)), batch_size, mesh)
+    result[f"{split}_accuracy"], result[f"{split}_loss"] = inference.accuracy_and_loss(logits, labels)
+  return result
+
+
+def run_loop(state: TrainState, model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh, out_dir: str,
+             log: io.MetricsLog) -> tuple[TrainState, dict]:
+  """Trains from `state` (or its latest checkpoint under out_dir/checkpoints) to `loop.total_steps`."""
+  manager = checkpoint.manager(os.path.join(out_dir, "checkpoints"))
+  state = _maybe_resume(manager, state, loop.name)
+  log.truncate_after(int(state.step))
+  jitted_step = make_jitted_step(model, tx, loop, data, mesh)
+  logits_fn = inference.make_logits_fn(model, data.mean, data.std, mesh)
+  meter = progress.Meter(loop.name, loop.total_steps, int(state.step), loop.batch_size)
+  pending, last_eval = [], {}
+  for step in range(int(state.step), loop.total_steps):
+    if step == loop.save_at_step and not checkpoint.exists(loop.save_at_step_path):
+      checkpoint.save(loop.save_at_step_path, {"params": state.params, "batch_stats": state.batch_stats})
+    idx = batch_indices(loop.seed, step, data.host_labels.shape[0], loop.batch_size, loop.steps_per_epoch)
+    state, metrics = jitted_step(state, data.images, data.labels, inference.global_array(
+        idx.astype(np.int32), NamedSharding(mesh, P(inference.DATA_AXIS))))
+    pending.append(metrics)
+    done = step + 1
+    last = done == loop.total_steps
+    do_eval = done % loop.eval_every_steps == 0 or last
+    do_checkpoint = bool(loop.checkpoint_every_steps) and done % loop.checkpoint_every_steps == 0 and not last
+    if done % loop.log_every_steps == 0 or do_eval or do_checkpoint or last:
+      _flush(pending, done - len(pending), loop, meter, log)
+      pending = []
+    if do_eval:
+      last_eval = evaluate(logits_fn, state, data, mesh, loop.eval_batch_size)
+      meter.skip_time()
+      log({"phase": "eval", "step": done, "epoch": done / loop.steps_per_epoch, **last_eval})
+      logging.info("[%s] step %d eval: %s", loop.name, done,
+                   ", ".join(f"{k} {v:.4f}" for k, v in sorted(last_eval.items())))
+    if do_checkpoint:
+      manager.save(done, args=checkpoint.ocp.args.StandardSave(state))
+      manager.wait_until_finished()
+  manager.close()
+  return state, last_eval
+
+
+def _maybe_resume(manager, state: TrainState, name: str) -> TrainState:
+  latest = manager.latest_step()
+  if latest is None:
+    return state
+  logging.info("[%s] resuming from the checkpoint at step %d", name, latest)
+  return manager.restore(latest, args=checkpoint.ocp.args.StandardRestore(state))
+
+
+def _flush(pending, first_step: int, loop: LoopConfig, meter, log) -> None:
+  """Fetches the pending step metrics in one host transfer, checks them and logs them."""
+  if not pending:
+    return
+  fetched = jax.device_get(pending)
+  for offset, m in enumerate(fetched):
+    step = first_step + offset + 1
+    if not m["finite"]:
+      raise NonFiniteError(f"[{loop.name}] non-finite loss or parameters at step {step} (loss={m['loss']}); "
+                           "the last periodic checkpoint is kept")
+    log({"phase": "train", "step": step, "loss": float(m["loss"]), "accuracy": float(m["accuracy"])})
+  meter.update(first_step + len(fetched), float(fetched[-1]["loss"]), float(fetched[-1]["accuracy"]))

@@ -1,0 +1,108 @@
+"""ResNet-18/34/50 in Flax linen, after the Flax ImageNet example, with a CIFAR or an ImageNet stem.
+
+No hyper-parameters beyond the architecture and no pmap axis names: under `jax.jit` with a batch sharded over a mesh,
+BatchNorm's batch statistics are computed over the global batch (like PyTorch's SyncBatchNorm), which is what a
+single-device PyTorch run of the paper computes too.
+
+Parameter paths are readable on purpose, because pruning rules are regexes over them:
+`stem_conv/kernel`, `stage2_block0/conv1/kernel`, `stage2_block0/proj_conv/kernel`, `head/kernel`.
+"""
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+ModuleDef = Any
+# torchvision's ResNet initialisation (kaiming normal, fan_out), so our w0 is distributed like the paper's.
+conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+class BasicBlock(nn.Module):
+  filters: int
+  strides: int
+  conv: ModuleDef
+  norm: ModuleDef
+
+  @nn.compact
+  def __call__(self, x):
+    y = self.conv(self.filters, (3, 3), (self.strides, self.strides), name="conv1")(x)
+    y = nn.relu(self.norm(name="bn1")(y))
+    y = self.conv(self.filters, (3, 3), name="conv2")(y)
+    y = self.norm(name="bn2")(y)
+    if x.shape != y.shape:
+      x = self.conv(self.filters, (1, 1), (self.strides, self.strides), name="proj_conv")(x)
+      x = self.norm(name="proj_bn")(x)
+    return nn.relu(x + y)
+
+
+class BottleneckBlock(nn.Module):
+  filters: int
+  strides: int
+  conv: ModuleDef
+  norm: ModuleDef
+
+  @nn.compact
+  def __call__(self, x):
+    y = nn.relu(self.norm(name="bn1")(self.conv(self.filters, (1, 1), name="conv1")(x)))
+    y = self.conv(self.filters, (3, 3), (self.strides, self.strides), name="conv2")(y)
+    y = nn.relu(self.norm(name="bn2")(y))
+    y = self.norm(name="bn3")(self.conv(self.filters * 4, (1, 1), name="conv3")(y))
+    if x.shape != y.shape:
+      x = self.conv(self.filters * 4, (1, 1), (self.strides, self.strides), name="proj_conv")(x)
+      x = self.norm(name="proj_bn")(x)
+    return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+  stage_sizes: Sequence[int]
+  block_cls: Callable
+  num_classes: int
+  stem: str = "cifar"
+  width_multiplier: float = 1.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=conv_init, padding="SAME")
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                             dtype=self.dtype)
+    base_filters = max(1, round(64 * self.width_multiplier))
+    x = x.astype(self.dtype)
+    if self.stem == "imagenet":
+      x = conv(base_filters, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="stem_conv")(x)
+      x = nn.relu(norm(name="stem_bn")(x))
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=[(1, 1), (1, 1)])
+    elif self.stem == "cifar":
+      x = nn.relu(norm(name="stem_bn")(conv(base_filters, (3, 3), name="stem_conv")(x)))
+    else:
+      raise ValueError(f"model.stem={self.stem!r} is unknown; expected 'cifar' or 'imagenet'")
+    for stage, num_blocks in enumerate(self.stage_sizes):
+      for block in range(num_blocks):
+        strides = 2 if stage > 0 and block == 0 else 1
+        x = self.block_cls(base_filters * 2**stage, strides, conv, norm, name=f"stage{stage + 1}_block{block}")(x)
+    x = jnp.mean(x, axis=(1, 2))
+    return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
+
+
+ARCHITECTURES = {
+    "resnet18": dict(stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock),
+    "resnet34": dict(stage_sizes=(3, 4, 6, 3), block_cls=BasicBlock),
+    "resnet50": dict(stage_sizes=(3, 4, 6, 3), block_cls=BottleneckBlock),
+}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def create_model(name: str, num_classes: int, stem: str = "cifar", width_multiplier: float = 1.0,
+                 dtype: str = "float32") -> ResNet:
+  """Builds a ResNet from config values; unknown names are errors that list the known ones."""
+  if name not in ARCHITECTURES:
+    raise ValueError(f"model.name={name!r} is unknown; expected one of {', '.join(ARCHITECTURES)}")
+  if dtype not in DTYPES:
+    raise ValueError(f"model.dtype={dtype!r} is unknown; expected one of {', '.join(DTYPES)}")
+  if stem not in ("cifar", "imagenet"):
+    raise ValueError(f"model.stem={stem!r} is unknown; expected 'cifar' or 'imagenet'")
+  if not width_multiplier > 0:
+    raise ValueError(f"model.width_multiplier must be > 0, got {width_multiplier}")
+  return ResNet(num_classes=num_classes, stem=stem, width_multiplier=width_multiplier, dtype=DTYPES[dtype],
+                **ARCHITECTURES[name])

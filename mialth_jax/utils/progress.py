@@ -1,0 +1,30 @@
+"""Progress lines for long loops: step, loss, accuracy, images/s and ETA."""
+import time
+
+from absl import logging
+
+
+class Meter:
+  """Reports throughput measured since the previous report (compile time shows only in the first)."""
+
+  def __init__(self, name: str, total_steps: int, start_step: int, batch_size: int):
+    self.name, self.total, self.batch_size = name, total_steps, batch_size
+    self.last_step, self.last_time = start_step, time.perf_counter()
+
+  def update(self, step: int, loss: float, accuracy: float) -> None:
+    now = time.perf_counter()
+    rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+    eta = (self.total - step) / max(rate, 1e-9)
+    logging.info("[%s] step %d/%d  loss %.4f  acc %.3f  %.0f img/s  ETA %s", self.name, step, self.total, loss,
+                 accuracy, rate * self.batch_size, _hms(eta))
+    self.last_step, self.last_time = step, now
+
+
+  def skip_time(self) -> None:
+    """Leaves the time since the last report (e.g. an evaluation) out of the next rate."""
+    self.last_time = time.perf_counter()
+
+
+def _hms(seconds: float) -> str:
+  seconds = int(seconds)
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
