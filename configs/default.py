@@ -22,5 +22,5 @@ def get_config(arg: str | None = None):
     config.train.num_epochs = -1.0
     config.train.num_steps = 4
     config.train.eval_every_epochs = 1.0
-    config.lottery.sparsities = [0.8]
+    config.lottery.sparsities = (0.8,)
   return config

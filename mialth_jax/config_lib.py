@@ -36,13 +36,13 @@ def base() -> ml_collections.ConfigDict:
   config.train.weight_decay = 5e-4
   config.train.schedule = "cosine"     # cosine | step | constant
   config.train.warmup_epochs = 0.0
-  config.train.step_boundaries = [0.5, 0.75]  # step schedule: fractions of training where lr *= step_factor
+  config.train.step_boundaries = (0.5, 0.75)  # step schedule: fractions of training where lr *= step_factor
   config.train.step_factor = 0.1
   config.train.eval_every_epochs = 1.0
   config.train.log_every_steps = 50
 
   config.lottery = ml_collections.ConfigDict()
-  config.lottery.sparsities = [0.5, 0.8, 0.9]
+  config.lottery.sparsities = (0.5, 0.8, 0.9)
   config.lottery.method = "oneshot"    # oneshot (the paper's Algorithm 1) | imp (iterative)
   config.lottery.imp_rounds = 0        # imp: number of rounds
   config.lottery.imp_fraction = 0.2    # imp: fraction of surviving weights pruned per round
@@ -51,7 +51,7 @@ def base() -> ml_collections.ConfigDict:
   config.lottery.keep_first_conv = False
   config.lottery.keep_classifier = False
   config.lottery.rewind_step = 0       # 0: rewind to w0 (the paper); k > 0: late rewinding to step k
-  config.lottery.controls = []         # any of: random_prune, random_reinit
+  config.lottery.controls = ()         # any of: random_prune, random_reinit
 
   config.attacks = ml_collections.ConfigDict()
   config.attacks.protocol = "paper"    # paper | shadow | transfer
@@ -66,3 +66,40 @@ def base() -> ml_collections.ConfigDict:
 
   config.checkpoint_every_steps = 0     # 0: only at the end of each phase
   return config
+
+
+CHOICES = {
+    "data.name": ("digits", "npz", "tfds"),
+    "data.augment": ("none", "cifar"),
+    "model.name": ("resnet18", "resnet34", "resnet50"),
+    "model.stem": ("cifar", "imagenet"),
+    "model.dtype": ("float32", "bfloat16"),
+    "train.schedule": ("cosine", "step", "constant"),
+    "lottery.method": ("oneshot", "imp"),
+    "lottery.rule": ("global_magnitude", "layerwise_magnitude", "random"),
+    "attacks.protocol": ("paper", "shadow", "transfer"),
+}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks every choice and range before anything is written; the error names the field and what was expected."""
+  for field, allowed in CHOICES.items():
+    section, key = field.split(".")
+    value = config[section][key]
+    if value not in allowed:
+      raise ValueError(f"{field}={value!r} is unknown; expected one of {', '.join(allowed)}")
+  for s in config.lottery.sparsities:
+    if not 0.0 <= s < 1.0:
+      raise ValueError(f"lottery.sparsities: {s} is outside [0, 1)")
+  for control in config.lottery.controls:
+    if control not in ("random_prune", "random_reinit"):
+      raise ValueError(f"lottery.controls: {control!r} is unknown; expected random_prune or random_reinit")
+  if config.lottery.method == "imp" and (config.lottery.imp_rounds < 1 or not 0 < config.lottery.imp_fraction < 1):
+    raise ValueError("lottery.method=imp needs lottery.imp_rounds >= 1 and 0 < lottery.imp_fraction < 1, got "
+                     f"{config.lottery.imp_rounds} and {config.lottery.imp_fraction}")
+  if config.lottery.rewind_step < 0:
+    raise ValueError(f"lottery.rewind_step must be >= 0, got {config.lottery.rewind_step}")
+  if not config.model.width_multiplier > 0:
+    raise ValueError(f"model.width_multiplier must be > 0, got {config.model.width_multiplier}")
+  if config.train.learning_rate < 0 or config.train.batch_size <= 0:
+    raise ValueError("train.learning_rate must be >= 0 and train.batch_size > 0")

@@ -8,6 +8,7 @@
                   mask/  final/  checkpoints/  metrics.jsonl  sparsity_report.json  summary.json (written last)
               lottery_summary.json
 """
+import json
 import os
 
 import ml_collections
@@ -46,7 +47,7 @@ def differing_fields(old: dict, new: dict) -> list[str]:
 def prepare(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Creates the workdir, or checks that it holds a run of the same models; writes config.json."""
   path = os.path.join(workdir, "config.json")
-  new = config.to_dict()
+  new = json.loads(config.to_json())  # tuples become lists, as in the file
   if os.path.exists(path):
     differing = differing_fields(io.read_json(path), new)
     if differing:

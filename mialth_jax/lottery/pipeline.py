@@ -14,7 +14,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from mialth_jax import inference, run_dir
+from mialth_jax import config_lib, inference, run_dir
 from mialth_jax.data import load_dataset, splits as splits_lib
 from mialth_jax.lottery import checkpoint, masks
 from mialth_jax.lottery import train as train_lib
@@ -44,22 +44,12 @@ def plan(lottery: ml_collections.ConfigDict) -> list[ModelSpec]:
   if lottery.method == "oneshot":
     tickets = [ModelSpec(f"ticket_{sparsity_tag(s)}", "ticket", s, "dense", lottery.rule)
                for s in lottery.sparsities]
-  elif lottery.method == "imp":
-    if lottery.imp_rounds < 1 or not 0 < lottery.imp_fraction < 1:
-      raise ValueError(f"lottery.method=imp needs imp_rounds >= 1 and 0 < imp_fraction < 1, got "
-                       f"{lottery.imp_rounds}, {lottery.imp_fraction}")
+  else:
     tickets = [ModelSpec(f"imp_r{r}", "imp", masks.imp_sparsity(lottery.imp_fraction, r),
                          "dense" if r == 1 else f"imp_r{r - 1}", lottery.rule)
                for r in range(1, lottery.imp_rounds + 1)]
-  else:
-    raise ValueError(f"lottery.method={lottery.method!r} is unknown; expected oneshot or imp")
-  for s in lottery.sparsities if lottery.method == "oneshot" else []:
-    if not 0.0 <= s < 1.0:
-      raise ValueError(f"lottery.sparsities: {s} is outside [0, 1)")
   specs += tickets
   for control in lottery.controls:
-    if control not in ("random_prune", "random_reinit"):
-      raise ValueError(f"lottery.controls: {control!r} is unknown; expected random_prune or random_reinit")
     for t in tickets:
       tag = sparsity_tag(t.sparsity)
       if control == "random_prune":
@@ -103,15 +93,17 @@ def channel_stats(dataset) -> tuple[np.ndarray, np.ndarray]:
 
 def setup(config: ml_collections.ConfigDict, workdir: str) -> Context:
   """Loads data, records the member split, builds the model and mesh, and checks the config against the workdir."""
+  config_lib.validate(config)
   dataset = load_dataset(config.data)
   if not dataset.in_memory:
     raise NotImplementedError(f"data {dataset.name}: streamed (non in-memory) training is not implemented yet")
   model = resnet.create_model(config.model.name, dataset.num_classes, config.model.stem,
                               config.model.width_multiplier, config.model.dtype)
-  plan(config.lottery)  # validates the lottery section before anything is written
   splits_path = os.path.join(workdir, "splits.npz")
   splits = splits_lib.make_splits(len(dataset.y_train), len(dataset.y_test), config.data.num_train, config.seed)
   total_steps, steps_per_epoch = state_lib.num_train_steps(config.train, len(splits.members))
+  if config.lottery.rewind_step >= total_steps:
+    raise ValueError(f"lottery.rewind_step={config.lottery.rewind_step} must be below the {total_steps} train steps")
   mesh = inference.make_mesh()
   if config.train.batch_size % mesh.size:
     raise ValueError(f"train.batch_size={config.train.batch_size} is not a multiple of the {mesh.size} devices")
