@@ -37,9 +37,12 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def differing_fields(old: dict, new: dict) -> list[str]:
-  """Model-defining fields whose values differ between two configs (as dicts)."""
+  """Model-defining fields whose values differ between two configs (as dicts).
+
+  Fields present in only one of them are not compared: they come from a newer or older version of the defaults.
+  """
   old_flat, new_flat = _flatten(old), _flatten(new)
-  names = sorted(set(old_flat) | set(new_flat))
+  names = sorted(set(old_flat) & set(new_flat))
   return [n for n in names if n.split(".")[0] in MODEL_DEFINING and n not in ADDITIVE
           and old_flat.get(n) != new_flat.get(n)]
 

@@ -1,0 +1,13 @@
+"""ResNet-18 lottery tickets on ImageNet (imagenet2012 via tfds, 224x224 crops), and membership inference.
+
+  python -m launch.main --config=configs/imagenet_resnet18.py --workdir=runs/imagenet_r18 --config.data.data_dir=DIR
+
+Accelerator-sized: 1.28 M members, 90 epochs, bfloat16 compute, batch 1024. Prepare the data once as in
+docs/tfds.md. Streaming (non in-memory) training is not implemented yet: this config currently stops with an error
+saying so after loading the data.
+"""
+from mialth_jax import config_lib
+
+
+def get_config(arg: str | None = None):
+  return config_lib.image_classification("imagenet2012", "resnet18", arg)
