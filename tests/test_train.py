@@ -42,10 +42,8 @@ def _setup(mesh, batch_size=24):
 def _run(mesh):
   model, tx, loop, data, state, mask = _setup(mesh)
   step = train.make_jitted_step(model, tx, loop, data, mesh)
-  for i in range(NUM_STEPS):
-    idx = train.batch_indices(0, i, 96, loop.batch_size, loop.steps_per_epoch).astype(np.int32)
-    state, metrics = step(state, data.images, data.labels,
-                          jax.device_put(idx, NamedSharding(mesh, P(inference.DATA_AXIS))))
+  for inputs in train.step_inputs(loop, data, mesh, 0):
+    state, metrics = step(state, inputs)
   return jax.device_get(state), mask, jax.device_get(metrics)
 
 
@@ -115,3 +113,19 @@ def test_learning_rate_schedules():
   cfg.warmup_epochs, cfg.schedule = 0.0, "step"
   lr = train_state.learning_rate_schedule(cfg, 100, 10)
   assert [round(float(lr(s)), 6) for s in (0, 49, 50, 74, 75, 99)] == [0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+
+
+def test_streamed_batches_train_like_device_resident_ones(eight_device_run):
+  """The ImageNet path (host batches, prefetched) sees the same examples in the same order as the on-device gather."""
+  mesh = inference.make_mesh()
+  model, tx, loop, data, state, mask = _setup(mesh)
+  streamed = train.TrainData(images=None, labels=None, host_images=data.host_images, host_labels=data.host_labels,
+                             test_images=data.test_images, test_labels=data.test_labels, mean=data.mean,
+                             std=data.std)
+  step = train.make_jitted_step(model, tx, loop, streamed, mesh)
+  inputs = list(train.step_inputs(loop, streamed, mesh, 0))
+  assert len(inputs) == NUM_STEPS
+  for batch in inputs:
+    state, _ = step(state, batch)
+  for a, b in zip(jax.tree.leaves(jax.device_get(state.params)), jax.tree.leaves(eight_device_run[0].params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)

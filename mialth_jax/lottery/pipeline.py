@@ -95,8 +95,6 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> Context:
   """Loads data, records the member split, builds the model and mesh, and checks the config against the workdir."""
   config_lib.validate(config)
   dataset = load_dataset(config.data)
-  if not dataset.in_memory:
-    raise NotImplementedError(f"data {dataset.name}: streamed (non in-memory) training is not implemented yet")
   model = resnet.create_model(config.model.name, dataset.num_classes, config.model.stem,
                               config.model.width_multiplier, config.model.dtype)
   splits_path = os.path.join(workdir, "splits.npz")
@@ -111,15 +109,34 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> Context:
   if not os.path.exists(splits_path) and jax.process_index() == 0:
     splits_lib.save(splits_path, splits)
   mean, std = channel_stats(dataset)
-  members_x, members_y = dataset.x_train[splits.members], dataset.y_train[splits.members]
-  replicated = NamedSharding(mesh, P())
-  data = train_lib.TrainData(images=inference.global_array(members_x, replicated),
-                             labels=inference.global_array(members_y, replicated), host_images=members_x,
-                             host_labels=members_y, test_images=dataset.x_test, test_labels=dataset.y_test,
-                             mean=mean, std=std)
+  data = train_data(dataset, splits.members, mean, std, NamedSharding(mesh, P()))
   shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), np.zeros((1, *dataset.image_shape), np.uint8)))
   return Context(config, workdir, dataset, splits, model, mesh, data, total_steps, steps_per_epoch,
                  {"params": shapes["params"], "batch_stats": shapes["batch_stats"]})
+
+
+class MemberSource:
+  """Streamed members: `source[positions]` reads the train images of members[positions]."""
+
+  def __init__(self, images, members: np.ndarray):
+    self.images, self.members = images, members
+
+  def __len__(self) -> int:
+    return len(self.members)
+
+  def __getitem__(self, positions: np.ndarray) -> np.ndarray:
+    return self.images[self.members[np.asarray(positions)]]
+
+
+def train_data(dataset, members: np.ndarray, mean, std, replicated: NamedSharding) -> train_lib.TrainData:
+  """Members on device when the dataset is in memory, streamed from its source otherwise."""
+  labels = dataset.y_train[members]
+  common = dict(host_labels=labels, test_images=dataset.x_test, test_labels=dataset.y_test, mean=mean, std=std)
+  if not dataset.in_memory:
+    return train_lib.TrainData(images=None, labels=None, host_images=MemberSource(dataset.x_train, members), **common)
+  images = dataset.x_train[members]
+  return train_lib.TrainData(images=inference.global_array(images, replicated),
+                             labels=inference.global_array(labels, replicated), host_images=images, **common)
 
 
 def init_variables(ctx: Context, seed: int) -> dict:

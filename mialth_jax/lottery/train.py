@@ -3,6 +3,8 @@
 Data order and augmentation are pure functions of (seed, step), so a run resumed from a checkpoint at step k continues
 exactly as an uninterrupted run would.
 """
+import collections
+import concurrent.futures
 import dataclasses
 import functools
 import os
@@ -19,6 +21,9 @@ from mialth_jax.data import augment
 from mialth_jax.lottery import checkpoint, masks
 from mialth_jax.lottery.train_state import TrainState
 from mialth_jax.utils import io, progress
+
+
+MAX_TRAIN_EVAL = 10_000  # members evaluated for train accuracy (all of them for CIFAR-sized runs)
 
 
 class NonFiniteError(FloatingPointError):
@@ -55,10 +60,15 @@ def batch_indices(seed: int, step: int, num_examples: int, batch_size: int, step
 
 @dataclasses.dataclass
 class TrainData:
-  """Member images kept on device (replicated) with their labels, and the test set for evaluation."""
-  images: jax.Array
-  labels: jax.Array
-  host_images: np.ndarray
+  """Member images and labels, and the test set for evaluation.
+
+  `images`/`labels` hold the members on device (replicated) for datasets that fit (digits, CIFAR: the step gathers its
+  batch on device); they are None for streamed datasets (ImageNet), whose batches are read from `host_images` (any
+  `ImageSource`) on a background thread and sharded over the mesh.
+  """
+  images: jax.Array | None
+  labels: jax.Array | None
+  host_images: object
   host_labels: np.ndarray
   test_images: np.ndarray
   test_labels: np.ndarray
@@ -83,24 +93,54 @@ class LoopConfig:
 
 
 def make_jitted_step(model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh):
-  """jit(state, idx) -> (state, metrics): gathers the batch on device, state donated and replicated."""
+  """jit(state, inputs) -> (state, metrics), state donated and replicated, batch sharded along the mesh.
+
+  inputs are (member images, member labels, batch positions) on device, or (images, labels) of a streamed batch.
+  """
   replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P(inference.DATA_AXIS))
   step = functools.partial(train_step, model=model, tx=tx, seed=loop.seed, augment_kind=loop.augment,
                            mean=data.mean, std=data.std)
 
   def gather_and_step(state, images, labels, idx):
-    batch_images = jax.lax.with_sharding_constraint(images[idx], NamedSharding(mesh, P(inference.DATA_AXIS)))
-    return step(state, batch_images, labels[idx])
-  return jax.jit(gather_and_step, donate_argnums=0, out_shardings=(replicated, replicated))
+    return step(state, jax.lax.with_sharding_constraint(images[idx], batch_sharding), labels[idx])
+  jitted = jax.jit(gather_and_step if data.images is not None else step, donate_argnums=0,
+                   out_shardings=(replicated, replicated))
+  return lambda state, inputs: jitted(state, *inputs)
+
+
+def step_inputs(loop: LoopConfig, data: TrainData, mesh: Mesh, first_step: int):
+  """Yields each step's inputs from `first_step` on; streamed batches are read two steps ahead on a thread."""
+  batch_sharding = NamedSharding(mesh, P(inference.DATA_AXIS))
+  num_members = len(data.host_labels)
+
+  def make(step):
+    idx = batch_indices(loop.seed, step, num_members, loop.batch_size, loop.steps_per_epoch)
+    if data.images is not None:
+      return data.images, data.labels, inference.global_array(idx.astype(np.int32), batch_sharding)
+    return (inference.global_array(np.asarray(data.host_images[idx]), batch_sharding),
+            inference.global_array(data.host_labels[idx], batch_sharding))
+  if data.images is not None:
+    yield from (make(step) for step in range(first_step, loop.total_steps))
+    return
+  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    ahead = collections.deque(pool.submit(make, s) for s in range(first_step, min(first_step + 2, loop.total_steps)))
+    for step in range(first_step, loop.total_steps):
+      if step + 2 < loop.total_steps:
+        ahead.append(pool.submit(make, step + 2))
+      yield ahead.popleft().result()
 
 
 def evaluate(logits_fn, state: TrainState, data: TrainData, mesh: Mesh, batch_size: int) -> dict:
-  """Test accuracy/loss and train (member) accuracy/loss in eval mode."""
+  """Test accuracy/loss and train (member, at most MAX_TRAIN_EVAL evenly spaced) accuracy/loss in eval mode."""
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   result = {}
-  for split, images, labels in (("test", data.test_images, data.test_labels),
-                                ("train", data.host_images, data.host_labels)):
-    logits = inference.predict_logits(logits_fn, variables, images, np.arange(len(labels)), batch_size, mesh)
+  train_positions = np.linspace(0, len(data.host_labels) - 1, min(len(data.host_labels), MAX_TRAIN_EVAL)).astype(int)
+  for split, images, labels, positions in (
+      ("test", data.test_images, data.test_labels, np.arange(len(data.test_labels))),
+      ("train", data.host_images, data.host_labels, train_positions)):
+    logits = inference.predict_logits(logits_fn, variables, images, positions, batch_size, mesh)
+    labels = labels[positions]
     result[f"{split}_accuracy"], result[f"{split}_loss"] = inference.accuracy_and_loss(logits, labels)
   return result
 
@@ -115,12 +155,10 @@ def run_loop(state: TrainState, model, tx, loop: LoopConfig, data: TrainData, me
   logits_fn = inference.make_logits_fn(model, data.mean, data.std, mesh)
   meter = progress.Meter(loop.name, loop.total_steps, int(state.step), loop.batch_size)
   pending, last_eval = [], {}
-  for step in range(int(state.step), loop.total_steps):
+  for step, inputs in zip(range(int(state.step), loop.total_steps), step_inputs(loop, data, mesh, int(state.step))):
     if step == loop.save_at_step and not checkpoint.exists(loop.save_at_step_path):
       checkpoint.save(loop.save_at_step_path, {"params": state.params, "batch_stats": state.batch_stats})
-    idx = batch_indices(loop.seed, step, data.host_labels.shape[0], loop.batch_size, loop.steps_per_epoch)
-    state, metrics = jitted_step(state, data.images, data.labels, inference.global_array(
-        idx.astype(np.int32), NamedSharding(mesh, P(inference.DATA_AXIS))))
+    state, metrics = jitted_step(state, inputs)
     pending.append(metrics)
     done = step + 1
     last = done == loop.total_steps
