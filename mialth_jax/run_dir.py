@@ -8,6 +8,8 @@
                   mask/  final/  checkpoints/  metrics.jsonl  sparsity_report.json  summary.json (written last)
               lottery_summary.json
 """
+import contextlib
+import fcntl
 import json
 import os
 
@@ -73,3 +75,26 @@ def finished_models(workdir: str) -> list[str]:
   root = os.path.join(workdir, "models")
   names = sorted(n for n in os.listdir(root) if is_finished(workdir, n)) if os.path.isdir(root) else []
   return sorted(names, key=lambda n: n != "dense")
+
+
+@contextlib.contextmanager
+def locked(workdir: str):
+  """Holds an exclusive lock on the workdir for one launch; a second launch on it fails at once.
+
+  flock locks are released by the kernel when the process dies, so a killed run never leaves a stale lock.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, ".lock")
+  with open(path, "a+") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().strip() or "unknown"
+      raise RunDirError(f"{workdir} is in use by another launch (pid {holder}); wait for it to finish or use "
+                        "another --workdir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    yield
