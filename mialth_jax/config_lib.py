@@ -56,8 +56,8 @@ def base() -> ml_collections.ConfigDict:
   config.lottery.controls = ()         # any of: random_prune, random_reinit
 
   config.attacks = ml_collections.ConfigDict()
-  config.attacks.protocol = "paper"    # paper | shadow | transfer
-  config.attacks.size = -1             # members + non-members (-1: the largest balanced set available)
+  config.attacks.protocols = ("paper",)  # any of: paper, transfer, shadow
+  config.attacks.sizes = (-1,)         # members + non-members per attack set (-1: the largest balanced set)
   config.attacks.test_fraction = 0.5
   config.attacks.nonmembers = "test"  # test (the paper) | test+unused_train (also the training images not used)
   config.attacks.models = ml_collections.ConfigDict()
@@ -71,6 +71,7 @@ def base() -> ml_collections.ConfigDict:
   return config
 
 
+PROTOCOLS = ("paper", "transfer", "shadow")
 CHOICES = {
     "data.name": ("digits", "npz", "tfds"),
     "data.augment": ("none", "cifar"),
@@ -80,7 +81,6 @@ CHOICES = {
     "train.schedule": ("cosine", "step", "constant"),
     "lottery.method": ("oneshot", "imp"),
     "lottery.rule": ("global_magnitude", "layerwise_magnitude", "random"),
-    "attacks.protocol": ("paper", "shadow", "transfer"),
     "attacks.nonmembers": ("test", "test+unused_train"),
 }
 
@@ -98,6 +98,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for control in config.lottery.controls:
     if control not in ("random_prune", "random_reinit"):
       raise ValueError(f"lottery.controls: {control!r} is unknown; expected random_prune or random_reinit")
+  for protocol in config.attacks.protocols:
+    if protocol not in PROTOCOLS:
+      raise ValueError(f"attacks.protocols: {protocol!r} is unknown; expected one of {', '.join(PROTOCOLS)}")
+  for size in config.attacks.sizes:
+    if size != -1 and (size < 4 or size % 2):
+      raise ValueError(f"attacks.sizes: {size} must be -1 or an even number >= 4 (half members, half non-members)")
+  if not 0 < config.attacks.test_fraction < 1:
+    raise ValueError(f"attacks.test_fraction must lie in (0, 1), got {config.attacks.test_fraction}")
   if config.lottery.method == "imp" and (config.lottery.imp_rounds < 1 or not 0 < config.lottery.imp_fraction < 1):
     raise ValueError("lottery.method=imp needs lottery.imp_rounds >= 1 and 0 < lottery.imp_fraction < 1, got "
                      f"{config.lottery.imp_rounds} and {config.lottery.imp_fraction}")
@@ -134,7 +142,7 @@ def image_classification(dataset: str, arch: str, variant: str | None) -> ml_col
     config.model.stem, config.model.dtype = "imagenet", "bfloat16"
     config.train.batch_size, config.train.num_epochs, config.train.weight_decay = 1024, 90.0, 1e-4
     config.train.learning_rate, config.train.warmup_epochs = 0.4, 5.0
-    config.attacks.size = 100_000
+    config.attacks.sizes = (20_000, 60_000, 100_000)
   elif variant is None:
     config.data.name, config.data.tfds_name = "tfds", dataset
     config.train.num_epochs = 160.0
@@ -146,6 +154,7 @@ def image_classification(dataset: str, arch: str, variant: str | None) -> ml_col
     config.train.eval_every_epochs = 5.0
     config.checkpoint_every_steps = 200
     config.attacks.nonmembers = "test+unused_train"
+    config.attacks.protocols = ("paper", "transfer", "shadow")
   if variant == "smoke":
     config.model.width_multiplier = 0.0625
     config.data.num_train = 256

@@ -16,6 +16,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from mialth_jax import config_lib, inference, run_dir
 from mialth_jax.data import load_dataset, splits as splits_lib
+from mialth_jax.data.examples import ExampleSource
 from mialth_jax.lottery import checkpoint, masks
 from mialth_jax.lottery import train as train_lib
 from mialth_jax.lottery import train_state as state_lib
@@ -91,14 +92,19 @@ def channel_stats(dataset) -> tuple[np.ndarray, np.ndarray]:
   return x.mean(0).astype(np.float32), np.maximum(x.std(0), 1e-3).astype(np.float32)
 
 
-def setup(config: ml_collections.ConfigDict, workdir: str) -> Context:
-  """Loads data, records the member split, builds the model and mesh, and checks the config against the workdir."""
+def setup(config: ml_collections.ConfigDict, workdir: str, dataset=None,
+          splits: splits_lib.Splits | None = None) -> Context:
+  """Loads data, records the member split, builds the model and mesh, and checks the config against the workdir.
+
+  `splits` overrides the config's member draw (shadow models train on members chosen by the attack protocol).
+  """
   config_lib.validate(config)
-  dataset = load_dataset(config.data)
+  dataset = dataset or load_dataset(config.data)
   model = resnet.create_model(config.model.name, dataset.num_classes, config.model.stem,
                               config.model.width_multiplier, config.model.dtype)
   splits_path = os.path.join(workdir, "splits.npz")
-  splits = splits_lib.make_splits(len(dataset.y_train), len(dataset.y_test), config.data.num_train, config.seed)
+  splits = splits or splits_lib.make_splits(len(dataset.y_train), len(dataset.y_test), config.data.num_train,
+                                            config.seed)
   total_steps, steps_per_epoch = state_lib.num_train_steps(config.train, len(splits.members))
   if config.lottery.rewind_step >= total_steps:
     raise ValueError(f"lottery.rewind_step={config.lottery.rewind_step} must be below the {total_steps} train steps")
@@ -116,7 +122,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> Context:
 
 
 class MemberSource:
-  """Streamed members: `source[positions]` reads the train images of members[positions]."""
+  """Streamed members: `source[positions]` reads the images of members[positions] (global ids)."""
 
   def __init__(self, images, members: np.ndarray):
     self.images, self.members = images, members
@@ -129,12 +135,13 @@ class MemberSource:
 
 
 def train_data(dataset, members: np.ndarray, mean, std, replicated: NamedSharding) -> train_lib.TrainData:
-  """Members on device when the dataset is in memory, streamed from its source otherwise."""
-  labels = dataset.y_train[members]
+  """Members (global ids) on device when the dataset is in memory, streamed from its source otherwise."""
+  source = ExampleSource(dataset)
+  labels = source.labels(members)
   common = dict(host_labels=labels, test_images=dataset.x_test, test_labels=dataset.y_test, mean=mean, std=std)
   if not dataset.in_memory:
-    return train_lib.TrainData(images=None, labels=None, host_images=MemberSource(dataset.x_train, members), **common)
-  images = dataset.x_train[members]
+    return train_lib.TrainData(images=None, labels=None, host_images=MemberSource(source, members), **common)
+  images = source[members]
   return train_lib.TrainData(images=inference.global_array(images, replicated),
                              labels=inference.global_array(labels, replicated), host_images=images, **common)
 
