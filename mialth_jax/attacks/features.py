@@ -1,0 +1,82 @@
+"""Feature vectors that learned attacks see, and the base class every learned attack shares.
+
+confidence: the raw softmax vector (Shokri et al. 2017; Bagmar et al. 2021).
+sorted_topk: the k largest probabilities, sorted descending (Salem et al. 2018, ML-Leaks): class-agnostic, so one attack
+             serves every class.
+loss:        the per-example cross-entropy, one column.
+"""
+import numpy as np
+
+from mialth_jax.attacks.inputs import AttackError, AttackInputs
+
+FEATURE_KINDS = ("confidence", "sorted_topk", "loss")
+
+
+def check_kind(kind: str, top_k: int) -> None:
+  """Refuses an unknown feature kind or a non-positive top_k, before any data is seen."""
+  if kind not in FEATURE_KINDS:
+    raise AttackError(f"unknown feature kind {kind!r}; known: {', '.join(FEATURE_KINDS)}")
+  if kind == "sorted_topk" and top_k < 1:
+    raise AttackError(f"top_k must be >= 1, got {top_k}")
+
+
+def make_features(inputs: AttackInputs, kind: str, *, top_k: int = 3, with_label: bool = False) -> np.ndarray:
+  """float32 [N, F] features of `kind`, optionally followed by a one-hot of the true label."""
+  check_kind(kind, top_k)
+  if kind == "confidence":
+    x = inputs.probs
+  elif kind == "sorted_topk":
+    if top_k > inputs.num_classes:
+      raise AttackError(f"top_k={top_k} exceeds the number of classes ({inputs.num_classes})")
+    x = -np.sort(-inputs.probs, axis=1)[:, :top_k]
+  else:
+    x = inputs.loss[:, None]
+  if with_label:
+    x = np.concatenate([x, np.eye(inputs.num_classes, dtype=np.float32)[inputs.labels]], axis=1)
+  return np.ascontiguousarray(x, np.float32)
+
+
+def check_membership(inputs: AttackInputs, is_member: np.ndarray) -> np.ndarray:
+  """is_member as a bool array matching `inputs`, with both members and non-members present."""
+  is_member = np.asarray(is_member)
+  if is_member.shape != (len(inputs),):
+    raise AttackError(f"is_member: expected shape ({len(inputs)},), got {is_member.shape}")
+  is_member = is_member.astype(bool)
+  if is_member.all() or not is_member.any():
+    raise AttackError(f"attack-train needs members and non-members; got {int(is_member.sum())} members "
+                      f"of {len(is_member)}")
+  return is_member
+
+
+class FeatureAttack:
+  """A learned attack over `make_features`; subclasses implement `_fit(x, y)` and `_score(x)`.
+
+  predict() is `score >= threshold`: 0.5 for attacks scoring with a member probability, 0 for margin scores.
+  """
+  threshold = 0.5
+
+  def __init__(self, *, features: str = "confidence", top_k: int = 3, with_label: bool = False, seed: int = 0):
+    check_kind(features, top_k)
+    self.features, self.top_k, self.with_label, self.seed = features, top_k, with_label, seed
+
+  def _features(self, inputs: AttackInputs) -> np.ndarray:
+    return make_features(inputs, self.features, top_k=self.top_k, with_label=self.with_label)
+
+  def fit(self, inputs: AttackInputs, is_member: np.ndarray) -> "FeatureAttack":
+    """Learns member vs non-member from attack-train; returns self."""
+    self._fit(self._features(inputs), check_membership(inputs, is_member))
+    return self
+
+  def score(self, inputs: AttackInputs) -> np.ndarray:
+    """float64 [N]; higher means more likely a member."""
+    return np.asarray(self._score(self._features(inputs)), np.float64)
+
+  def predict(self, inputs: AttackInputs) -> np.ndarray:
+    """bool [N]: the attack's own decision."""
+    return self.score(inputs) >= self.threshold
+
+  def _fit(self, x: np.ndarray, y: np.ndarray) -> None:
+    raise NotImplementedError
+
+  def _score(self, x: np.ndarray) -> np.ndarray:
+    raise NotImplementedError

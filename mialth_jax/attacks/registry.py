@@ -1,0 +1,64 @@
+"""Attacks by `type` name, built from plain config dicts, and `run_attack`: fit, score, metrics in one call.
+
+  make_attack({"type": "optax_mlp", "hidden": [64], "num_models": 4, "features": "sorted_topk", "top_k": 3})
+
+Every learned attack takes `features`, `top_k`, `with_label` and `seed`; threshold attacks take `per_class` only
+(they read their statistic from the outputs directly, so feature options would have no effect and are refused).
+"""
+import inspect
+
+import numpy as np
+
+from mialth_jax.attacks import metrics as metrics_lib
+from mialth_jax.attacks import optax_mlp, sklearn_attacks, threshold
+from mialth_jax.attacks.inputs import AttackError, AttackInputs
+
+ATTACKS = {
+    "optax_mlp": optax_mlp.OptaxMLPAttack,
+    "sklearn_mlp": sklearn_attacks.SklearnMLPAttack,
+    "sklearn_svc": sklearn_attacks.SklearnSVCAttack,
+    "sklearn_rf": sklearn_attacks.SklearnRFAttack,
+    "sklearn_logreg": sklearn_attacks.SklearnLogRegAttack,
+    "threshold_loss": threshold.LossThreshold,
+    "threshold_confidence": threshold.ConfidenceThreshold,
+    "threshold_entropy": threshold.EntropyThreshold,
+    "threshold_mentropy": threshold.MentropyThreshold,
+}
+
+
+def known_options(cls: type) -> list[str]:
+  """Keyword options of an attack class: those of its __init__ and of its bases' (which receive **common)."""
+  names = set()
+  for klass in cls.__mro__:
+    if "__init__" in vars(klass):
+      names |= {p.name for p in inspect.signature(klass.__init__).parameters.values()
+                if p.kind == inspect.Parameter.KEYWORD_ONLY}
+  return sorted(names)
+
+
+def make_attack(config: dict):
+  """An unfitted attack from {"type": name, **options}; unknown types and options are refused by name."""
+  options = dict(config)
+  name = options.pop("type", None)
+  if name not in ATTACKS:
+    raise AttackError(f"unknown attack type {name!r}; known: {', '.join(ATTACKS)}")
+  known = known_options(ATTACKS[name])
+  unknown = sorted(set(options) - set(known))
+  if unknown:
+    raise AttackError(f"attack {name!r}: unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
+  return ATTACKS[name](**options)
+
+
+def run_attack(config: dict, train_inputs: AttackInputs, train_is_member: np.ndarray, test_inputs: AttackInputs,
+               test_is_member: np.ndarray, test_classes: np.ndarray | None = None, *, num_bootstrap: int = 1000,
+               seed: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
+  """Fits on attack-train, evaluates on attack-test: (metrics dict, per-example arrays for an npz).
+
+  test_classes defaults to the true labels of test_inputs.
+  """
+  attack = make_attack(config).fit(train_inputs, train_is_member)
+  classes = test_inputs.labels if test_classes is None else np.asarray(test_classes)
+  scores, predicted = attack.score(test_inputs), attack.predict(test_inputs)
+  is_member = np.asarray(test_is_member, bool)
+  result = metrics_lib.attack_metrics(scores, is_member, predicted, classes, num_bootstrap=num_bootstrap, seed=seed)
+  return result, {"scores": scores, "is_member": is_member, "predicted": predicted, "classes": classes}
