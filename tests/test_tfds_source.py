@@ -1,0 +1,179 @@
+"""The tfds source on data prepared offline by tfds' real builders: CIFAR-10 from the npz, a tiny ImageNet from JPEGs.
+
+Preparing needs TensorFlow (the `prepare` extra) and runs in subprocesses, so TF never enters the test process;
+reading is checked in a subprocess where TF cannot be imported at all.
+"""
+import importlib.util
+import io
+import os
+import re
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from mialth_jax.data import DataError, tfds_source
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CROP = 32   # ImageNet crop in these tests; the shorter side is first resized to round(32 * 256 / 224) = 37
+
+# Runs argv[1:] as `load_tfds(name, data_dir, image_size=CROP)` with TensorFlow unfindable, as if not installed.
+READ_WITHOUT_TF = f"""
+import importlib.abc, sys
+
+class Hidden(importlib.abc.MetaPathFinder):
+  def __init__(self, finder):
+    self.finder = finder
+  def find_spec(self, name, path, target=None):
+    return None if name.partition(".")[0] == "tensorflow" else self.finder.find_spec(name, path, target)
+
+sys.meta_path[:] = [Hidden(f) for f in sys.meta_path]
+from mialth_jax.data import tfds_source
+d = tfds_source.load_tfds(sys.argv[1], sys.argv[2], image_size={CROP})
+x = d.x_train[list(range(len(d.x_train)))]
+print(len(d.x_train), len(d.x_test), x.shape, int(x.sum()), int(d.y_train.sum()), "tensorflow" in sys.modules)
+"""
+
+PREPARE_IMAGENET = """
+import sys
+import tensorflow_datasets as tfds
+builder = tfds.builder("imagenet2012", data_dir=sys.argv[2], file_format="array_record")
+builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=sys.argv[1],
+                                                                          try_download_gcs=False))
+"""
+
+
+def _run(*argv: str) -> str:
+  """Runs python with argv in the repo; returns stdout, failing the test with stderr's tail on error."""
+  proc = subprocess.run([sys.executable, *argv], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def needs_tensorflow():
+  """Skips, with the reason shown, where TensorFlow (needed to prepare, not to read) is not installed."""
+  if importlib.util.find_spec("tensorflow") is None:
+    pytest.skip("TensorFlow is not installed: preparing a tfds dataset needs it (pip install -e '.[prepare]')")
+
+
+@pytest.fixture(scope="session")
+def cifar10_dir(cifar_dir, needs_tensorflow, tmp_path_factory):
+  """tfds cifar10 prepared from cifar10_small.npz by the real builder."""
+  data_dir = str(tmp_path_factory.mktemp("tfds_cifar10"))
+  _run("-m", "mialth_jax.data.prepare_cifar_from_npz", f"--npz={cifar_dir}/cifar10_small.npz", "--name=cifar10",
+       f"--data_dir={data_dir}")
+  return data_dir
+
+
+def _jpeg(image: np.ndarray, mode: str = "RGB") -> bytes:
+  out = io.BytesIO()
+  Image.fromarray(image).convert(mode).save(out, format="JPEG", quality=95)
+  return out.getvalue()
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+  out = io.BytesIO()
+  with tarfile.open(fileobj=out, mode="w") as tar:
+    for name, payload in members.items():
+      info = tarfile.TarInfo(name)
+      info.size = len(payload)
+      tar.addfile(info, io.BytesIO(payload))
+  return out.getvalue()
+
+
+def _imagenet_list(name: str) -> list[str]:
+  """A synset list shipped with tfds' imagenet2012 builder (labels.txt, validation_labels.txt)."""
+  return tfds.core.tfds_path(f"datasets/imagenet2012/{name}").read_text().split()
+
+
+@pytest.fixture(scope="session")
+def imagenet(cifar_dir, needs_tensorflow, tmp_path_factory):
+  """A tiny imagenet2012 (real CIFAR pixels as JPEGs, in the ILSVRC tar layout) prepared by the real builder.
+
+  Returns the data_dir and {file name: JPEG bytes}.
+  """
+  x = np.load(os.path.join(cifar_dir, "cifar10_small.npz"))["x_train"]
+  # Shorter sides of 37 need no resize, so their expected crops are plain slices; the others exercise the resize.
+  sizes = [(50, 37), (37, 61), (120, 90), (37, 37)]
+  images = [_jpeg(np.asarray(Image.fromarray(x[i]).resize(size))) for i, size in enumerate(sizes)]
+  images.append(_jpeg(np.asarray(Image.fromarray(x[4]).resize((45, 37))), mode="L"))  # ImageNet has grayscale JPEGs
+  train = {"n01440764": images[:3], "n01443537": images[3:]}
+  val = {f"ILSVRC2012_val_{k + 1:08d}.JPEG": jpeg for k, jpeg in enumerate(images[:4])}
+  manual_dir, data_dir = tmp_path_factory.mktemp("ilsvrc_manual"), tmp_path_factory.mktemp("tfds_imagenet")
+  per_synset = {s: {f"{s}_{k}.JPEG": jpeg for k, jpeg in enumerate(jpegs)} for s, jpegs in train.items()}
+  (manual_dir / "ILSVRC2012_img_train.tar").write_bytes(_tar({f"{s}.tar": _tar(m) for s, m in per_synset.items()}))
+  (manual_dir / "ILSVRC2012_img_val.tar").write_bytes(_tar(val))
+  _run("-c", PREPARE_IMAGENET, str(manual_dir), str(data_dir))
+  return str(data_dir), {name: jpeg for m in [*per_synset.values(), val] for name, jpeg in m.items()}
+
+
+def test_cifar10_round_trip_is_exact(cifar_dir, cifar10_dir):
+  npz = np.load(os.path.join(cifar_dir, "cifar10_small.npz"))
+  d = tfds_source.load_tfds("cifar10", cifar10_dir)
+  assert d.in_memory and d.num_classes == 10 and d.image_shape == (32, 32, 3)
+  assert d.class_names == tuple(npz["class_names"])
+  for split in ("train", "test"):
+    x, y = getattr(d, f"x_{split}"), getattr(d, f"y_{split}")
+    assert x.dtype == np.uint8 and y.dtype == np.int32 and len(x) == len(npz[f"y_{split}"])   # 10000 / 860
+    # tfds stores a split shuffled by key; the `id` it keeps ("train_00042") is the row of the npz.
+    records = tfds.data_source("cifar10", split=split, data_dir=cifar10_dir, download=False)
+    rows = np.array([int(r["id"].decode().rpartition("_")[2]) for r in records])
+    assert np.array_equal(np.sort(rows), np.arange(len(rows)))
+    assert np.array_equal(x, npz[f"x_{split}"][rows]) and np.array_equal(y, npz[f"y_{split}"][rows])
+
+
+def test_cifar10_reads_without_tensorflow(cifar10_dir):
+  d = tfds_source.load_tfds("cifar10", cifar10_dir)
+  expected = f"10000 860 {d.x_train.shape} {int(d.x_train.sum())} {int(d.y_train.sum())} False"
+  assert _run("-c", READ_WITHOUT_TF, "cifar10", cifar10_dir).strip() == expected
+
+
+def test_imagenet_center_crops_and_labels(imagenet):
+  data_dir, files = imagenet
+  d = tfds_source.load_tfds("imagenet2012", data_dir, image_size=CROP)
+  assert not d.in_memory and d.num_classes == 1000 and d.image_shape == (CROP, CROP, 3)
+  assert d.class_names == tuple(_imagenet_list("labels.txt"))
+  # Train labels are the synset in the file name; validation image k has line k of tfds' validation_labels.txt.
+  val_synsets = _imagenet_list("validation_labels.txt")
+  synset = lambda name: name.partition("_")[0] if name.startswith("n") else val_synsets[int(name[-13:-5]) - 1]
+  for split, source, y in (("train", d.x_train, d.y_train), ("validation", d.x_test, d.y_test)):
+    records = tfds.data_source("imagenet2012", split=split, data_dir=data_dir, download=False,
+                               decoders={"image": tfds.decode.SkipDecoding()})
+    names = [r["file_name"].decode() for r in records]
+    assert [r["image"] for r in records] == [files[n] for n in names]   # JPEG bytes stored as written
+    assert y.tolist() == [d.class_names.index(synset(n)) for n in names]
+    crops = source[np.arange(len(source))]
+    assert crops.shape == (len(names), CROP, CROP, 3) and crops.dtype == np.uint8
+    for crop, name in zip(crops, names):
+      image = np.asarray(Image.open(io.BytesIO(files[name])).convert("RGB"))
+      if min(image.shape[:2]) == 37:
+        top, left = (image.shape[0] - CROP) // 2, (image.shape[1] - CROP) // 2
+        assert np.array_equal(crop, image[top:top + CROP, left:left + CROP]), name
+    assert np.array_equal(source[np.array([2, 0, 2])], crops[[2, 0, 2]])
+  assert d.x_test[np.array([], np.int64)].shape == (0, CROP, CROP, 3)
+
+
+def test_imagenet_reads_without_tensorflow(imagenet):
+  data_dir, _ = imagenet
+  d = tfds_source.load_tfds("imagenet2012", data_dir, image_size=CROP)
+  x = d.x_train[np.arange(len(d.x_train))]
+  expected = f"5 4 {x.shape} {int(x.sum())} {int(d.y_train.sum())} False"
+  assert _run("-c", READ_WITHOUT_TF, "imagenet2012", data_dir).strip() == expected
+
+
+def test_unprepared_data_dir_is_named(tmp_path):
+  with pytest.raises(DataError, match=rf"data_dir={re.escape(str(tmp_path))} does not hold the prepared tfds dataset cifar10 .*"
+                                      r"file_format='array_record' as docs/tfds.md shows"):
+    tfds_source.load_tfds("cifar10", str(tmp_path))
+  with pytest.raises(DataError, match="data.data_dir is empty"):
+    tfds_source.load_tfds("imagenet2012", "")
+
+
+def test_unknown_name_lists_the_supported_ones(tmp_path):
+  with pytest.raises(DataError, match="'mnist' is not supported; expected one of cifar10, cifar100, imagenet2012"):
+    tfds_source.load_tfds("mnist", str(tmp_path))
