@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from mialth_jax.attacks import attack_sets, extract, metrics as metrics_lib, registry
+from mialth_jax.attacks import attack_sets, extract, registry
 from mialth_jax.data import splits as splits_lib
 from mialth_jax.utils import io
 
@@ -77,14 +77,12 @@ def evaluate_pairs(ctx, size: int, protocol: str, sources: list[str], targets_fo
       for target in targets:
         json_path, npz_path = _result_paths(ctx, size, protocol, source, target, name)
         if target in todo:
-          outputs = extract.model_outputs(ctx, target, test_ids)
-          scores, predicted = attack.score(outputs), attack.predict(outputs)
-          result = metrics_lib.attack_metrics(scores, test_member, predicted, outputs.labels,
-                                              num_bootstrap=ctx.config.attacks.num_bootstrap, seed=ctx.config.seed)
+          result, per_example = registry.evaluate(attack, extract.model_outputs(ctx, target, test_ids), test_member,
+                                                  num_bootstrap=ctx.config.attacks.num_bootstrap,
+                                                  seed=ctx.config.seed)
           result.update(protocol=protocol, source=source, target=target, attack=name, size=size,
                         attack_config=dict(attack_config))
-          io.write_npz(npz_path, ids=test_ids, scores=scores, is_member=test_member, predicted=predicted,
-                       classes=outputs.labels)
+          io.write_npz(npz_path, ids=test_ids, **per_example)
           io.write_json(json_path, result)
         results[(source, target, name)] = io.read_json(json_path)
   return results

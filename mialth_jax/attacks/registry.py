@@ -49,16 +49,22 @@ def make_attack(config: dict):
   return ATTACKS[name](**options)
 
 
-def run_attack(config: dict, train_inputs: AttackInputs, train_is_member: np.ndarray, test_inputs: AttackInputs,
-               test_is_member: np.ndarray, test_classes: np.ndarray | None = None, *, num_bootstrap: int = 1000,
-               seed: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
-  """Fits on attack-train, evaluates on attack-test: (metrics dict, per-example arrays for an npz).
+def evaluate(attack, test_inputs: AttackInputs, test_is_member: np.ndarray, test_classes: np.ndarray | None = None,
+             *, num_bootstrap: int = 1000, seed: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
+  """Scores a fitted attack on attack-test: (metrics dict, per-example arrays for an npz).
 
   test_classes defaults to the true labels of test_inputs.
   """
-  attack = make_attack(config).fit(train_inputs, train_is_member)
   classes = test_inputs.labels if test_classes is None else np.asarray(test_classes)
   scores, predicted = attack.score(test_inputs), attack.predict(test_inputs)
   is_member = np.asarray(test_is_member, bool)
   result = metrics_lib.attack_metrics(scores, is_member, predicted, classes, num_bootstrap=num_bootstrap, seed=seed)
   return result, {"scores": scores, "is_member": is_member, "predicted": predicted, "classes": classes}
+
+
+def run_attack(config: dict, train_inputs: AttackInputs, train_is_member: np.ndarray, test_inputs: AttackInputs,
+               test_is_member: np.ndarray, test_classes: np.ndarray | None = None, *, num_bootstrap: int = 1000,
+               seed: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
+  """Fits on attack-train, then `evaluate`s on attack-test."""
+  attack = make_attack(config).fit(train_inputs, train_is_member)
+  return evaluate(attack, test_inputs, test_is_member, test_classes, num_bootstrap=num_bootstrap, seed=seed)
