@@ -64,6 +64,7 @@ def base() -> ml_collections.ConfigDict:
   config.attacks.models.mlp = {"type": "optax_mlp"}
   config.attacks.models.sklearn_mlp = {"type": "sklearn_mlp"}
   config.attacks.models.loss = {"type": "threshold_loss"}
+  config.attacks.transfer_runs = ()    # transfer: other run folders (same members) whose models join the matrix
   config.attacks.num_bootstrap = 1000
   config.attacks.batch_size = 512      # confidence extraction batch
 

@@ -3,7 +3,8 @@
 paper:    the attack learns from the target model's own outputs on known members / non-members (attack-train) and is
           evaluated on disjoint members / non-members of the same model (attack-test): Bagmar et al.'s setup.
 transfer: the attack learns from model A's outputs and is evaluated on model B's, for every pair (their Fig. 4);
-          the diagonal is the paper protocol.
+          the diagonal is the paper protocol. `attacks.transfer_runs` adds the models of other run folders with the
+          same members and attack split (e.g. ResNet-50 next to ResNet-18), labelled "<run folder>/<model>".
 shadow:   the attack learns from shadow models trained by the same pipeline on data disjoint from the target's
           members (Shokri et al. 2017; one shadow suffices, Salem et al. 2018) and is evaluated on the target.
 
@@ -11,9 +12,12 @@ Layout: attacks/n<size>/split.npz, attacks/n<size>/<protocol>/<source>__<target>
 shadow models live in shadow_n<size>/, a run folder of their own.
 """
 import os
+from typing import NamedTuple
 
+import ml_collections
 import numpy as np
 
+from mialth_jax import run_dir
 from mialth_jax.attacks import attack_sets, extract, registry
 from mialth_jax.data import splits as splits_lib
 from mialth_jax.utils import io
@@ -54,57 +58,85 @@ def _part(split: attack_sets.AttackSplit, part: str) -> tuple[np.ndarray, np.nda
   return np.concatenate([members, nonmembers]), np.r_[np.ones(len(members), bool), np.zeros(len(nonmembers), bool)]
 
 
+class ModelRef(NamedTuple):
+  """A finished model: `label` names it in results, `ctx` is the run it belongs to, `name` its folder there."""
+  label: str
+  ctx: object
+  name: str
+
+
 def _result_paths(ctx, size: int, protocol: str, source: str, target: str, attack: str) -> tuple[str, str]:
-  stem = os.path.join(attack_dir(ctx, size), protocol, f"{source}__{target}", attack)
+  pair = f"{source}__{target}".replace("/", ".")
+  stem = os.path.join(attack_dir(ctx, size), protocol, pair, attack)
   return stem + ".json", stem + ".npz"
 
 
-def evaluate_pairs(ctx, size: int, protocol: str, sources: list[str], targets_for, attack_configs: dict,
+def evaluate_pairs(ctx, size: int, protocol: str, sources: list[ModelRef], targets_for, attack_configs: dict,
                    source_train) -> dict:
   """Fits each attack once per source model and evaluates it on each of that source's targets.
 
-  source_train(source) -> (AttackInputs, is_member): what the attacker learns from.
+  source_train(source) -> (AttackInputs, is_member): what the attacker learns from. Results are written under ctx.
   """
-  split = attack_split(ctx, size)
-  test_ids, test_member = _part(split, "test")
+  test_ids, test_member = _part(attack_split(ctx, size), "test")
   results = {}
   for source in sources:
+    targets = targets_for(source)
     for name, attack_config in attack_configs.items():
-      targets = targets_for(source)
-      todo = [t for t in targets if not os.path.exists(_result_paths(ctx, size, protocol, source, t, name)[0])]
+      paths = {t.label: _result_paths(ctx, size, protocol, source.label, t.label, name) for t in targets}
+      todo = [t for t in targets if not os.path.exists(paths[t.label][0])]
       if todo:
         attack = registry.make_attack(dict(attack_config)).fit(*source_train(source))
+      for target in todo:
+        result, per_example = registry.evaluate(attack, extract.model_outputs(target.ctx, target.name, test_ids),
+                                                test_member, num_bootstrap=ctx.config.attacks.num_bootstrap,
+                                                seed=ctx.config.seed)
+        result.update(protocol=protocol, source=source.label, target=target.label, attack=name, size=size,
+                      attack_config=dict(attack_config))
+        io.write_npz(paths[target.label][1], ids=test_ids, **per_example)
+        io.write_json(paths[target.label][0], result)
       for target in targets:
-        json_path, npz_path = _result_paths(ctx, size, protocol, source, target, name)
-        if target in todo:
-          result, per_example = registry.evaluate(attack, extract.model_outputs(ctx, target, test_ids), test_member,
-                                                  num_bootstrap=ctx.config.attacks.num_bootstrap,
-                                                  seed=ctx.config.seed)
-          result.update(protocol=protocol, source=source, target=target, attack=name, size=size,
-                        attack_config=dict(attack_config))
-          io.write_npz(npz_path, ids=test_ids, **per_example)
-          io.write_json(json_path, result)
-        results[(source, target, name)] = io.read_json(json_path)
+        results[(source.label, target.label, name)] = io.read_json(paths[target.label][0])
   return results
+
+
+def external_models(ctx, size: int) -> list[ModelRef]:
+  """Finished models of `attacks.transfer_runs`, which must share this run's members and attack split."""
+  from mialth_jax.lottery import pipeline  # the attack engine depends on the lottery engine only here
+  refs = []
+  for workdir in ctx.config.attacks.transfer_runs:
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.exists(config_path):
+      raise ValueError(f"attacks.transfer_runs: {workdir} holds no run (config.json missing)")
+    other = pipeline.setup(ml_collections.ConfigDict(io.read_json(config_path)), workdir)
+    mine, theirs = attack_split(ctx, size).to_arrays(), attack_split(other, size).to_arrays()
+    if not (np.array_equal(ctx.splits.members, other.splits.members)
+            and all(np.array_equal(mine[k], theirs[k]) for k in mine)):
+      raise ValueError(f"attacks.transfer_runs: {workdir} has other members or another attack split; cross-run "
+                       "transfer needs the same data, data.num_train and seed")
+    label = os.path.basename(os.path.normpath(workdir))
+    refs += [ModelRef(f"{label}/{m}", other, m) for m in run_dir.finished_models(workdir)]
+  return refs
 
 
 def run_protocol(ctx, protocol: str, models: list[str], size: int, attack_configs: dict) -> dict:
   """Runs one protocol for the given target models; returns {(source, target, attack): metrics}."""
   train_ids, train_member = _part(attack_split(ctx, size), "train")
+  own = [ModelRef(m, ctx, m) for m in models]
 
-  def own_outputs(model):
-    return extract.model_outputs(ctx, model, train_ids), train_member
+  def own_outputs(ref):
+    return extract.model_outputs(ref.ctx, ref.name, train_ids), train_member
   if protocol == "paper":
-    return evaluate_pairs(ctx, size, protocol, models, lambda m: [m], attack_configs, own_outputs)
+    return evaluate_pairs(ctx, size, protocol, own, lambda m: [m], attack_configs, own_outputs)
   if protocol == "transfer":
-    return evaluate_pairs(ctx, size, protocol, models, lambda m: models, attack_configs, own_outputs)
+    everyone = own + external_models(ctx, size)
+    return evaluate_pairs(ctx, size, protocol, everyone, lambda m: everyone, attack_configs, own_outputs)
   if protocol == "shadow":
     shadow_ctx, shadow_split = shadow_models(ctx, size)
     shadow_ids, shadow_member = _part(shadow_split, "train")
 
-    def shadow_outputs(model):
-      return extract.model_outputs(shadow_ctx, model, shadow_ids), shadow_member
-    return evaluate_pairs(ctx, size, protocol, models, lambda m: [m], attack_configs, shadow_outputs)
+    def shadow_outputs(ref):
+      return extract.model_outputs(shadow_ctx, ref.name, shadow_ids), shadow_member
+    return evaluate_pairs(ctx, size, protocol, own, lambda m: [m], attack_configs, shadow_outputs)
   raise ValueError(f"attacks.protocol={protocol!r} is unknown; expected paper, transfer or shadow")
 
 

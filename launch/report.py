@@ -1,0 +1,30 @@
+"""Writes report.md and PNG plots for one or more run folders (recomputing every metric from the saved scores).
+
+  python -m launch.report --workdir=runs/cifar10_r18_subset,runs/cifar100_r18_subset --out=docs/reproduction
+"""
+import sys
+
+from absl import app, flags, logging
+
+from mialth_jax.report import collect, markdown
+
+_WORKDIRS = flags.DEFINE_list("workdir", None, "run folder(s), comma-separated")
+_OUT = flags.DEFINE_string("out", None, "folder for report.md and plots/ (default: the first run folder)")
+_BOOTSTRAP = flags.DEFINE_integer("num_bootstrap", 1000, "bootstrap resamples for the confidence intervals")
+flags.mark_flag_as_required("workdir")
+
+
+def main(argv):
+  del argv
+  try:
+    runs = [collect.load_run(w, _BOOTSTRAP.value) for w in _WORKDIRS.value]
+  except (FileNotFoundError, ValueError, KeyError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  path = markdown.write(runs, _OUT.value or _WORKDIRS.value[0])
+  logging.info("wrote %s", path)
+  print(path)
+
+
+if __name__ == "__main__":
+  app.run(main)

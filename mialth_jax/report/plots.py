@@ -1,0 +1,159 @@
+"""PNG figures of a report (matplotlib, Agg): the paper's Figures 1-4, ROC curves and per-class leakage."""
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mialth_jax.attacks import metrics as metrics_lib  # noqa: E402
+from mialth_jax.report import collect  # noqa: E402
+from mialth_jax.utils import io  # noqa: E402
+
+TICKET_KINDS = ("dense", "ticket", "imp")
+
+
+def _save(fig, path: str) -> str:
+  fig.tight_layout()
+  with io.atomic_path(path) as tmp:
+    fig.savefig(tmp, dpi=110, format="png")
+  plt.close(fig)
+  return path
+
+
+def tickets(run: collect.Run, kinds=TICKET_KINDS) -> list[str]:
+  """Model names of `kinds`, by sparsity."""
+  return sorted((n for n, s in run.models.items() if s["kind"] in kinds), key=lambda n: run.models[n]["sparsity"])
+
+
+def run_label(run: collect.Run) -> str:
+  return run.label
+
+
+def _finish(ax, **labels) -> None:
+  """Axis labels, a light grid, and the legend outside the axes so it never hides data."""
+  ax.set(**labels)
+  ax.grid(alpha=0.3, which="both")
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+
+
+def accuracy_vs_sparsity(runs: list[collect.Run], path: str) -> str:
+  """Figure 1: test accuracy of the dense model and its tickets (and controls) against sparsity."""
+  fig, ax = plt.subplots(figsize=(8, 4))
+  for run in runs:
+    names = tickets(run)
+    line, = ax.plot([100 * run.models[n]["sparsity"] for n in names],
+                    [run.models[n]["test_accuracy"] for n in names], "o-", label=f"{run_label(run)} ticket")
+    for kind, style in (("random_prune", "s--"), ("random_reinit", "^:")):
+      controls = tickets(run, (kind,))
+      if controls:
+        ax.plot([100 * run.models[n]["sparsity"] for n in controls],
+                [run.models[n]["test_accuracy"] for n in controls], style, color=line.get_color(), alpha=0.7,
+                label=f"{run_label(run)} {kind}")
+  _finish(ax, xlabel="sparsity (% of prunable weights removed; 0 = dense)", ylabel="test accuracy",
+          title="Test accuracy vs sparsity (cf. paper Fig. 1)")
+  return _save(fig, path)
+
+
+def attack_vs_sparsity(runs: list[collect.Run], attacks: list[str], size_of, path: str) -> str:
+  """Figure 2: attack accuracy (95 % CI) against sparsity, paper protocol."""
+  fig, ax = plt.subplots(figsize=(8, 4))
+  for run in runs:
+    names = tickets(run)
+    for attack in attacks:
+      rows = [collect.select(run.attacks, protocol="paper", target=n, source=n, attack=attack, size=size_of(run))
+              for n in names]
+      pts = [(100 * run.models[n]["sparsity"], r[0]) for n, r in zip(names, rows) if r]
+      if pts:
+        x, res = zip(*pts)
+        acc = np.array([r["accuracy"] for r in res])
+        err = np.abs(np.array([r["accuracy_ci"] for r in res]).T - acc)
+        ax.errorbar(x, acc, yerr=err, marker="o", capsize=3, label=f"{run_label(run)}, {attack}")
+  ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+  _finish(ax, xlabel="sparsity (%; 0 = dense)", ylabel="attack accuracy (95 % CI)",
+          title="Membership-inference accuracy vs sparsity (cf. paper Fig. 2)")
+  return _save(fig, path)
+
+
+def attack_vs_samples(runs: list[collect.Run], attack: str, path: str) -> str:
+  """Figure 3: attack accuracy against the attack-set size, dense and the 80 % ticket."""
+  fig, ax = plt.subplots(figsize=(8, 4))
+  for run in runs:
+    for name in ("dense", "ticket_s80"):
+      rows = sorted(collect.select(run.attacks, protocol="paper", source=name, target=name, attack=attack),
+                    key=lambda r: r["size"])
+      if len(rows) > 1:
+        acc = np.array([r["accuracy"] for r in rows])
+        err = np.abs(np.array([r["accuracy_ci"] for r in rows]).T - acc)
+        ax.errorbar([r["size"] for r in rows], acc, yerr=err, marker="o", capsize=3,
+                    label=f"{run_label(run)} {name}")
+  ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+  _finish(ax, xscale="log", xlabel="attack samples (members + non-members)", ylabel="attack accuracy (95 % CI)",
+          title=f"Attack accuracy vs attack samples, {attack} (cf. paper Fig. 3)")
+  return _save(fig, path)
+
+
+def transfer_heatmap(run: collect.Run, attack: str, size: int, path: str) -> str | None:
+  """Figure 4: accuracy of an attack learnt on the source model's outputs, applied to the target model."""
+  rows = collect.select(run.attacks, protocol="transfer", attack=attack, size=size)
+  if not rows:
+    return None
+  labels = sorted({r["source"] for r in rows}, key=lambda l: (l.count("/"), l.split("/")[0],
+                                                              _sparsity_key(l.split("/")[-1])))
+  matrix = np.full((len(labels), len(labels)), np.nan)
+  for r in rows:
+    matrix[labels.index(r["source"]), labels.index(r["target"])] = r["accuracy"]
+  fig, ax = plt.subplots(figsize=(3.0 + 0.8 * len(labels), 2.0 + 0.7 * len(labels)))
+  image = ax.imshow(matrix, cmap="viridis")
+  for i in range(len(labels)):
+    for j in range(len(labels)):
+      ax.text(j, i, f"{matrix[i, j]:.3f}", ha="center", va="center", fontsize=7,
+              color="white" if matrix[i, j] < np.nanmean(matrix) else "black")
+  ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
+  ax.set_yticks(range(len(labels)), labels, fontsize=7)
+  ax.set(xlabel="target (attacked model)", ylabel="source (attack trained on)",
+         title=f"{run_label(run)}: transfer accuracy\n({attack})")
+  fig.colorbar(image, ax=ax, label="attack accuracy")
+  return _save(fig, path)
+
+
+def _sparsity_key(name: str) -> float:
+  digits = "".join(c for c in name.split("_s")[-1] if c.isdigit() or c == ".")
+  return float(digits) if name != "dense" and digits else 0.0
+
+
+def roc_curves(run: collect.Run, attack: str, size: int, path: str) -> str:
+  """ROC curves on log-log axes (the low-FPR regime that matters, Carlini et al. 2022), dense vs tickets."""
+  fig, ax = plt.subplots(figsize=(6.5, 4.5))
+  for name in tickets(run):
+    npz = os.path.join(run.workdir, "attacks", f"n{size}", "paper", f"{name}__{name}", f"{attack}.npz")
+    if os.path.exists(npz):
+      scores = io.read_npz(npz)
+      fpr, tpr, _ = metrics_lib.roc_curve(scores["scores"], scores["is_member"])
+      ax.plot(np.maximum(fpr, 1e-4), np.maximum(tpr, 1e-4), label=name)
+  ax.plot([1e-4, 1], [1e-4, 1], color="grey", ls="--", lw=0.8, label="chance")
+  _finish(ax, xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1), xlabel="false positive rate",
+          ylabel="true positive rate", title=f"{run_label(run)}: ROC, {attack}")
+  return _save(fig, path)
+
+
+def per_class(run: collect.Run, attack: str, size: int, names: list[str], class_names: list[str],
+              path: str) -> str | None:
+  """Per-class attack accuracy of the given models (the paper's future work: do classes leak differently?)."""
+  rows = [collect.select(run.attacks, protocol="paper", source=n, target=n, attack=attack, size=size) for n in names]
+  rows = [(n, r[0]) for n, r in zip(names, rows) if r]
+  if not rows:
+    return None
+  classes = sorted(rows[0][1]["per_class_accuracy"], key=int)
+  fig, ax = plt.subplots(figsize=(max(8, 0.12 * len(classes) * len(rows)), 3.8))
+  width = 0.8 / len(rows)
+  for i, (name, r) in enumerate(rows):
+    ax.bar(np.arange(len(classes)) + i * width, [r["per_class_accuracy"][c] for c in classes], width, label=name)
+  ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+  if len(classes) <= 20:
+    ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2,
+                  [class_names[int(c)] if class_names else c for c in classes], rotation=45, ha="right", fontsize=7)
+  _finish(ax, xlabel="true class", ylabel="attack accuracy",
+          title=f"{run_label(run)}: per-class attack accuracy, {attack}")
+  return _save(fig, path)
