@@ -2,6 +2,7 @@
 
 Only JSON-able values live here so that `config.to_json()` is written into every run folder.
 """
+import importlib
 import os
 
 import ml_collections
@@ -162,4 +163,46 @@ def image_classification(dataset: str, arch: str, variant: str | None) -> ml_col
     config.train.batch_size, config.train.num_epochs, config.train.num_steps = 64, -1.0, 4
     config.train.warmup_epochs = 0.0
     config.lottery.sparsities = (0.8,)
+  return config
+
+
+PAPER_ATTACKS = {
+    "sklearn_mlp": {"type": "sklearn_mlp"},           # the paper's attack
+    "mlp": {"type": "optax_mlp"},                     # the same attack in Optax
+    "loss": {"type": "threshold_loss"},               # what the paper left open: threshold attacks
+    "loss_per_class": {"type": "threshold_loss", "per_class": True},
+    "confidence": {"type": "threshold_confidence"},
+    "mentropy": {"type": "threshold_mentropy"},
+}
+EXPERIMENTS = ("table1", "fig1_accuracy_vs_sparsity", "fig2_attack_vs_sparsity", "fig3_attack_vs_samples",
+               "fig4_transfer")
+
+
+def experiment(name: str, arg: str | None) -> ml_collections.ConfigDict:
+  """A run config (arg = '<config>[:variant]', e.g. 'cifar10_resnet18:subset' or 'default') with the attack
+  section one table or figure of the paper needs. Launched on the run's workdir, it reuses every trained model."""
+  if not arg:
+    raise ValueError(f"configs/experiments/{name}.py needs a run config, e.g. {name}.py:cifar10_resnet18:subset")
+  run_name, _, variant = arg.partition(":")
+  module = importlib.import_module(f"configs.{run_name}")
+  config = module.get_config(variant or None)
+  subset = config.data.name != "tfds"
+  config.attacks.models = PAPER_ATTACKS
+  if name == "table1":
+    config.attacks.protocols = ("paper", "shadow")
+  elif name == "fig1_accuracy_vs_sparsity":
+    config.attacks.protocols = ()
+    config.lottery.controls = ("random_prune", "random_reinit")
+  elif name == "fig2_attack_vs_sparsity":
+    config.attacks.protocols = ("paper",)
+  elif name == "fig3_attack_vs_samples":
+    config.attacks.protocols = ("paper",)
+    config.attacks.sizes = ((1000, 2000, 4000, -1) if subset else
+                            (20_000, 60_000, 100_000) if config.data.tfds_name == "imagenet2012" else
+                            (2000, 5000, 10_000, 20_000))
+  elif name == "fig4_transfer":
+    config.attacks.protocols = ("transfer",)
+    config.attacks.models = {k: PAPER_ATTACKS[k] for k in ("sklearn_mlp", "loss")}
+  else:
+    raise ValueError(f"experiment {name!r} is unknown; expected one of {', '.join(EXPERIMENTS)}")
   return config

@@ -1,0 +1,13 @@
+"""Figure 2: attack accuracy vs sparsity (paper protocol, every ticket of the run).
+
+Runs on the workdir of a finished (or to-be-finished) run and reuses its models; only new results are computed:
+  python -m launch.main --config=configs/experiments/fig2_attack_vs_sparsity.py:cifar10_resnet18:subset --workdir=runs/cifar10_r18_subset
+  python -m launch.main --config=configs/experiments/fig2_attack_vs_sparsity.py:default --workdir=runs/default      # digits, minutes
+  python -m launch.report --workdir=runs/cifar10_r18_subset
+Full CIFAR / ImageNet: use cifar10_resnet18 (etc.) without ':subset' and the tfds data_dir (see that config).
+"""
+from mialth_jax import config_lib
+
+
+def get_config(arg: str | None = None):
+  return config_lib.experiment("fig2_attack_vs_sparsity", arg)
