@@ -130,12 +130,13 @@ def discrepancies(runs, paper: dict) -> list[str]:
   return lines
 
 
-def write(runs: list[collect.Run], out_dir: str) -> str:
-  """Writes out_dir/report.md and out_dir/plots/*.png; returns the report's path."""
+def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamble: str = "") -> str:
+  """Writes out_dir/<name> (preamble first) and its PNGs in out_dir/plots (<stem>_plots for other names)."""
   paper = collect.paper_numbers()
-  plot_dir = os.path.join(out_dir, "plots")
+  stem = os.path.splitext(name)[0]
+  plot_dir = os.path.join(out_dir, "plots" if name == "report.md" else f"{stem}_plots")
   rel = lambda p: os.path.relpath(p, out_dir)  # noqa: E731
-  doc = ["# mialth_jax report", "",
+  doc = [preamble.rstrip() or "# mialth_jax report", "",
          f"Generated from {', '.join(r.workdir for r in runs)} on {platform.node()} ({platform.machine()}). Every "
          "attack metric below is recomputed from the saved per-example scores (`attacks/**/<attack>.npz`). "
          f"Paper: {paper['source']}.", "", "## Runs", "", *runs_table(runs), "",
@@ -181,6 +182,6 @@ def write(runs: list[collect.Run], out_dir: str) -> str:
       doc += [f"Per-class leakage (`loss` attack):", "", f"![per class {run.label}]({rel(per)})", "",
               *per_class_summary(run, "loss" if "loss" in attacks else PAPER_ATTACK, size, names, class_names(run)),
               ""]
-  path = os.path.join(out_dir, "report.md")
+  path = os.path.join(out_dir, name)
   collect.io.write_text(path, "\n".join(doc) + "\n")
   return path
