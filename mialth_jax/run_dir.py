@@ -1,6 +1,6 @@
-"""The run folder: its layout, and the rule that a finished run is never overwritten by a different config.
+"""The run folder: its layout, its lock, and the rule that a run is never overwritten by a different config.
 
-    <workdir>/config.json        the config of the latest launch
+    <workdir>/config.json        the config of the latest launch (written once its checks passed)
               splits.npz         member / non-member indices (see data.splits)
               w0/                Orbax: params + batch_stats at step 0
               rewind/            Orbax: params + batch_stats at lottery.rewind_step (late rewinding only)
@@ -12,9 +12,13 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
+import time
 
 import ml_collections
+from absl import logging
 
+from mialth_jax.lottery import checkpoint
 from mialth_jax.utils import io
 
 # Sections whose values decide what a trained model is; the attacks section (and adding sparsities or controls)
@@ -49,17 +53,43 @@ def differing_fields(old: dict, new: dict) -> list[str]:
           and old_flat.get(n) != new_flat.get(n)]
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Creates the workdir, or checks that it holds a run of the same models; writes config.json."""
+def differing_config(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
+  """Model-defining fields in which `config` differs from the run in `workdir` (none for a new workdir)."""
   path = os.path.join(workdir, "config.json")
-  new = json.loads(config.to_json())  # tuples become lists, as in the file
-  if os.path.exists(path):
-    differing = differing_fields(io.read_json(path), new)
-    if differing:
-      raise RunDirError(f"{workdir} holds a run with a different config ({', '.join(differing)}); use a new "
-                        "--workdir, or the same config")
-  os.makedirs(workdir, exist_ok=True)
-  io.write_json(path, new)
+  if not os.path.exists(path):
+    return []
+  return differing_fields(io.read_json(path), json.loads(config.to_json()))  # tuples become lists, as in the file
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Checks that the workdir is new or holds a run of the same models; a new one gets config.json."""
+  differing = differing_config(config, workdir)
+  if differing:
+    raise RunDirError(f"{workdir} holds a run with a different config ({', '.join(differing)}); use a new "
+                      "--workdir, the same config, or --restart to move that run aside and start over")
+  if not os.path.exists(os.path.join(workdir, "config.json")):
+    record_config(config, workdir)
+
+
+def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes config.json: the config of the latest launch whose checks passed."""
+  io.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+
+
+def restart(config: ml_collections.ConfigDict, workdir: str) -> str | None:
+  """Moves a run with a different config aside to `<workdir>.old-<time>` (nothing is deleted); returns its new path.
+
+  A run of the same config stays where it is and is resumed, so a relaunch with --restart never loses work.
+  """
+  with locked(workdir):
+    if not differing_config(config, workdir):
+      return None
+    base = f"{os.path.normpath(workdir)}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+    target, n = base, 1
+    while os.path.exists(target):
+      target, n = f"{base}-{n}", n + 1
+    os.rename(workdir, target)
+    return target
 
 
 def model_dir(workdir: str, name: str) -> str:
@@ -83,9 +113,15 @@ def locked(workdir: str):
 
   flock locks are released by the kernel when the process dies, so a killed run never leaves a stale lock.
   """
-  os.makedirs(workdir, exist_ok=True)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise RunDirError(f"--workdir={workdir} is a file, not a folder")
   path = os.path.join(workdir, ".lock")
-  with open(path, "a+") as f:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    f = open(path, "a+")
+  except OSError as e:
+    raise RunDirError(f"--workdir={workdir}: cannot create it or its lock file ({e.strerror or e})") from None
+  with f:
     try:
       fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -97,4 +133,20 @@ def locked(workdir: str):
     f.truncate()
     f.write(str(os.getpid()))
     f.flush()
+    remove_partial_files(workdir)
     yield
+
+
+def remove_partial_files(workdir: str) -> None:
+  """Deletes what killed launches left half-written: atomic_path's .tmp-* files and Orbax temporary folders.
+
+  Called under the workdir's lock, when no other launch can be writing them. Readers never take them for results.
+  """
+  for root, dirs, files in os.walk(workdir):
+    for name in [d for d in dirs if checkpoint.TMP_SUFFIX in d]:
+      logging.info("removing %s (a killed launch's unfinished checkpoint)", os.path.join(root, name))
+      shutil.rmtree(os.path.join(root, name))
+      dirs.remove(name)
+    for name in [f for f in files if f.startswith(io.TMP_PREFIX)]:
+      logging.info("removing %s (a killed launch's unfinished file)", os.path.join(root, name))
+      os.remove(os.path.join(root, name))

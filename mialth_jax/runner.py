@@ -5,28 +5,43 @@ import os
 import jax
 import ml_collections
 from absl import logging
+from jax.experimental import multihost_utils
 
 from mialth_jax import run_dir
-from mialth_jax.attacks import inputs as attack_inputs, protocols
+from mialth_jax.attacks import inputs as attack_inputs, protocols, registry
 from mialth_jax.data import base as data_base
-from mialth_jax.lottery import checkpoint, pipeline
+from mialth_jax.lottery import checkpoint, pipeline, train
 from mialth_jax.utils import io
 
-# Errors caused by the user's settings or files: the launcher prints their one-line message and exits 2.
+# Errors caused by the user's settings, files or training run: the launcher prints their one-line message, exits 2.
 USER_ERRORS = (data_base.DataError, run_dir.RunDirError, checkpoint.CheckpointError, attack_inputs.AttackError,
-               ValueError, FileNotFoundError, PermissionError)
+               train.NonFiniteError, ValueError, FileNotFoundError, PermissionError)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (or finishes) every model of the config in `workdir`, then attacks each; returns the attack results."""
   with run_dir.locked(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
-    pipeline.run(config, workdir)
-    return run_attacks(config, workdir)
+    if jax.process_count() > 1:  # nobody writes before process 0 holds the lock and swept the killed launch's files
+      multihost_utils.sync_global_devices("workdir locked")
+    ctx = pipeline.setup(config, workdir)
+    check_attacks(ctx)
+    if jax.process_index() == 0:
+      run_dir.record_config(config, workdir)
+    pipeline.run_models(ctx)
+    return run_attacks(ctx)
 
 
-def run_attacks(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+def check_attacks(ctx) -> None:
+  """Refuses an unknown attack or an attack set larger than the run's pools before anything is trained."""
+  for attack_config in ctx.config.attacks.models.to_dict().values():
+    registry.make_attack(dict(attack_config))
+  for size in ctx.config.attacks.sizes:
+    protocols.resolve_size(ctx, size)
+
+
+def run_attacks(ctx) -> list[dict]:
   """Every protocol x attack-set size x attack of the config, on every finished model; writes attacks/summary.json."""
-  ctx = pipeline.setup(config, workdir)
+  config, workdir = ctx.config, ctx.workdir
   models = run_dir.finished_models(workdir)
   attack_configs = config.attacks.models.to_dict()
   results = []

@@ -1,10 +1,10 @@
 """Any local .npz holding x_train, y_train, x_test, y_test (uint8 HWC images), e.g. the CIFAR subsets."""
 import os
-import zipfile
 
 import numpy as np
 
 from mialth_jax.data import base
+from mialth_jax.utils import io
 
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -15,21 +15,20 @@ def _read(path: str) -> dict[str, np.ndarray]:
   if not os.path.isfile(path):
     raise base.DataError(f"data.path={path}: no such file")
   try:
-    with np.load(path, allow_pickle=False) as data:
-      missing = [k for k in REQUIRED_KEYS if k not in data.files]
-      if missing:
-        raise base.DataError(f"{path}: missing keys {missing}; expected {list(REQUIRED_KEYS)}")
-      keys = list(REQUIRED_KEYS) + [k for k in ("class_names",) if k in data.files]
-      return {k: data[k] for k in keys}
-  except (ValueError, OSError, zipfile.BadZipFile) as e:
-    if isinstance(e, base.DataError):
-      raise
-    raise base.DataError(f"{path}: not a readable npz without pickle ({e})") from None
+    arrays = io.read_npz(path)  # without pickle: object arrays and non-npz files are refused
+  except io.UnreadableFileError as e:
+    raise base.DataError(str(e)) from None
+  missing = [k for k in REQUIRED_KEYS if k not in arrays]
+  if missing:
+    raise base.DataError(f"{path}: missing keys {missing}; expected {list(REQUIRED_KEYS)}")
+  return {k: arrays[k] for k in (*REQUIRED_KEYS, "class_names") if k in arrays}
 
 
 def load(path: str) -> base.Dataset:
   """Loads and validates an npz dataset; the class count is the largest label + 1 (or len(class_names))."""
   arrays = _read(path)
+  if not (arrays["y_train"].size and arrays["y_test"].size):
+    raise base.DataError(f"{path}: the train and test splits must hold at least one image each")
   names = tuple(str(n) for n in arrays.get("class_names", ()))
   num_classes = len(names) or int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
   for split in ("train", "test"):

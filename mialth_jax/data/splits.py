@@ -4,6 +4,7 @@ Members are a seeded subset of the train split (`data.num_train`). Non-members a
 images left unused. Both are recorded by index in `splits.npz`, so any attack can be traced back to its images.
 """
 import dataclasses
+import os
 
 import numpy as np
 
@@ -38,4 +39,30 @@ def save(path: str, splits: Splits) -> None:
 
 
 def load(path: str) -> Splits:
-  return Splits(**{k: v.astype(np.int64) for k, v in io.read_npz(path).items()})
+  """Reads splits.npz, refusing anything but three 1-D arrays of distinct non-negative integer ids."""
+  arrays = io.read_npz(path)
+  names = [f.name for f in dataclasses.fields(Splits)]
+  if sorted(arrays) != sorted(names):
+    raise base.DataError(f"{path}: expected the arrays {', '.join(names)}; found {', '.join(sorted(arrays))}")
+  for name, ids in arrays.items():
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+      raise base.DataError(f"{path}: {name} must be a 1-D integer array, got {ids.dtype} {ids.shape}")
+    if ids.size and (ids.min() < 0 or len(np.unique(ids)) != len(ids)):
+      raise base.DataError(f"{path}: {name} must hold distinct non-negative ids")
+  return Splits(**{k: v.astype(np.int64) for k, v in arrays.items()})
+
+
+def record(path: str, splits: Splits, write: bool = True) -> None:
+  """Saves the member split of a new run; for an existing run, checks that its recorded split is this one.
+
+  The models of a run were trained on the recorded members, so a run must never be attacked with other ones.
+  """
+  if not os.path.exists(path):
+    if write:
+      save(path, splits)
+    return
+  recorded = load(path)
+  differing = [k for k, v in splits.to_arrays().items() if not np.array_equal(v, getattr(recorded, k))]
+  if differing:
+    raise base.DataError(f"{path}: records other {', '.join(differing)} ids than this config draws "
+                         "(data.num_train, seed); it belongs to another run")

@@ -1,8 +1,10 @@
 """Orbax checkpoints of pytrees: w0, rewind points, masks, final models, and periodic train states.
 
-Orbax commits a checkpoint atomically (it writes into a temporary folder and renames it), so a folder that exists is a
-finished checkpoint. Restoring against a target tree gives back exact dtypes and shapes (bool masks included) and
-refuses a checkpoint whose tree does not match the model.
+Orbax writes a checkpoint into `<path>.orbax-checkpoint-tmp*` and renames it when complete, so a kill leaves at most
+such a temporary folder, never a half-written `<path>`: `exists` ignores the temporaries (Orbax replaces one on the
+next save of the same path; `run_dir.remove_partial_files` sweeps them at every launch).
+Restoring checks the stored tree against the target first, because Orbax itself would silently cast dtypes (and,
+without a sharding, take any stored shape), and refuses a checkpoint that does not match the model.
 """
 import os
 
@@ -10,16 +12,28 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+TMP_SUFFIX = ".orbax-checkpoint-tmp"
+
 
 class CheckpointError(ValueError):
   """A checkpoint is missing or does not match the model."""
 
 
+def exists(path: str) -> bool:
+  """True for a finished checkpoint (Orbax writes _CHECKPOINT_METADATA before its final rename)."""
+  return os.path.isfile(os.path.join(path, "_CHECKPOINT_METADATA"))
+
+
 def save(path: str, tree) -> None:
   """Saves `tree` at `path` (which must not exist yet) and waits until it is committed."""
-  with ocp.StandardCheckpointer() as checkpointer:
-    checkpointer.save(os.path.abspath(path), tree)
-    checkpointer.wait_until_finished()
+  if os.path.exists(path):
+    raise CheckpointError(f"{path}: exists but is not a finished Orbax checkpoint; remove it to recreate it")
+  try:
+    with ocp.StandardCheckpointer() as checkpointer:
+      checkpointer.save(os.path.abspath(path), tree)
+      checkpointer.wait_until_finished()
+  except (ValueError, OSError) as e:  # Orbax reports a full disk or a file size limit as ValueError
+    raise CheckpointError(f"{path}: cannot write the checkpoint ({str(e).splitlines()[0]})") from None
 
 
 def _abstract(tree):
@@ -31,23 +45,58 @@ def _abstract(tree):
   return jax.tree.map(leaf, tree)
 
 
+def _leaves(tree) -> dict:
+  """{key path: (shape, dtype)} of every leaf."""
+  return {jax.tree_util.keystr(path): (tuple(leaf.shape), np.dtype(leaf.dtype))
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def check_matches(stored, target) -> None:
+  """Raises ValueError naming the first leaf whose presence, shape or dtype differs between two trees."""
+  have, want = _leaves(stored), _leaves(target)
+  for name in sorted(set(have) | set(want)):
+    if name not in have or name not in want:
+      raise ValueError(f"{name} is {'missing' if name in want else 'not in the model'}")
+    if have[name] != want[name]:
+      (shape, dtype), (want_shape, want_dtype) = have[name], want[name]
+      raise ValueError(f"{name} is {dtype} {shape}, the model needs {want_dtype} {want_shape}")
+
+
 def restore(path: str, like):
   """Restores the checkpoint at `path` with the structure, shapes and dtypes of `like`."""
-  if not os.path.isdir(path):
+  if not exists(path):
     raise CheckpointError(f"{path}: no finished checkpoint there")
+  target = _abstract(like)
   try:
     with ocp.StandardCheckpointer() as checkpointer:
-      return checkpointer.restore(os.path.abspath(path), _abstract(like))
-  except (ValueError, KeyError, TypeError) as e:
+      check_matches(checkpointer.metadata(os.path.abspath(path)).item_metadata.tree, target)
+      return checkpointer.restore(os.path.abspath(path), target)
+  except (ValueError, KeyError, TypeError, AttributeError, FileNotFoundError) as e:
     raise CheckpointError(f"{path}: checkpoint does not match the model ({str(e).splitlines()[0]})") from None
 
 
-def exists(path: str) -> bool:
-  return os.path.isdir(path)
-
-
 def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
-  """Periodic train-state checkpoints (synchronous, so a kill never loses a step we reported as saved)."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                         enable_async_checkpointing=False)
+  """Periodic train-state checkpoints (synchronous, so a kill never loses a step we reported as saved).
+
+  A step folder that a kill left as a temporary is not a step (`latest_step` skips it) and is deleted on creation.
+  """
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False,
+                                         cleanup_tmp_directories=True)
   return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def restore_latest(checkpoints: ocp.CheckpointManager, like, sharding: jax.sharding.Sharding):
+  """(step, state) of the newest periodic checkpoint, or (None, like placed with `sharding`) when there is none.
+
+  Every leaf is restored with `sharding`: taking `like`'s own shardings would put the step counter of a fresh state,
+  an uncommitted one-device array, on one device next to parameters spread over all of them.
+  """
+  step = checkpoints.latest_step()
+  if step is None:  # placed like the step's outputs, so the train step compiles once, not twice
+    return None, jax.device_put(like, sharding)
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding), like)
+  try:
+    return step, checkpoints.restore(step, args=ocp.args.StandardRestore(target))
+  except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
+    raise CheckpointError(f"{checkpoints.directory}/{step}: checkpoint does not match the model "
+                          f"({str(e).splitlines()[0]})") from None

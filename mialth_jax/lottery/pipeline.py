@@ -112,8 +112,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   if config.train.batch_size % mesh.size:
     raise ValueError(f"train.batch_size={config.train.batch_size} is not a multiple of the {mesh.size} devices")
   run_dir.prepare(config, workdir)
-  if not os.path.exists(splits_path) and jax.process_index() == 0:
-    splits_lib.save(splits_path, splits)
+  splits_lib.record(splits_path, splits, write=jax.process_index() == 0)
   mean, std = channel_stats(dataset)
   data = train_data(dataset, splits.members, mean, std, NamedSharding(mesh, P()))
   shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), np.zeros((1, *dataset.image_shape), np.uint8)))
@@ -258,15 +257,19 @@ def log_model_size(ctx: Context) -> None:
                len(ctx.dataset.y_test), ctx.mesh.size, ctx.total_steps, ctx.steps_per_epoch)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run_models(ctx: Context) -> dict:
   """Runs (or finishes) every phase of the lottery pipeline; returns {model name: summary}."""
-  ctx = setup(config, workdir)
   log_model_size(ctx)
   ensure_w0(ctx)
-  summaries = {spec.name: train_model(ctx, spec) for spec in plan(config.lottery)}
+  summaries = {spec.name: train_model(ctx, spec) for spec in plan(ctx.config.lottery)}
   if jax.process_index() == 0:
-    io.write_json(os.path.join(workdir, "lottery_summary.json"), summaries)
+    io.write_json(os.path.join(ctx.workdir, "lottery_summary.json"), summaries)
   for name, s in summaries.items():
     logging.info("%-22s sparsity %.3f  test acc %.4f  train acc %.4f", name, s["sparsity"], s["test_accuracy"],
                  s["train_accuracy"])
   return summaries
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """`run_models` for a config and workdir (the lottery half of a launch, usable from Python)."""
+  return run_models(setup(config, workdir))

@@ -149,7 +149,9 @@ def run_loop(state: TrainState, model, tx, loop: LoopConfig, data: TrainData, me
              log: io.MetricsLog) -> tuple[TrainState, dict]:
   """Trains from `state` (or its latest checkpoint under out_dir/checkpoints) to `loop.total_steps`."""
   manager = checkpoint.manager(os.path.join(out_dir, "checkpoints"))
-  state = _maybe_resume(manager, state, loop.name)
+  resumed_from, state = checkpoint.restore_latest(manager, state, NamedSharding(mesh, P()))
+  if resumed_from is not None:
+    logging.info("[%s] resuming from the checkpoint at step %d", loop.name, resumed_from)
   log.truncate_after(int(state.step))
   jitted_step = make_jitted_step(model, tx, loop, data, mesh)
   logits_fn = inference.make_logits_fn(model, data.mean, data.std, mesh)
@@ -165,7 +167,7 @@ def run_loop(state: TrainState, model, tx, loop: LoopConfig, data: TrainData, me
     do_eval = done % loop.eval_every_steps == 0 or last
     do_checkpoint = bool(loop.checkpoint_every_steps) and done % loop.checkpoint_every_steps == 0 and not last
     if done % loop.log_every_steps == 0 or do_eval or do_checkpoint or last:
-      _flush(pending, done - len(pending), loop, meter, log)
+      _flush(pending, done - len(pending), loop, meter, log, manager)
       pending = []
     if do_eval:
       last_eval = evaluate(logits_fn, state, data, mesh, loop.eval_batch_size)
@@ -180,23 +182,21 @@ def run_loop(state: TrainState, model, tx, loop: LoopConfig, data: TrainData, me
   return state, last_eval
 
 
-def _maybe_resume(manager, state: TrainState, name: str) -> TrainState:
-  latest = manager.latest_step()
-  if latest is None:
-    return state
-  logging.info("[%s] resuming from the checkpoint at step %d", name, latest)
-  return manager.restore(latest, args=checkpoint.ocp.args.StandardRestore(state))
+def _flush(pending, first_step: int, loop: LoopConfig, meter, log, manager) -> None:
+  """Fetches the pending step metrics in one host transfer, checks them and logs them.
 
-
-def _flush(pending, first_step: int, loop: LoopConfig, meter, log) -> None:
-  """Fetches the pending step metrics in one host transfer, checks them and logs them."""
+  Runs before every checkpoint, so a NaN or Inf stops training before it could be saved.
+  """
   if not pending:
     return
   fetched = jax.device_get(pending)
   for offset, m in enumerate(fetched):
     step = first_step + offset + 1
     if not m["finite"]:
-      raise NonFiniteError(f"[{loop.name}] non-finite loss or parameters at step {step} (loss={m['loss']}); "
-                           "the last periodic checkpoint is kept")
+      kept = manager.latest_step()
+      raise NonFiniteError(
+          f"[{loop.name}] the loss or the parameters became NaN or Inf at step {step} (loss {m['loss']}); "
+          + (f"the checkpoint of step {kept} is kept" if kept is not None else "no periodic checkpoint was saved")
+          + "; lower train.learning_rate and relaunch with --restart")
     log({"phase": "train", "step": step, "loss": float(m["loss"]), "accuracy": float(m["accuracy"])})
   meter.update(first_step + len(fetched), float(fetched[-1]["loss"]), float(fetched[-1]["accuracy"]))

@@ -7,9 +7,19 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from typing import Any, Iterator
 
 import numpy as np
+
+
+TMP_PREFIX = ".tmp-"  # atomic_path's temporaries; a killed process leaves them, the next launch removes them
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: results get the permissions open() would give them, not mkstemp's 0600
+
+
+class UnreadableFileError(ValueError):
+  """A JSON or npz file that cannot be parsed; the message names the file."""
 
 
 @contextlib.contextmanager
@@ -17,12 +27,13 @@ def atomic_path(path: str) -> Iterator[str]:
   """Yields a temporary path next to `path`; renames it onto `path` only if the block succeeds."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-" + os.path.basename(path) + "-")
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=TMP_PREFIX + os.path.basename(path) + "-")
   os.close(fd)
   try:
     yield tmp
     with open(tmp, "rb+") as f:
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o666 & ~_UMASK)
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
@@ -45,7 +56,10 @@ def write_json(path: str, obj: Any) -> None:
 
 def read_json(path: str) -> Any:
   with open(path) as f:
-    return json.load(f)
+    try:
+      return json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+      raise UnreadableFileError(f"{path}: not valid JSON ({e})") from None
 
 
 def write_text(path: str, text: str) -> None:
@@ -60,9 +74,15 @@ def write_npz(path: str, **arrays: np.ndarray) -> None:
 
 
 def read_npz(path: str) -> dict[str, np.ndarray]:
-  """Reads every array of an .npz without pickle (object arrays are refused by numpy)."""
-  with np.load(path, allow_pickle=False) as data:
-    return {key: data[key] for key in data.files}
+  """Reads every array of an .npz without pickle; anything else (object arrays, garbage) raises naming the file."""
+  try:
+    data = np.load(path, allow_pickle=False)
+    if not isinstance(data, np.lib.npyio.NpzFile):
+      raise ValueError("a single .npy array, not an .npz archive")
+    with data:
+      return {key: data[key] for key in data.files}
+  except (ValueError, EOFError, zipfile.BadZipFile) as e:
+    raise UnreadableFileError(f"{path}: not a readable npz without pickle ({e})") from None
 
 
 def append_jsonl(path: str, record: dict) -> None:
@@ -80,10 +100,21 @@ class MetricsLog:
     self.path = path
 
   def truncate_after(self, step: int) -> None:
+    """Keeps the lines up to `step`; a torn last line (the process was killed while appending it) is dropped."""
     if not os.path.exists(self.path):
       return
     with open(self.path) as f:
-      kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+      lines = [line for line in f if line.strip()]
+    kept = []
+    for number, line in enumerate(lines, 1):
+      try:
+        record = json.loads(line)
+      except ValueError:
+        if number == len(lines):
+          break
+        raise UnreadableFileError(f"{self.path}: line {number} is not JSON") from None
+      if record["step"] <= step:
+        kept.append(line if line.endswith("\n") else line + "\n")
     write_text(self.path, "".join(kept))
 
   def __call__(self, record: dict) -> None:

@@ -1,0 +1,243 @@
+"""kill -9 anywhere and relaunch: the run ends bit for bit where an uninterrupted one does.
+
+One uninterrupted launch of tests/resume_case.py is the reference. Another run is killed with SIGKILL in dense
+training, in ticket retraining and in the attack phase, relaunched after each kill until it exits 0, and compared
+file by file with the reference: every checkpoint bitwise, every JSON (but wall time), npz and metrics line.
+"""
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from mialth_jax import runner
+from mialth_jax.lottery import checkpoint, pipeline
+from mialth_jax.models import resnet
+from mialth_jax.utils import io
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMAND = [sys.executable, "-m", "launch.main", "--config=tests/resume_case.py"]
+TEMPORARY = (checkpoint.TMP_SUFFIX, io.TMP_PREFIX)
+
+
+def _launch(workdir, *flags):
+  return subprocess.run([*COMMAND, f"--workdir={workdir}", *flags], cwd=REPO, capture_output=True, text=True,
+                        timeout=600)
+
+
+def _kill_when(workdir, reached, log_path):
+  """Launches the run and SIGKILLs it as soon as `reached(workdir)` holds; fails if it finished first."""
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen([*COMMAND, f"--workdir={workdir}"], cwd=REPO, stdout=log, stderr=log)
+    while proc.poll() is None and not reached(workdir):
+      time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    returncode = proc.wait()
+  assert returncode == -signal.SIGKILL, open(log_path).read()[-3000:]
+
+
+def _train_steps(workdir, model):
+  """Train steps logged so far by `model` (complete lines only: the run may be writing)."""
+  path = os.path.join(workdir, "models", model, "metrics.jsonl")
+  if not os.path.exists(path):
+    return 0
+  with open(path) as f:
+    return sum('"phase": "train"' in line for line in f if line.endswith("\n"))
+
+
+def _checkpoint_steps(workdir, model):
+  return sorted(int(s) for s in os.listdir(os.path.join(workdir, "models", model, "checkpoints")) if s.isdigit())
+
+
+def _attack_results(workdir):
+  root = os.path.join(workdir, "attacks")
+  return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files if f.endswith(".json")]
+
+
+def _artefacts(workdir):
+  """{relative path: kind} of every result: Orbax checkpoint folders as a whole, files by extension."""
+  found = {}
+  for root, dirs, files in os.walk(workdir):
+    rel = os.path.relpath(root, workdir)
+    if "_CHECKPOINT_METADATA" in files:
+      found[rel], dirs[:] = "checkpoint", []
+      continue
+    found.update({os.path.normpath(os.path.join(rel, f)): os.path.splitext(f)[1] for f in files if f != ".lock"})
+  return found
+
+
+def _tree(path):
+  """Every leaf of an Orbax checkpoint, read with no target tree (independently of the pipeline's restore)."""
+  if os.path.isdir(os.path.join(path, "default")):  # a CheckpointManager step holds its state in an item folder
+    path = os.path.join(path, "default")
+  with ocp.StandardCheckpointer() as c:
+    return jax.device_get(c.restore(os.path.abspath(path)))
+
+
+def _without_wall_time(tree):
+  if isinstance(tree, dict):
+    return {k: _without_wall_time(v) for k, v in tree.items() if k != "wall_seconds"}
+  return tree
+
+
+def _assert_same_leaves(path, a, b):
+  leaves_a, leaves_b = jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves_with_path(b)
+  assert [p for p, _ in leaves_a] == [p for p, _ in leaves_b], path
+  for (key, x), (_, y) in zip(leaves_a, leaves_b):
+    assert np.asarray(x).dtype == np.asarray(y).dtype and np.array_equal(x, y), (path, jax.tree_util.keystr(key))
+
+
+def _assert_same_run(reference, run):
+  """Every artefact of `run` equals the reference's: checkpoints bitwise, JSON but wall time, npz, metrics lines."""
+  expected, found = _artefacts(reference), _artefacts(run)
+  assert sorted(found) == sorted(expected)
+  assert not [p for p in found if any(t in p for t in TEMPORARY)]
+  for rel, kind in expected.items():
+    a, b = os.path.join(reference, rel), os.path.join(run, rel)
+    if kind == "checkpoint":
+      _assert_same_leaves(rel, _tree(a), _tree(b))
+    elif kind == ".json":
+      assert _without_wall_time(io.read_json(b)) == _without_wall_time(io.read_json(a)), rel
+    elif kind == ".npz":
+      x, y = io.read_npz(a), io.read_npz(b)
+      assert sorted(x) == sorted(y), rel
+      _assert_same_leaves(rel, x, y)
+    elif kind == ".jsonl":
+      with open(a) as fa, open(b) as fb:
+        assert [json.loads(l) for l in fb] == [json.loads(l) for l in fa], rel
+    else:
+      raise AssertionError(f"unexpected artefact {rel}")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("reference") / "run")
+  result = _launch(workdir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir
+
+
+def test_reference_run_is_what_the_comparison_expects(reference):
+  artefacts = _artefacts(reference)
+  assert sum(k == "checkpoint" for k in artefacts.values()) == 10  # w0, rewind; per model mask, final, 2 states
+  assert _checkpoint_steps(reference, "dense") == [16, 20]
+  assert len(_attack_results(reference)) == 2 * 2 + 4 * 2 + 1  # paper, transfer (all pairs), summary.json
+  lines = [json.loads(l) for l in open(os.path.join(reference, "models", "ticket_s80", "metrics.jsonl"))]
+  assert [l["step"] for l in lines if l["phase"] == "train"] == list(range(11, 25))
+  assert [l["step"] for l in lines if l["phase"] == "eval"] == [12, 16, 20, 24]
+
+
+def test_killed_in_every_phase_and_relaunched_gives_the_same_bits(reference, tmp_path):
+  workdir = str(tmp_path / "run")
+  # At 10 logged steps the run is saving the late-rewind point (lottery.rewind_step=10).
+  _kill_when(workdir, lambda w: _train_steps(w, "dense") >= 10, tmp_path / "kill1.log")
+  assert not os.path.exists(os.path.join(workdir, "models", "dense", "summary.json"))
+  assert 8 <= _checkpoint_steps(workdir, "dense")[-1] < 24
+
+  _kill_when(workdir, lambda w: _train_steps(w, "ticket_s80") >= 6, tmp_path / "kill2.log")
+  assert os.path.exists(os.path.join(workdir, "models", "dense", "summary.json"))
+  assert not os.path.exists(os.path.join(workdir, "models", "ticket_s80", "summary.json"))
+
+  _kill_when(workdir, lambda w: _attack_results(w), tmp_path / "kill3.log")
+  assert os.path.exists(os.path.join(workdir, "lottery_summary.json"))
+  assert not os.path.exists(os.path.join(workdir, "attacks", "summary.json"))
+
+  result = _launch(workdir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "resuming from the checkpoint" not in result.stderr  # the last relaunch had only attacks left
+  _assert_same_run(reference, workdir)
+
+
+def test_every_half_finished_state_a_kill_can_leave_is_finished_identically(reference, tmp_path):
+  """Kill windows too narrow to hit by polling, recreated on a copy of the finished reference run."""
+  workdir = str(tmp_path / "run")
+  shutil.copytree(reference, workdir)
+  ticket = os.path.join(workdir, "models", "ticket_s80")
+  # Killed while saving final/: Orbax's temporary folder, no final/, no summary.json.
+  shutil.rmtree(os.path.join(ticket, "final"))
+  os.remove(os.path.join(ticket, "summary.json"))
+  shutil.copytree(os.path.join(ticket, "mask"), os.path.join(ticket, "final" + checkpoint.TMP_SUFFIX))
+  # Killed while saving the step-24 state and while appending a metrics line.
+  os.makedirs(os.path.join(ticket, "checkpoints", "24" + checkpoint.TMP_SUFFIX, "default"))
+  with open(os.path.join(ticket, "metrics.jsonl"), "a") as f:
+    f.write('{"accuracy": 0.5, "loss": 1.2, "pha')
+  # Killed between an attack's npz and its JSON, and inside io.write_npz.
+  paper = os.path.join(workdir, "attacks", "n512", "paper", "ticket_s80__ticket_s80")
+  os.remove(os.path.join(paper, "loss.json"))
+  with open(os.path.join(paper, io.TMP_PREFIX + "logreg.npz-x1y2"), "wb") as f:
+    f.write(b"PK\x03")
+  for name in ("lottery_summary.json", "attacks/summary.json", "confidences/ticket_s80.npz"):
+    os.remove(os.path.join(workdir, name))
+
+  result = _launch(workdir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "resuming from the checkpoint at step 20" in result.stderr
+  _assert_same_run(reference, workdir)
+
+
+def test_a_diverging_run_stops_at_the_step_and_keeps_its_last_good_checkpoint(tmp_path):
+  """The learning rate jumps x1e30 at step 6: the state of step 4 is saved, then the loss explodes."""
+  workdir = str(tmp_path / "run")
+  result = _launch(workdir, "--config.train.schedule=step", "--config.train.step_boundaries=(0.25,)",
+                   "--config.train.step_factor=1e30")
+  assert result.returncode == 2
+  errors = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1, result.stderr[-3000:]
+  assert errors[0].startswith("error: [dense] the loss or the parameters became NaN or Inf at step ")
+  step = int(errors[0].split(" at step ")[1].split()[0])
+  assert 7 <= step <= 8 and "the checkpoint of step 4 is kept" in errors[0]
+  dense = os.path.join(workdir, "models", "dense")
+  assert _checkpoint_steps(workdir, "dense") == [4]
+  state = _tree(os.path.join(dense, "checkpoints", "4"))
+  assert state["step"] == 4 and all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
+  assert not os.path.exists(os.path.join(dense, "final")) and not os.path.exists(os.path.join(dense, "summary.json"))
+
+
+def test_a_final_checkpoint_of_another_width_is_refused_at_attack_time(reference, tmp_path):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(reference, workdir)
+  final = os.path.join(workdir, "models", "ticket_s80", "final")
+  shutil.rmtree(final)
+  shutil.rmtree(os.path.join(workdir, "attacks"))
+  os.remove(os.path.join(workdir, "confidences", "ticket_s80.npz"))
+  wider = resnet.create_model("resnet18", 10, "cifar", 0.125).init(jax.random.PRNGKey(0), np.zeros((1, 8, 8, 1)))
+  checkpoint.save(final, {"params": wider["params"], "batch_stats": wider["batch_stats"]})
+  config = ml_collections.ConfigDict(io.read_json(os.path.join(workdir, "config.json")))
+  with pytest.raises(checkpoint.CheckpointError) as error:
+    runner.run_attacks(pipeline.setup(config, workdir))
+  message = str(error.value)
+  assert "\n" not in message
+  assert message.startswith(f"{final}: checkpoint does not match the model (")
+  assert "float32 (8,), the model needs float32 (4,)" in message
+
+
+def test_restart_moves_a_run_of_another_config_aside_and_then_resumes(tmp_path):
+  workdir = str(tmp_path / "run")
+  os.makedirs(workdir)
+  old_files = {"config.json": json.dumps({"seed": 7}), "notes.txt": "the old run\n"}
+  for name, text in old_files.items():
+    with open(os.path.join(workdir, name), "w") as f:
+      f.write(text)
+  flags = ["--restart", "--config.train.num_steps=4", "--config.lottery.rewind_step=0",
+           "--config.attacks.protocols=('paper',)"]
+  result = _launch(workdir, *flags)
+  assert result.returncode == 0, result.stderr[-3000:]
+  moved = glob.glob(workdir + ".old-*")
+  assert len(moved) == 1 and f"moved the run with a different config to {moved[0]}" in result.stderr
+  for name, text in old_files.items():
+    with open(os.path.join(moved[0], name)) as f:
+      assert f.read() == text
+  assert io.read_json(os.path.join(workdir, "config.json"))["train"]["num_steps"] == 4
+  assert set(io.read_json(os.path.join(workdir, "lottery_summary.json"))) == {"dense", "ticket_s80"}
+  again = _launch(workdir, *flags)  # the same config: --restart resumes (here: finds everything done)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert glob.glob(workdir + ".old-*") == moved and "moved the run" not in again.stderr
