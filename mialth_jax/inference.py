@@ -40,8 +40,17 @@ def padded_batches(indices: np.ndarray, batch_size: int, num_devices: int):
 
 
 def make_logits_fn(model, mean: np.ndarray, std: np.ndarray, mesh: Mesh):
-  """jit(variables, uint8 images) -> float32 logits, eval-mode BatchNorm, output replicated for gathering."""
+  """jit(variables, uint8 images) -> float32 logits, eval-mode BatchNorm, output replicated for gathering.
+
+  Memoised: every evaluation and every extraction of a run asks for the same function, which then compiles once.
+  """
+  return _logits_fn(model, tuple(np.ravel(mean).tolist()), tuple(np.ravel(std).tolist()), np.shape(mean), mesh)
+
+
+@functools.lru_cache(maxsize=16)
+def _logits_fn(model, mean: tuple, std: tuple, shape: tuple, mesh: Mesh):
   dtype = model.dtype
+  mean, std = np.reshape(np.asarray(mean, np.float32), shape), np.reshape(np.asarray(std, np.float32), shape)
 
   @functools.partial(jax.jit, out_shardings=NamedSharding(mesh, P()))
   def logits_fn(variables, images):

@@ -1,0 +1,175 @@
+"""Shared pieces of the benchmarks: the setting, interleaved timing, verdicts, results, and the real JAX train step.
+
+On a shared machine absolute times drift with the load, so every benchmark times its candidates interleaved (A B A B
+..., each repetition runs every candidate once) and reports medians of per-repetition ratios: two neighbours in time
+see nearly the same load.
+"""
+import functools
+import itertools
+import os
+import platform
+import statistics
+import time
+
+import jax
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from mialth_jax import config_lib, inference
+from mialth_jax.lottery import masks, train, train_state
+from mialth_jax.models import resnet
+from mialth_jax.utils import io
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.jsonl")
+# The issue's FLOP convention: CIFAR ResNet-18 forward = 1.11 GFLOP per image (2 FLOPs per multiply-add), training
+# = 3x forward; width w scales it by w**2 (the stem and head, under 1 % of it, are counted the same way).
+RESNET18_CIFAR_GFLOP = 1.11
+TRAIN_FACTOR = 3
+MEAN, STD = 0.47, 0.25  # per-channel normalisation of the random images (any fixed values do)
+
+
+def setting(**extra) -> dict:
+  """Hardware, software, threading and load; printed and stored with every result."""
+  return {"cpu": _cpu_name(), "cpu_count": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
+          "load_avg": load_avg(), "jax": jax.__version__,
+          "jax_devices": len(jax.devices()), "jax_platform": jax.devices()[0].platform,
+          "xla_flags": os.environ.get("XLA_FLAGS", ""), "python": platform.python_version(), **extra}
+
+
+def load_avg() -> list[float]:
+  """1, 5 and 15 minute load averages."""
+  return [round(x, 2) for x in os.getloadavg()]
+
+
+def _cpu_name() -> str:
+  with open("/proc/cpuinfo") as f:
+    names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+  return names[0] if names else platform.machine()
+
+
+def print_setting(s: dict) -> None:
+  print("setting: " + ", ".join(f"{k}={v}" for k, v in s.items()))
+  print(f"machine loaded: os.getloadavg() = {os.getloadavg()} on {s['usable_cores']} usable cores "
+        "(another job runs here; compare ratios, not absolute times)")
+
+
+def interleaved(candidates: dict, reps: int) -> tuple[dict, dict]:
+  """(wall seconds, CPU seconds) lists of each callable, run once per repetition in turn (A B A B ...).
+
+  A callable that measures itself (in another process) returns its own (wall, cpu) tuple; other results are ignored.
+  CPU seconds count every thread of the process: on a loaded machine a candidate with more threads gets a larger share
+  of the cores, so its wall time can drop without any saving in work.
+  """
+  wall, cpu = {name: [] for name in candidates}, {name: [] for name in candidates}
+  for _ in range(reps):
+    for name, fn in candidates.items():
+      start, start_cpu = time.perf_counter(), time.process_time()
+      measured = fn()
+      if not isinstance(measured, tuple):
+        measured = (time.perf_counter() - start, time.process_time() - start_cpu)
+      wall[name].append(measured[0])
+      cpu[name].append(measured[1])
+  return wall, cpu
+
+
+def ratio(times: dict, num: str, den: str) -> float:
+  """Median over repetitions of times[den] / times[num]: the speed of `num` relative to `den` (> 1: num is faster)."""
+  return statistics.median(d / n for n, d in zip(times[num], times[den]))
+
+
+def median(xs) -> float:
+  return statistics.median(xs)
+
+
+def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
+  """'met' or 'NOT met (short by N %)'."""
+  met = value >= target if higher_is_better else value <= target
+  if met:
+    return "met"
+  shortfall = (target - value) / target if higher_is_better else (value - target) / target
+  return f"NOT met (short by {100 * shortfall:.0f} %)"
+
+
+def append_result(result: dict, path: str = RESULTS) -> None:
+  io.append_jsonl(path, result)
+  print(f"appended to {path}")
+
+
+def convention_gflop(width: float) -> float:
+  """Forward GFLOP per image of CIFAR ResNet-18 at `width` under the issue's convention."""
+  return RESNET18_CIFAR_GFLOP * width ** 2
+
+
+class JaxTrainer:
+  """The real masked train step (`train.make_jitted_step`) on device-resident random uint8 CIFAR-sized images."""
+
+  def __init__(self, width: float, batch_size: int, *, mask: str = "dense", augment: str = "none",
+               num_images: int = 1024, donate: bool = True, seed: int = 0):
+    self.model = resnet.create_model("resnet18", 10, "cifar", width)
+    self.mesh = inference.make_mesh()
+    replicated = NamedSharding(self.mesh, P())
+    config = config_lib.base().train
+    self.tx = train_state.make_optimizer(config, 10_000, num_images // batch_size)
+    variables = init_variables(self.model, seed)
+    self.mask = make_mask(variables["params"], mask, seed)
+    state = train_state.create_state(variables["params"], variables["batch_stats"], self.mask, self.tx)
+    # Every leaf replicated, as the step's outputs are: otherwise its second call compiles again.
+    self.state = jax.device_put(state, replicated)
+    self.data = random_train_data(num_images, replicated, seed)
+    self.loop = train.LoopConfig("bench", seed, 10_000, num_images // batch_size, batch_size, augment, 10_000,
+                                 10_000, 0)
+    self.step = (train.make_jitted_step(self.model, self.tx, self.loop, self.data, self.mesh) if donate
+                 else _undonated_step(self.model, self.tx, self.loop, self.data))
+    self.inputs = list(itertools.islice(train.step_inputs(self.loop, self.data, self.mesh, 0),
+                                        self.loop.steps_per_epoch))
+
+  def run(self, num_steps: int) -> None:
+    """`num_steps` steps, blocking on the last one's outputs."""
+    for step in range(num_steps):
+      self.state, metrics = self.step(self.state, self.inputs[step % len(self.inputs)])
+    jax.block_until_ready((self.state, metrics))
+
+  def train_step_cost(self) -> dict:
+    """XLA's cost analysis of one train step (without the batch gather)."""
+    images = jax.ShapeDtypeStruct((self.loop.batch_size, 32, 32, 3), np.uint8)
+    labels = jax.ShapeDtypeStruct((self.loop.batch_size,), np.int32)
+    step = functools.partial(train.train_step, model=self.model, tx=self.tx, seed=0, augment_kind=self.loop.augment,
+                             mean=self.data.mean, std=self.data.std)
+    return jax.jit(step).lower(self.state, images, labels).compile().cost_analysis() or {}
+
+
+def init_variables(model, seed: int) -> dict:
+  """model.init compiled without XLA's backend optimisations: 2 s instead of 8-15 s, and it runs once."""
+  init = jax.jit(lambda k: model.init(k, np.zeros((1, 32, 32, 3), np.uint8)))
+  return init.lower(jax.random.PRNGKey(seed)).compile({"xla_backend_optimization_level": 0})(jax.random.PRNGKey(seed))
+
+
+def _undonated_step(model, tx, loop, data):
+  """make_jitted_step's program without donating the state (for measuring what donation saves)."""
+  step = functools.partial(train.train_step, model=model, tx=tx, seed=loop.seed, augment_kind=loop.augment,
+                           mean=data.mean, std=data.std)
+  jitted = jax.jit(lambda state, images, labels, idx: step(state, images[idx], labels[idx]))
+  return lambda state, inputs: jitted(state, *inputs)
+
+
+def make_mask(params, kind: str, seed: int = 0):
+  """dense: all-ones bool mask; s80: 80 % global-magnitude sparse; none: a scalar True on every leaf (no-op mask)."""
+  if kind == "none":
+    return jax.tree.map(lambda _: np.ones((), bool), params)
+  dense = masks.dense_mask(params, masks.prunable_predicate("kernel$"))
+  if kind == "dense":
+    return dense
+  if kind == "s80":
+    return masks.prune(jax.device_get(params), dense, 0.8, "global_magnitude", seed)
+  raise ValueError(f"mask {kind!r} is unknown; expected dense, s80 or none")
+
+
+def random_train_data(num_images: int, sharding: NamedSharding, seed: int) -> train.TrainData:
+  """Random uint8 32x32x3 images and labels, resident on device like the CIFAR members."""
+  rng = np.random.default_rng(seed)
+  images = rng.integers(0, 256, (num_images, 32, 32, 3), dtype=np.uint8)
+  labels = rng.integers(0, 10, num_images).astype(np.int32)
+  return train.TrainData(images=inference.global_array(images, sharding),
+                         labels=inference.global_array(labels, sharding), host_images=images, host_labels=labels,
+                         test_images=images[:256], test_labels=labels[:256], mean=np.full(3, MEAN, np.float32),
+                         std=np.full(3, STD, np.float32))
