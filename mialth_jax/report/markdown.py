@@ -113,20 +113,29 @@ def discrepancies(runs, paper: dict) -> list[str]:
     r, m = found[0], run.models["dense"]
     low, high = r["accuracy_ci"]
     agrees = low <= row["accuracy"]["dense"] <= high
-    verdict = "agrees with" if agrees else "differs from"
     c = run.config
-    lines.append(
-        f"- **{run.dataset} ({run.label})**: dense attack accuracy {r['accuracy']:.3f} [{low:.3f}, {high:.3f}] "
-        f"{verdict} the paper's {row['accuracy']['dense']:.3f}. Our dense model: train accuracy "
-        f"{m['train_accuracy']:.3f}, test accuracy {m['test_accuracy']:.3f} (gap "
-        f"{m['train_accuracy'] - m['test_accuracy']:.3f}), {c['data']['num_train']} members, width "
-        f"x{c['model']['width_multiplier']}, {c['train']['num_epochs']} epochs, {r['num_members']} + "
-        f"{r['num_nonmembers']} attack-test examples."
-        + ("" if agrees else
-           " Membership leakage grows with the generalisation gap (Shokri et al. 2017): a CPU-sized run (fewer "
-           "members, a narrower network, far fewer epochs than the paper's full-data training) overfits "
-           "differently, and the paper does not report its training length, augmentation or the sparsity of its "
-           "Table 1 ticket. The paper's own CIFAR-10 numbers (accuracy 0.503 with precision 0.57) sit at chance."))
+    gap = m["train_accuracy"] - m["test_accuracy"]
+    best = max(collect.select(run.attacks, protocol="paper", source="dense", target="dense", size=main_size(run)),
+               key=lambda x: x["accuracy"])
+    text = (f"- **{run.dataset} ({run.label})**: the paper's attack on our dense model reaches {r['accuracy']:.3f} "
+            f"[{low:.3f}, {high:.3f}], which {'agrees with' if agrees else 'differs from'} the paper's "
+            f"{row['accuracy']['dense']:.3f}. Our dense model has train accuracy {m['train_accuracy']:.3f} and test "
+            f"accuracy {m['test_accuracy']:.3f} (generalisation gap {gap:.3f}) after {c['train']['num_epochs']:g} "
+            f"epochs on {c['data']['num_train']} members at width x{c['model']['width_multiplier']}. The strongest "
+            f"attack on it here is `{best['attack']}` at {best['accuracy']:.3f} (ROC AUC {best['roc_auc']:.3f}).")
+    if not agrees:
+      text += (" Membership leakage grows with overfitting (Shokri et al. 2017), and a CPU-sized run (fewer members, "
+               "a narrower network, far fewer epochs) overfits differently from the paper's full-data training, "
+               "whose length, augmentation and Table 1 sparsity the paper does not report.")
+    if run.dataset == "cifar10":
+      text += (" The paper's own CIFAR-10 figure (0.503, precision 0.57) is at chance, although a ResNet-18 trained "
+               "to convergence on CIFAR-10 usually leaks measurably; ours sits slightly above chance.")
+    if run.dataset == "cifar100" and row["precision"]["dense"] > 0.9:
+      text += (f" The paper's precision of {row['precision']['dense']:.2f} implies members predicted with near "
+               f"certainty, i.e. a model close to 100 % train accuracy; ours reaches {m['train_accuracy']:.3f}, so "
+               "its members do not stand out in the raw softmax vector that the MLP reads, while the loss (which uses "
+               "the true label) still separates them.")
+    lines.append(text)
   return lines
 
 

@@ -146,7 +146,7 @@ def per_class(run: collect.Run, attack: str, size: int, names: list[str], class_
   if not rows:
     return None
   classes = sorted(rows[0][1]["per_class_accuracy"], key=int)
-  fig, ax = plt.subplots(figsize=(max(8, 0.12 * len(classes) * len(rows)), 3.8))
+  fig, ax = plt.subplots(figsize=(min(14, max(8, 0.12 * len(classes) * len(rows))), 3.8))
   width = 0.8 / len(rows)
   for i, (name, r) in enumerate(rows):
     ax.bar(np.arange(len(classes)) + i * width, [r["per_class_accuracy"][c] for c in classes], width, label=name)
