@@ -123,3 +123,13 @@ def test_unfinished_model_is_named(run, tmp_path):
 def test_nan_confidences_are_refused():
   with pytest.raises(inputs_lib.AttackError, match="logits: 1 of 3 rows hold NaN or Inf"):
     inputs_lib.AttackInputs.from_logits(np.array([[0.0, 1.0], [np.nan, 0.0], [1.0, 1.0]]), np.array([0, 1, 0]))
+
+
+def test_confidence_cache_holds_both_attack_parts_once(run):
+  workdir = run[0]
+  split = io.read_npz(os.path.join(workdir, "attacks", "n280", "split.npz"))
+  cached = io.read_npz(extract.cache_path(workdir, "dense"))
+  attacked = np.concatenate(list(split.values()))
+  assert np.all(np.isin(attacked, cached["ids"]))  # other tests may add ids; these must all be there
+  assert np.all(np.diff(cached["ids"]) > 0)       # sorted, each example once
+  assert cached["logits"].shape == (len(cached["ids"]), 10)

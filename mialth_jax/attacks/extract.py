@@ -20,19 +20,26 @@ def cache_path(workdir: str, model_name: str) -> str:
 
 
 def model_outputs(ctx, model_name: str, ids: np.ndarray) -> inputs_lib.AttackInputs:
-  """AttackInputs of `model_name` for `ids` (in that order), from the cache or a sharded forward pass."""
+  """AttackInputs of `model_name` for `ids` (in that order); only ids not in the model's cache are extracted.
+
+  The cache holds every id extracted so far, sorted, so attack-train, attack-test and every attack size share one
+  forward pass per example.
+  """
   path = cache_path(ctx.workdir, model_name)
   source = ExampleSource(ctx.dataset)
-  if os.path.exists(path):
-    cached = io.read_npz(path)
-    if np.array_equal(cached["ids"], ids):
-      return inputs_lib.AttackInputs.from_logits(cached["logits"], cached["labels"])
-  logits = extract_logits(ctx, model_name, source, ids)
-  labels = source.labels(ids)
-  result = inputs_lib.AttackInputs.from_logits(logits, labels)  # validates: NaN/Inf are refused here
-  if jax.process_index() == 0:
-    io.write_npz(path, ids=ids, logits=logits, labels=labels, probs=result.probs, loss=result.loss)
-  return result
+  cached = io.read_npz(path) if os.path.exists(path) else {"ids": np.zeros(0, np.int64),
+                                                          "logits": np.zeros((0, ctx.dataset.num_classes), np.float32)}
+  missing = ids[~np.isin(ids, cached["ids"])]  # in request order, so a first extraction batches as asked
+  if len(missing):
+    logits = extract_logits(ctx, model_name, source, missing)
+    inputs_lib.AttackInputs.from_logits(logits, source.labels(missing))  # validates: NaN/Inf are refused here
+    all_ids = np.concatenate([cached["ids"], missing])
+    order = np.argsort(all_ids, kind="stable")
+    cached = {"ids": all_ids[order], "logits": np.concatenate([cached["logits"], logits])[order]}
+    if jax.process_index() == 0:
+      io.write_npz(path, ids=cached["ids"], logits=cached["logits"], labels=source.labels(cached["ids"]))
+  rows = np.searchsorted(cached["ids"], ids)
+  return inputs_lib.AttackInputs.from_logits(cached["logits"][rows], source.labels(ids))
 
 
 def extract_logits(ctx, model_name: str, source: ExampleSource, ids: np.ndarray) -> np.ndarray:
