@@ -7,6 +7,11 @@ import os
 
 import ml_collections
 
+from mialth_jax import data
+from mialth_jax.data import augment
+from mialth_jax.lottery import masks
+from mialth_jax.models import resnet
+
 
 def base() -> ml_collections.ConfigDict:
   """Defaults for a complete lottery + membership-inference run."""
@@ -75,14 +80,14 @@ def base() -> ml_collections.ConfigDict:
 
 PROTOCOLS = ("paper", "transfer", "shadow")
 CHOICES = {
-    "data.name": ("digits", "npz", "tfds"),
-    "data.augment": ("none", "cifar"),
-    "model.name": ("resnet18", "resnet34", "resnet50"),
+    "data.name": data.SOURCES,
+    "data.augment": augment.AUGMENTATIONS,
+    "model.name": tuple(resnet.ARCHITECTURES),
     "model.stem": ("cifar", "imagenet"),
-    "model.dtype": ("float32", "bfloat16"),
+    "model.dtype": tuple(resnet.DTYPES),
     "train.schedule": ("cosine", "step", "constant"),
     "lottery.method": ("oneshot", "imp"),
-    "lottery.rule": ("global_magnitude", "layerwise_magnitude", "random"),
+    "lottery.rule": masks.RULES,
     "attacks.nonmembers": ("test", "test+unused_train"),
 }
 
