@@ -1,22 +1,25 @@
 """The tfds source on data prepared offline by tfds' real builders: CIFAR-10 from the npz, a tiny ImageNet from JPEGs.
 
 Preparing needs TensorFlow (the `prepare` extra) and runs in subprocesses, so TF never enters the test process;
-reading is checked in a subprocess where TF cannot be imported at all.
+reading is checked in a subprocess where TF cannot be imported at all. Every test gets its own label cache folder
+(MIALTH_CACHE_DIR), which the subprocesses it runs inherit, so nothing is written to the real ~/.cache.
 """
 import importlib.util
 import io
+import logging
 import os
 import re
 import subprocess
 import sys
 import tarfile
+import time
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from mialth_jax.data import DataError, tfds_source
+from mialth_jax.data import DataError, label_cache, tfds_source
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CROP = 32   # ImageNet crop in these tests; the shorter side is first resized to round(32 * 256 / 224) = 37
@@ -52,6 +55,13 @@ def _run(*argv: str) -> str:
   proc = subprocess.run([sys.executable, *argv], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc.stdout
+
+
+@pytest.fixture(autouse=True)
+def label_cache_dir(tmp_path, monkeypatch):
+  """The labels/ folder of a fresh MIALTH_CACHE_DIR for this test; not created until a load writes to it."""
+  monkeypatch.setenv("MIALTH_CACHE_DIR", str(tmp_path / "cache"))
+  return tmp_path / "cache" / "labels"
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +122,7 @@ def imagenet(cifar_dir, needs_tensorflow, tmp_path_factory):
   return str(data_dir), {name: jpeg for m in [*per_synset.values(), val] for name, jpeg in m.items()}
 
 
-def test_cifar10_round_trip_is_exact(cifar_dir, cifar10_dir):
+def test_cifar10_round_trip_is_exact(cifar_dir, cifar10_dir, label_cache_dir):
   npz = np.load(os.path.join(cifar_dir, "cifar10_small.npz"))
   d = tfds_source.load_tfds("cifar10", cifar10_dir)
   assert d.in_memory and d.num_classes == 10 and d.image_shape == (32, 32, 3)
@@ -125,6 +135,7 @@ def test_cifar10_round_trip_is_exact(cifar_dir, cifar10_dir):
     rows = np.array([int(r["id"].decode().rpartition("_")[2]) for r in records])
     assert np.array_equal(np.sort(rows), np.arange(len(rows)))
     assert np.array_equal(x, npz[f"x_{split}"][rows]) and np.array_equal(y, npz[f"y_{split}"][rows])
+  assert not label_cache_dir.exists()   # CIFAR is read into memory whole: no label cache
 
 
 def test_cifar10_reads_without_tensorflow(cifar10_dir):
@@ -158,12 +169,126 @@ def test_imagenet_center_crops_and_labels(imagenet):
   assert d.x_test[np.array([], np.int64)].shape == (0, CROP, CROP, 3)
 
 
-def test_imagenet_reads_without_tensorflow(imagenet):
+def test_imagenet_reads_without_tensorflow(imagenet, tmp_path, monkeypatch):
   data_dir, _ = imagenet
   d = tfds_source.load_tfds("imagenet2012", data_dir, image_size=CROP)
   x = d.x_train[np.arange(len(d.x_train))]
   expected = f"5 4 {x.shape} {int(x.sum())} {int(d.y_train.sum())} False"
+  monkeypatch.setenv("MIALTH_CACHE_DIR", str(tmp_path / "subprocess_cache"))   # so the subprocess scans the labels
   assert _run("-c", READ_WITHOUT_TF, "imagenet2012", data_dir).strip() == expected
+  assert len(os.listdir(tmp_path / "subprocess_cache" / "labels")) == 2
+
+
+def _record_labels(data_dir: str, split: str) -> np.ndarray:
+  """The labels of a split, read from its records directly."""
+  records = tfds.data_source("imagenet2012", split=split, data_dir=data_dir, download=False,
+                             decoders={"image": tfds.decode.SkipDecoding()})
+  return np.array([r["label"] for r in records], np.int32)
+
+
+def _cache_files(folder) -> dict[str, str]:
+  """{split: path} of the label cache files in folder, which must be named <name>-<version>-<split>-<16 hex>.npy."""
+  names = sorted(os.listdir(folder))
+  matches = [re.fullmatch(r"imagenet2012-5\.1\.0-(train|validation)-[0-9a-f]{16}\.npy", name) for name in names]
+  assert all(matches), names
+  return {m[1]: os.path.join(folder, m[0]) for m in matches}
+
+
+def _npy(array: np.ndarray) -> bytes:
+  out = io.BytesIO()
+  np.save(out, array)
+  return out.getvalue()
+
+
+def _no_scan(records, what):
+  raise AssertionError(f"scanned {what} although its labels are cached")
+
+
+def test_imagenet_labels_are_scanned_once_then_read_from_the_cache(imagenet, label_cache_dir, monkeypatch, caplog):
+  data_dir, _ = imagenet
+  d = tfds_source.load_tfds("imagenet2012", data_dir, image_size=CROP)
+  files = _cache_files(label_cache_dir)
+  assert len(os.listdir(label_cache_dir)) == 2 and sorted(files) == ["train", "validation"]
+  for split, y in (("train", d.y_train), ("validation", d.y_test)):
+    assert np.array_equal(y, _record_labels(data_dir, split)) and np.array_equal(np.load(files[split]), y)
+  # Other valid labels in the file prove that the next load reads it, and a scan that fails that it does not scan.
+  other = (d.y_train + 7) % d.num_classes
+  np.save(files["train"], other)
+  monkeypatch.setattr(label_cache, "_scan", _no_scan)
+  with caplog.at_level(logging.INFO, logger="absl"):
+    again = tfds_source.load_tfds("imagenet2012", data_dir, image_size=CROP)
+  assert np.array_equal(again.y_train, other) and np.array_equal(again.y_test, d.y_test)
+  assert f"read 5 labels of imagenet2012:train from {files['train']}" in caplog.text
+
+
+BAD_CACHES = {
+    "garbage": lambda y: b"not a .npy file",
+    "truncated": lambda y: _npy(y)[:-2],
+    "wrong length": lambda y: _npy(y[:-1]),
+    "out of range": lambda y: _npy(np.full_like(y, 1000)),
+    "int64": lambda y: _npy(y.astype(np.int64)),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_CACHES)
+def test_a_bad_label_cache_is_ignored_and_rebuilt(imagenet, label_cache_dir, caplog, bad):
+  data_dir, _ = imagenet
+  expected = tfds_source.load_tfds("imagenet2012", data_dir, image_size=CROP).y_train
+  path = _cache_files(label_cache_dir)["train"]
+  with open(path, "wb") as f:
+    f.write(BAD_CACHES[bad](expected))
+  with caplog.at_level(logging.WARNING, logger="absl"):
+    d = tfds_source.load_tfds("imagenet2012", data_dir, image_size=CROP)
+  assert f"ignoring label cache {path}: " in caplog.text
+  assert np.array_equal(d.y_train, expected) and np.array_equal(np.load(path), expected)
+
+
+def test_label_cache_name_changes_with_the_shard_files(imagenet, label_cache_dir):
+  data_dir, _ = imagenet
+  tfds_source.load_tfds("imagenet2012", data_dir, image_size=CROP)
+  before = set(os.listdir(label_cache_dir))
+  shard = os.path.join(data_dir, "imagenet2012", "5.1.0", "imagenet2012-train.array_record-00000-of-00001")
+  stat = os.stat(shard)
+  try:
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))   # as if the split had been prepared again
+    tfds_source.load_tfds("imagenet2012", data_dir, image_size=CROP)
+  finally:
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+  added = set(os.listdir(label_cache_dir)) - before
+  assert len(added) == 1 and added.pop().startswith("imagenet2012-5.1.0-train-")
+
+
+def test_an_unwritable_label_cache_only_warns(imagenet, tmp_path, monkeypatch, caplog):
+  data_dir, _ = imagenet
+  not_a_folder = tmp_path / "not_a_folder"
+  not_a_folder.write_text("")
+  monkeypatch.setenv("MIALTH_CACHE_DIR", str(not_a_folder))
+  with caplog.at_level(logging.WARNING, logger="absl"):
+    d = tfds_source.load_tfds("imagenet2012", data_dir, image_size=CROP)
+  assert np.array_equal(d.y_train, _record_labels(data_dir, "train"))
+  assert np.array_equal(d.y_test, _record_labels(data_dir, "validation"))
+  assert f"could not write label cache {not_a_folder}/labels/imagenet2012-5.1.0-train-" in caplog.text
+
+
+class _SlowRecords:
+  """A data source of 5 records, labelled 0, 1, 2, 0, 1, that takes a while per read."""
+
+  def __len__(self) -> int:
+    return 5
+
+  def __getitems__(self, keys):
+    time.sleep(0.02)
+    return [{"label": k % 3} for k in keys]
+
+
+def test_a_long_scan_reports_progress(monkeypatch, caplog):
+  monkeypatch.setattr(label_cache, "_SCAN_CHUNK", 2)
+  monkeypatch.setattr(label_cache, "_REPORT_EVERY_S", 0.0)
+  with caplog.at_level(logging.INFO, logger="absl"):
+    labels = label_cache._scan(_SlowRecords(), "slow:train")
+  assert labels.dtype == np.int32 and labels.tolist() == [0, 1, 2, 0, 1]
+  assert re.search(r"scanning labels of slow:train: 2/5 records, \d+ records/s, ETA 0:00:00", caplog.text)
+  assert "scanned 5 labels of slow:train in " in caplog.text
 
 
 def test_unprepared_data_dir_is_named(tmp_path):

@@ -2,7 +2,8 @@
 
 CIFAR-10/100 are decoded into memory. ImageNet stays on disk: `x_train`/`x_test` are `CenterCropSource`s that decode
 and crop the requested examples with PIL. Index i is record i of the prepared split, in the order tfds stored it (a
-fixed shuffle of the source order, the same every time the dataset is prepared).
+fixed shuffle of the source order, the same every time the dataset is prepared). ImageNet labels are scanned from the
+records once per prepared split and cached outside data_dir (`label_cache`).
 """
 import concurrent.futures
 import io
@@ -12,11 +13,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from mialth_jax.data import base
+from mialth_jax.data import base, label_cache
 
 SUPPORTED = ("cifar10", "cifar100", "imagenet2012")
 _SPLITS = {"cifar10": ("train", "test"), "cifar100": ("train", "test"), "imagenet2012": ("train", "validation")}
-_SCAN_CHUNK = 4096        # records per read when scanning a whole split
 _DECODE_THREADS = min(16, os.cpu_count() or 1)   # PIL releases the GIL while decoding and resizing
 
 
@@ -67,17 +67,20 @@ def _builder(name: str, data_dir: str):
   return builder
 
 
-def _labels(records) -> np.ndarray:
-  """The int32 labels of a whole split, read in chunks."""
-  n = len(records)
-  return np.array([r["label"] for start in range(0, n, _SCAN_CHUNK)
-                   for r in records.__getitems__(list(range(start, min(start + _SCAN_CHUNK, n))))], np.int32)
-
-
 def _in_memory(records) -> tuple[np.ndarray, np.ndarray]:
   """All images (uint8 NHWC) and labels (int32) of a small split."""
   examples = records.__getitems__(list(range(len(records))))
   return np.stack([e["image"] for e in examples]), np.array([e["label"] for e in examples], np.int32)
+
+
+def _on_disk(builder, split: str, size: int) -> tuple[CenterCropSource, np.ndarray]:
+  """Center crops (read on demand) and labels (int32) of a large split.
+
+  SkipDecoding keeps JPEG bytes undecoded: a label scan (the first load of a prepared split) then costs a read and a
+  proto parse per record, not a decode, and crops come from PIL alone, not from whichever decoder tfds picks.
+  """
+  records = builder.as_data_source(split=split, decoders={"image": tfds.decode.SkipDecoding()})
+  return CenterCropSource(records, size), label_cache.load(builder.info, split, records)
 
 
 def load_tfds(name: str, data_dir: str, *, image_size: int | None = None) -> base.Dataset:
@@ -93,11 +96,7 @@ def load_tfds(name: str, data_dir: str, *, image_size: int | None = None) -> bas
       base.validate_arrays(f"tfds {name}:{split}", x, y, label.num_classes)
     return base.Dataset(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
                         image_shape=tuple(builder.info.features["image"].shape), **common)
-  # SkipDecoding keeps JPEG bytes undecoded: the label scan below then costs a read and a proto parse per record (the
-  # whole split is read once), not a decode, and crops come from PIL alone, not from whichever decoder tfds picks.
   size = image_size or 224
-  train, test = (builder.as_data_source(split=s, decoders={"image": tfds.decode.SkipDecoding()})
-                 for s in _SPLITS[name])
-  return base.Dataset(x_train=CenterCropSource(train, size), y_train=_labels(train),
-                      x_test=CenterCropSource(test, size), y_test=_labels(test),
-                      image_shape=(size, size, 3), **common)
+  (x_train, y_train), (x_test, y_test) = (_on_disk(builder, s, size) for s in _SPLITS[name])
+  return base.Dataset(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, image_shape=(size, size, 3),
+                      **common)
