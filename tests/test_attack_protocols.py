@@ -133,3 +133,19 @@ def test_confidence_cache_holds_both_attack_parts_once(run):
   assert np.all(np.isin(attacked, cached["ids"]))  # other tests may add ids; these must all be there
   assert np.all(np.diff(cached["ids"]) > 0)       # sorted, each example once
   assert cached["logits"].shape == (len(cached["ids"]), 10)
+
+
+def test_a_recorded_split_of_another_run_is_refused(run):
+  """A split.npz whose ids are not this run's members / non-members would mislabel examples: refused, file named."""
+  workdir, config, _ = run
+  ctx = pipeline.setup(config, workdir)
+  path = os.path.join(protocols.attack_dir(ctx, 8), "split.npz")
+  not_members = np.setdiff1d(np.arange(len(ctx.splits.members) * 4), ctx.splits.members)[:2]
+  io.write_npz(path, train_members=not_members, train_nonmembers=ctx.splits.test[:2],
+               test_members=ctx.splits.members[:2], test_nonmembers=ctx.splits.test[2:4])
+  try:
+    with pytest.raises(inputs_lib.AttackError, match=f"^{path}: records ids that are not members / non-members of "
+                                                     "this run"):
+      protocols.attack_split(ctx, 8)
+  finally:
+    os.remove(path)

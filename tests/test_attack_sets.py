@@ -40,8 +40,21 @@ def test_minus_one_takes_the_largest_balanced_set():
 def test_round_trips_through_npz(tmp_path):
   split = attack_sets.make_attack_split(MEMBERS, NONMEMBERS, 100, 0.5, seed=1)
   io.write_npz(str(tmp_path / "split.npz"), **split.to_arrays())
-  restored = attack_sets.AttackSplit(**io.read_npz(str(tmp_path / "split.npz")))
+  restored = attack_sets.AttackSplit.read(str(tmp_path / "split.npz"))
   assert all(np.array_equal(getattr(split, k), getattr(restored, k)) for k in split.to_arrays())
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(members=np.arange(4)), "expected the arrays train_members, train_nonmembers, test_members, "
+                                 "test_nonmembers, got members$"),
+    (dict(train_members=np.arange(4.0), train_nonmembers=np.arange(4), test_members=np.arange(4),
+          test_nonmembers=np.ones((2, 2), int)), "train_members, test_nonmembers must be 1-D integer id arrays$"),
+])
+def test_a_recorded_split_with_wrong_arrays_is_named(tmp_path, arrays, message):
+  path = str(tmp_path / "split.npz")
+  io.write_npz(path, **arrays)
+  with pytest.raises(io.UnreadableFileError, match=f"^{path}: {message}"):
+    attack_sets.AttackSplit.read(path)
 
 
 def test_oversize_names_what_is_missing():

@@ -8,6 +8,7 @@ import dataclasses
 import numpy as np
 
 from mialth_jax.attacks.inputs import AttackError
+from mialth_jax.utils import io
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -19,8 +20,20 @@ class AttackSplit:
   test_nonmembers: np.ndarray
 
   def to_arrays(self) -> dict[str, np.ndarray]:
-    """The four arrays by field name, for `np.savez`; `AttackSplit(**arrays)` restores it."""
+    """The four arrays by field name, for `np.savez`; `AttackSplit.read` restores it."""
     return {f.name: np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+  @classmethod
+  def read(cls, path: str) -> "AttackSplit":
+    """The split recorded at `path`; anything but the four 1-D integer id arrays raises naming the file."""
+    arrays = io.read_npz(path)
+    names = [f.name for f in dataclasses.fields(cls)]
+    if sorted(arrays) != sorted(names):
+      raise io.UnreadableFileError(f"{path}: expected the arrays {', '.join(names)}, got {', '.join(sorted(arrays))}")
+    bad = [k for k in names if arrays[k].ndim != 1 or not np.issubdtype(arrays[k].dtype, np.integer)]
+    if bad:
+      raise io.UnreadableFileError(f"{path}: {', '.join(bad)} must be 1-D integer id arrays")
+    return cls(**arrays)
 
 
 def _check_pool(name: str, pool: np.ndarray) -> np.ndarray:

@@ -45,7 +45,13 @@ def attack_split(ctx, size: int) -> attack_sets.AttackSplit:
   """The balanced, seeded member / non-member split shared by every model of the run (recorded on disk)."""
   path = os.path.join(attack_dir(ctx, size), "split.npz")
   if os.path.exists(path):
-    return attack_sets.AttackSplit(**io.read_npz(path))
+    split = attack_sets.AttackSplit.read(path)
+    members = np.r_[split.train_members, split.test_members]
+    nonmembers = np.r_[split.train_nonmembers, split.test_nonmembers]
+    if not (np.isin(members, ctx.splits.members).all() and np.isin(nonmembers, nonmember_pool(ctx)).all()):
+      raise attack_sets.AttackError(f"{path}: records ids that are not members / non-members of this run; it belongs "
+                                    "to another run (move it away to draw a new split)")
+    return split
   split = attack_sets.make_attack_split(ctx.splits.members, nonmember_pool(ctx), size,
                                         ctx.config.attacks.test_fraction, seed=ctx.config.seed)
   io.write_npz(path, **split.to_arrays())
