@@ -103,6 +103,10 @@ CASES = [
     ("negative_rewind_step", [CONFIG, "--config.lottery.rewind_step=-1"], "lottery.rewind_step must be >= 0, got -1"),
     ("batch_not_a_multiple_of_devices", [CONFIG, "--config.train.batch_size=60"],
      "train.batch_size=60 is not a multiple of the 8 devices"),
+    ("negative_cpu_devices", [CONFIG, "--cpu_devices=-1"], "flag --cpu_devices=-1: -1 is not a non-negative integer"),
+    # --cpu_devices takes effect: the tests' 8 simulated devices (XLA_FLAGS) become 3.
+    ("batch_not_a_multiple_of_cpu_devices", [CONFIG, "--cpu_devices=3"],
+     "train.batch_size=64 is not a multiple of the 3 devices"),
     ("attack_set_too_large", [CONFIG, "--config.attacks.sizes=(2000,)"],
      "attack set of 2000 needs 1000 members and 1000 non-members; only 256 members and 899 non-members available"),
     ("unknown_attack_type", ["--config=tests/resume_case.py:unknown_attack"],

@@ -240,7 +240,8 @@ def train_model(ctx: Context, spec: ModelSpec) -> dict:
     checkpoint.save(final_path, {"params": state.params, "batch_stats": state.batch_stats})
   summary = {"name": spec.name, "kind": spec.kind, "sparsity": report["sparsity"], "rule": spec.rule,
              "pruned_from": spec.mask_from, "init": spec.init, "rewind_step": ctx.config.lottery.rewind_step,
-             "steps": ctx.total_steps, "wall_seconds": time.time() - started, **final_eval}
+             "steps": ctx.total_steps, "devices": ctx.mesh.size, "platform": ctx.mesh.devices.flat[0].platform,
+             "wall_seconds": time.time() - started, **final_eval}
   if jax.process_index() == 0:
     io.write_json(summary_path, summary)
   return summary
