@@ -4,6 +4,7 @@ On a shared machine absolute times drift with the load, so every benchmark times
 ..., each repetition runs every candidate once) and reports medians of per-repetition ratios: two neighbours in time
 see nearly the same load.
 """
+import dataclasses
 import functools
 import itertools
 import os
@@ -13,7 +14,7 @@ import time
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mialth_jax import config_lib, inference
 from mialth_jax.lottery import masks, train, train_state
@@ -33,6 +34,7 @@ def setting(**extra) -> dict:
   return {"cpu": _cpu_name(), "cpu_count": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
           "load_avg": load_avg(), "jax": jax.__version__,
           "jax_devices": len(jax.devices()), "jax_platform": jax.devices()[0].platform,
+          "device_kind": jax.devices()[0].device_kind,
           "xla_flags": os.environ.get("XLA_FLAGS", ""), "python": platform.python_version(), **extra}
 
 
@@ -100,47 +102,78 @@ def convention_gflop(width: float) -> float:
   return RESNET18_CIFAR_GFLOP * width ** 2
 
 
+@dataclasses.dataclass(frozen=True)
+class Workload:
+  """A ResNet trained on random uint8 images of one size (CIFAR-sized by default)."""
+  model: str = "resnet18"
+  stem: str = "cifar"
+  image_size: int = 32
+  num_classes: int = 10
+  width: float = 1.0
+  dtype: str = "float32"
+
+  def create_model(self):
+    return resnet.create_model(self.model, self.num_classes, self.stem, self.width, self.dtype)
+
+
 class JaxTrainer:
-  """The real masked train step (`train.make_jitted_step`) on device-resident random uint8 CIFAR-sized images."""
+  """The real masked train step (`train.make_jitted_step`) on device-resident random uint8 images.
+
+  `workload` (default: CIFAR ResNet-18 at `width`, fp32) says what is trained; `devices` (default: all) are the mesh
+  the batch is sharded over; `batch_size` is the global batch.
+  """
 
   def __init__(self, width: float, batch_size: int, *, mask: str = "dense", augment: str = "none",
-               num_images: int = 1024, donate: bool = True, seed: int = 0):
-    self.model = resnet.create_model("resnet18", 10, "cifar", width)
-    self.mesh = inference.make_mesh()
+               num_images: int = 1024, donate: bool = True, seed: int = 0, workload: Workload | None = None,
+               devices=None):
+    self.workload = workload or Workload(width=width)
+    self.model = self.workload.create_model()
+    self.mesh = Mesh(np.asarray(devices if devices is not None else jax.devices()), (inference.DATA_AXIS,))
     replicated = NamedSharding(self.mesh, P())
     config = config_lib.base().train
     self.tx = train_state.make_optimizer(config, 10_000, num_images // batch_size)
-    variables = init_variables(self.model, seed)
+    variables = init_variables(self.model, seed, self.workload.image_size)
     self.mask = make_mask(variables["params"], mask, seed)
     state = train_state.create_state(variables["params"], variables["batch_stats"], self.mask, self.tx)
     # Every leaf replicated, as the step's outputs are: otherwise its second call compiles again.
     self.state = jax.device_put(state, replicated)
-    self.data = random_train_data(num_images, replicated, seed)
+    self.data = random_train_data(num_images, replicated, seed, self.workload)
     self.loop = train.LoopConfig("bench", seed, 10_000, num_images // batch_size, batch_size, augment, 10_000,
                                  10_000, 0)
     self.step = (train.make_jitted_step(self.model, self.tx, self.loop, self.data, self.mesh) if donate
                  else _undonated_step(self.model, self.tx, self.loop, self.data))
-    self.inputs = list(itertools.islice(train.step_inputs(self.loop, self.data, self.mesh, 0),
-                                        self.loop.steps_per_epoch))
+    inputs = list(itertools.islice(train.step_inputs(self.loop, self.data, self.mesh, 0), self.loop.steps_per_epoch))
+    self.next_inputs = lambda step: inputs[step % len(inputs)]
+
+  def stream_from(self, source, labels: np.ndarray) -> None:
+    """Feeds the step from a host `ImageSource` instead of device-resident images: the ImageNet path, where
+    `train.step_inputs` reads each batch on a background thread two steps ahead and shards it over the mesh."""
+    self.data = dataclasses.replace(self.data, images=None, labels=None, host_images=source, host_labels=labels)
+    self.loop = dataclasses.replace(self.loop, total_steps=2 ** 40, steps_per_epoch=len(labels) // self.loop.batch_size)
+    self.step = train.make_jitted_step(self.model, self.tx, self.loop, self.data, self.mesh)
+    stream = train.step_inputs(self.loop, self.data, self.mesh, 0)
+    self.next_inputs = lambda step: next(stream)
 
   def run(self, num_steps: int) -> None:
     """`num_steps` steps, blocking on the last one's outputs."""
     for step in range(num_steps):
-      self.state, metrics = self.step(self.state, self.inputs[step % len(self.inputs)])
+      self.state, metrics = self.step(self.state, self.next_inputs(step))
     jax.block_until_ready((self.state, metrics))
 
   def train_step_cost(self) -> dict:
-    """XLA's cost analysis of one train step (without the batch gather)."""
-    images = jax.ShapeDtypeStruct((self.loop.batch_size, 32, 32, 3), np.uint8)
+    """XLA's cost analysis of one train step (without the batch gather), on one device with the whole batch."""
+    size = self.workload.image_size
+    images = jax.ShapeDtypeStruct((self.loop.batch_size, size, size, 3), np.uint8)
     labels = jax.ShapeDtypeStruct((self.loop.batch_size,), np.int32)
     step = functools.partial(train.train_step, model=self.model, tx=self.tx, seed=0, augment_kind=self.loop.augment,
                              mean=self.data.mean, std=self.data.std)
-    return jax.jit(step).lower(self.state, images, labels).compile().cost_analysis() or {}
+    state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), self.state)
+    return jax.jit(step).lower(state, images, labels).compile().cost_analysis() or {}
 
 
-def init_variables(model, seed: int) -> dict:
+def init_variables(model, seed: int, image_size: int = 32) -> dict:
   """model.init compiled without XLA's backend optimisations: 2 s instead of 8-15 s, and it runs once."""
-  init = jax.jit(lambda k: model.init(k, np.zeros((1, 32, 32, 3), np.uint8)))
+  init = jax.jit(lambda k: model.init(k, np.zeros((1, image_size, image_size, 3), np.uint8)))
   return init.lower(jax.random.PRNGKey(seed)).compile({"xla_backend_optimization_level": 0})(jax.random.PRNGKey(seed))
 
 
@@ -164,11 +197,13 @@ def make_mask(params, kind: str, seed: int = 0):
   raise ValueError(f"mask {kind!r} is unknown; expected dense, s80 or none")
 
 
-def random_train_data(num_images: int, sharding: NamedSharding, seed: int) -> train.TrainData:
-  """Random uint8 32x32x3 images and labels, resident on device like the CIFAR members."""
+def random_train_data(num_images: int, sharding: NamedSharding, seed: int,
+                      workload: Workload = Workload()) -> train.TrainData:
+  """Random uint8 images and labels of the workload's size, resident on device like the CIFAR members."""
   rng = np.random.default_rng(seed)
-  images = rng.integers(0, 256, (num_images, 32, 32, 3), dtype=np.uint8)
-  labels = rng.integers(0, 10, num_images).astype(np.int32)
+  size = workload.image_size
+  images = rng.integers(0, 256, (num_images, size, size, 3), dtype=np.uint8)
+  labels = rng.integers(0, workload.num_classes, num_images).astype(np.int32)
   return train.TrainData(images=inference.global_array(images, sharding),
                          labels=inference.global_array(labels, sharding), host_images=images, host_labels=labels,
                          test_images=images[:256], test_labels=labels[:256], mean=np.full(3, MEAN, np.float32),

@@ -59,23 +59,31 @@ def normalise(images: torch.Tensor, memory_format) -> torch.Tensor:
 
 
 class TorchTrainer:
-  """Eager train steps on random uint8 NHWC images gathered by index, normalised inside the step like ours."""
+  """Eager train steps on random uint8 NHWC images gathered by index, normalised inside the step like ours.
+
+  On "cuda" the images stay on the GPU and `dtype="bfloat16"` runs the step under bf16 autocast (parameters fp32, as
+  ours); `run` waits for the GPU before it returns.
+  """
 
   def __init__(self, width: float, batch_size: int, *, channels_last: bool = False, num_images: int = 1024,
-               seed: int = 0):
+               seed: int = 0, device: str = "cpu", dtype: str = "float32"):
     torch.manual_seed(seed)
+    self.device, self.autocast = device, dtype == "bfloat16"
     self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    self.model = ResNet18(10, width).to(memory_format=self.memory_format).train()
+    self.model = ResNet18(10, width).to(device, memory_format=self.memory_format).train()
     self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     rng = np.random.default_rng(seed)
-    self.images = torch.from_numpy(rng.integers(0, 256, (num_images, 32, 32, 3), dtype=np.uint8))
-    self.labels = torch.from_numpy(rng.integers(0, 10, num_images))
-    self.batches = torch.arange(num_images).split(batch_size)[:num_images // batch_size]
+    self.images = torch.from_numpy(rng.integers(0, 256, (num_images, 32, 32, 3), dtype=np.uint8)).to(device)
+    self.labels = torch.from_numpy(rng.integers(0, 10, num_images)).to(device)
+    self.batches = torch.arange(num_images, device=device).split(batch_size)[:num_images // batch_size]
 
   def run(self, num_steps: int) -> None:
     for step in range(num_steps):
       idx = self.batches[step % len(self.batches)]
-      loss = F.cross_entropy(self.model(normalise(self.images[idx], self.memory_format)), self.labels[idx])
+      with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.autocast):
+        loss = F.cross_entropy(self.model(normalise(self.images[idx], self.memory_format)), self.labels[idx])
       self.opt.zero_grad(set_to_none=True)
       loss.backward()
       self.opt.step()
+    if self.device == "cuda":
+      torch.cuda.synchronize()

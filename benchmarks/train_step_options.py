@@ -33,6 +33,7 @@ F = flags.FLAGS
 
 DEVICES = "--xla_force_host_platform_device_count"
 SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false"
+YNN_CONV = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"  # YNNPACK convolutions
 # name: (extra XLA_FLAGS, JaxTrainer keyword arguments)
 CANDIDATES = {
     "default": ("", {}),
@@ -41,6 +42,9 @@ CANDIDATES = {
     "2_devices_eigen_single_thread": (f"{DEVICES}=2 {SINGLE_THREAD}", {}),
     "8_devices": (f"{DEVICES}=8", {}),
     "8_devices_eigen_single_thread": (f"{DEVICES}=8 {SINGLE_THREAD}", {}),
+    "ynn_conv": (YNN_CONV, {}),
+    "ynn_conv_2_devices": (f"{YNN_CONV} {DEVICES}=2", {}),
+    "ynn_conv_8_devices": (f"{YNN_CONV} {DEVICES}=8", {}),
     "batch_64": ("", {"batch_size": 64}),
     "batch_256": ("", {"batch_size": 256}),
     "no_donation": ("", {"donate": False}),
@@ -92,7 +96,7 @@ class Worker:
 def breakdown(reps: int) -> dict:
   """Seconds per step of the default step's parts: train-mode forward + loss, + backward, + optimiser and masks."""
   trainer = harness.JaxTrainer(F.width, F.batch_size)
-  images, labels, idx = trainer.inputs[0]
+  images, labels, idx = trainer.next_inputs(0)
   state, model = trainer.state, trainer.model
   x = images[idx].astype("float32") / 255.0
 
