@@ -9,8 +9,9 @@ JAX_LOG_COMPILES=1, and splits its wall time at the log lines that open each pha
   train <model>       -> the next model's line (mask, restore, compile, steps, evaluations, checkpoints)
   attacks             -> process exit (confidence extraction, attack fitting, bootstrap intervals, JSON)
 XLA compile seconds are summed per phase and per jitted function. --compilation_cache points JAX's persistent
-compilation cache at an empty folder (a candidate fix: identical programs, such as every model's train step, compile
-once per run). Target: total <= 120 s. Appends one JSON line to benchmarks/results.jsonl.
+compilation cache at an empty folder: a first launch on a new machine. Without it the launcher's own persistent cache
+(`~/.cache/mialth_jax/jax_cache`, or $JAX_COMPILATION_CACHE_DIR) is used, warm after any earlier launch. Target:
+total <= 120 s. Appends one JSON line to benchmarks/results.jsonl.
 """
 import collections
 import datetime
