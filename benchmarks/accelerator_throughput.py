@@ -5,7 +5,7 @@
       --workloads=resnet18_cifar --dtype=float32 --width=0.125 --batch_per_device=8 --steps=2 --reps=2
                                                         # a CPU check of the script itself (figures mean nothing)
 
-For each workload and each device count k in 1, 2, 4, ..., N (the first k devices): the real masked train step
+For each workload and each device count k in 1, 2, 4, ..., N (the first k devices of one host): the real masked step
 (`train.make_jitted_step`: dense mask, SGD momentum, BatchNorm statistics over the global batch) with
 `batch_per_device * k` images per step (weak scaling), on random uint8 images resident on the devices, so the input
 pipeline is not measured here (benchmarks/input_pipeline_vs_synthetic.py does that). The device counts are timed
