@@ -102,7 +102,7 @@ def measure(name: str) -> dict:
       row["mfu_xla"], row["mfu_convention"] = row["xla_tflops"] / (k * peak), row["convention_tflops"] / (k * peak)
     rows.append(row)
     mfu = f"  MFU {100 * row['mfu_xla']:.1f} % (convention {100 * row['mfu_convention']:.1f} %)" if peak else ""
-    print(f"  {k:>3} device(s) {ips[k]:10,.0f} img/s  {row["xla_tflops"]:8.3g} TFLOP/s (XLA){mfu}  "
+    print(f"  {k:>3} device(s) {ips[k]:10,.0f} img/s  {row['xla_tflops']:8.3g} TFLOP/s (XLA){mfu}  "
           f"scaling {row['scaling']:.3f}")
   met, line = judge_throughput(name, ips[1], target, kind) if 1 in ips else (None, "1 device not timed")
   print(f"  {line}")
