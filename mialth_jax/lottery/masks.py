@@ -71,7 +71,7 @@ def _target_pruned(n: int, sparsity: float) -> int:
   return int(round(sparsity * n))
 
 
-def _rebuild(params, mask, new_leaf_masks):
+def _rebuild(mask, new_leaf_masks):
   """Puts new prunable-leaf masks back into the mask tree."""
   leaves, treedef = jax.tree.flatten(mask)
   it = iter(new_leaf_masks)
@@ -97,7 +97,7 @@ def prune(params, mask, sparsity: float, rule: str, seed: int = 0):
     new = _global_masks(scores, _target_pruned(sum(s.size for s in scores), sparsity))
     if rule == "random":
       new = _random_like(new, [m.ravel() for _, _, m in leaves], seed)
-  return _rebuild(params, mask, [n.reshape(w.shape) for n, (_, w, _) in zip(new, leaves)])
+  return _rebuild(mask, [n.reshape(w.shape) for n, (_, w, _) in zip(new, leaves)])
 
 
 def _layer_mask(scores: np.ndarray, k: int) -> np.ndarray:

@@ -196,7 +196,6 @@ def start_variables(ctx: Context, spec: ModelSpec, mask: dict) -> dict:
   else:
     variables = checkpoint.restore(
         w0_path(ctx.workdir) if spec.kind == "dense" else rewind_path(ctx), ctx.abstract_variables())
-  mask = inference.global_array_tree(mask, ctx.replicated)
   return {"params": masks.apply_mask(variables["params"], mask), "batch_stats": variables["batch_stats"]}
 
 
@@ -227,10 +226,10 @@ def train_model(ctx: Context, spec: ModelSpec) -> dict:
   report = masks.sparsity_report(mask)
   io.write_json(os.path.join(out, "sparsity_report.json"), report)
   tx = state_lib.make_optimizer(ctx.config.train, ctx.total_steps, ctx.steps_per_epoch)
-  start = start_variables(ctx, spec, mask)
+  device_mask = inference.global_array_tree(mask, ctx.replicated)
+  start = start_variables(ctx, spec, device_mask)
   first_step = 0 if spec.kind == "dense" else ctx.config.lottery.rewind_step
-  state = state_lib.create_state(start["params"], start["batch_stats"],
-                                 inference.global_array_tree(mask, ctx.replicated), tx, first_step)
+  state = state_lib.create_state(start["params"], start["batch_stats"], device_mask, tx, first_step)
   logging.info("[%s] %s, sparsity %.4f (%d of %d prunable weights kept), steps %d..%d", spec.name, spec.kind,
                report["sparsity"], report["kept"], report["total"], first_step, ctx.total_steps)
   state, final_eval = train_lib.run_loop(state, ctx.model, tx, loop_config(ctx, spec), ctx.data, ctx.mesh, out,
