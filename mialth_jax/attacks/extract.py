@@ -31,15 +31,16 @@ def model_outputs(ctx, model_name: str, ids: np.ndarray) -> inputs_lib.AttackInp
                                                           "logits": np.zeros((0, ctx.dataset.num_classes), np.float32)}
   missing = ids[~np.isin(ids, cached["ids"])]  # in request order, so a first extraction batches as asked
   if len(missing):
-    logits = extract_logits(ctx, model_name, source, missing)
-    inputs_lib.AttackInputs.from_logits(logits, source.labels(missing))  # validates: NaN/Inf are refused here
     all_ids = np.concatenate([cached["ids"], missing])
     order = np.argsort(all_ids, kind="stable")
+    logits = extract_logits(ctx, model_name, source, missing)
     cached = {"ids": all_ids[order], "logits": np.concatenate([cached["logits"], logits])[order]}
-    if jax.process_index() == 0:
-      io.write_npz(path, ids=cached["ids"], logits=cached["logits"], labels=source.labels(cached["ids"]))
   rows = np.searchsorted(cached["ids"], ids)
-  return inputs_lib.AttackInputs.from_logits(cached["logits"][rows], source.labels(ids))
+  # Built (and validated: NaN / Inf are refused) before the cache is written, so a bad extraction is never cached.
+  outputs = inputs_lib.AttackInputs.from_logits(cached["logits"][rows], source.labels(ids))
+  if len(missing) and jax.process_index() == 0:
+    io.write_npz(path, ids=cached["ids"], logits=cached["logits"], labels=source.labels(cached["ids"]))
+  return outputs
 
 
 def extract_logits(ctx, model_name: str, source: ExampleSource, ids: np.ndarray) -> np.ndarray:

@@ -77,6 +77,17 @@ def _result_paths(ctx, size: int, protocol: str, source: str, target: str, attac
   return stem + ".json", stem + ".npz"
 
 
+def _once_per_model(fn):
+  """fn(model ref), computed on the first call for each model label and remembered."""
+  values = {}
+
+  def once(ref: ModelRef):
+    if ref.label not in values:
+      values[ref.label] = fn(ref)
+    return values[ref.label]
+  return once
+
+
 def evaluate_pairs(ctx, size: int, protocol: str, sources: list[ModelRef], targets_for, attack_configs: dict,
                    source_train) -> dict:
   """Fits each attack once per source model and evaluates it on each of that source's targets.
@@ -84,6 +95,8 @@ def evaluate_pairs(ctx, size: int, protocol: str, sources: list[ModelRef], targe
   source_train(source) -> (AttackInputs, is_member): what the attacker learns from. Results are written under ctx.
   """
   test_ids, test_member = _part(attack_split(ctx, size), "test")
+  train_inputs = _once_per_model(source_train)  # each model's outputs are read once, not once per attack and pair
+  test_inputs = _once_per_model(lambda target: extract.model_outputs(target.ctx, target.name, test_ids))
   results = {}
   for source in sources:
     targets = targets_for(source)
@@ -91,11 +104,10 @@ def evaluate_pairs(ctx, size: int, protocol: str, sources: list[ModelRef], targe
       paths = {t.label: _result_paths(ctx, size, protocol, source.label, t.label, name) for t in targets}
       todo = [t for t in targets if not os.path.exists(paths[t.label][0])]
       if todo:
-        attack = registry.make_attack(dict(attack_config)).fit(*source_train(source))
+        attack = registry.make_attack(dict(attack_config)).fit(*train_inputs(source))
       for target in todo:
-        result, per_example = registry.evaluate(attack, extract.model_outputs(target.ctx, target.name, test_ids),
-                                                test_member, num_bootstrap=ctx.config.attacks.num_bootstrap,
-                                                seed=ctx.config.seed)
+        result, per_example = registry.evaluate(attack, test_inputs(target), test_member,
+                                                num_bootstrap=ctx.config.attacks.num_bootstrap, seed=ctx.config.seed)
         result.update(protocol=protocol, source=source.label, target=target.label, attack=name, size=size,
                       attack_config=dict(attack_config))
         io.write_npz(paths[target.label][1], ids=test_ids, **per_example)
