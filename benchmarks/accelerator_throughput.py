@@ -49,9 +49,11 @@ PEAK_BF16_TFLOPS = (
 
 
 def peak_tflops(device_kind: str) -> float | None:
-  """Peak dense TFLOP/s of one device: --peak_tflops, else the table's bf16 figure, else None (MFU not printed)."""
+  """Peak dense TFLOP/s of one device: --peak_tflops, else the table's figure for bf16 runs, else None (no MFU)."""
   if F.peak_tflops:
     return F.peak_tflops
+  if F.dtype != "bfloat16":   # the table holds bf16 peaks only
+    return None
   return next((peak for pattern, peak in PEAK_BF16_TFLOPS if re.search(pattern, device_kind)), None)
 
 
@@ -92,7 +94,7 @@ def measure(name: str) -> dict:
   print(f"\n{name}: {workload.model} {workload.stem} stem, {workload.image_size}x{workload.image_size}, width "
         f"{F.width:g}, {F.dtype}, {per_device} images per device and step, {F.steps} steps x {F.reps} reps; "
         f"FLOPs per trained image: XLA {xla_gflop:.3f} G, convention {train_gflop:.3f} G; peak "
-        + (f"{peak:g} TFLOP/s per device" if peak else "unknown (no MFU; pass --peak_tflops)"))
+        + (f"{peak:g} TFLOP/s per device" if peak else f"unknown for {F.dtype} here (no MFU; pass --peak_tflops)"))
   rows = []
   for k in counts:
     row = {"devices": k, "global_batch": per_device * k, "images_per_s": ips[k],

@@ -12,36 +12,30 @@ N(0, 1) logits; the attack sees the raw softmax vector (the paper's features). B
 Targets: optax_mlp >= 10x faster than each baseline with an accuracy gap <= 0.01. optax_mlp is timed after a warm-up fit
 on the same shapes (compiled program reused) and, separately, on its first call (compile included).
 
-Candidate fix, optax_mlp_budget: the same attack with a step budget, epochs = min(epochs, ceil(step_budget / steps per
-epoch)): the step is compute-bound (the FLOPs of an epoch do not depend on the batch), so only fewer epochs make it
-faster, and sets larger than step_budget * batch / epochs examples (6,000 by default) converge in fewer epochs. The
-two optax variants are timed interleaved (--reps); their ratio is the median of per-repetition ratios. Appends one
-JSON line to benchmarks/results.jsonl.
+Two optax_mlp variants, timed interleaved (--reps; their ratio is the median of per-repetition ratios):
+  optax_mlp:        all --epochs epochs (max_steps lifted): the like-for-like match of `matched`;
+  optax_mlp_budget: the package default, at most --step_budget steps (epochs = min(epochs, ceil(step_budget / steps per
+                    epoch))): the step is compute-bound, so only fewer epochs make it faster, and sets larger than
+                    step_budget * batch / epochs examples (6,000 by default) converge in fewer epochs.
+Appends one JSON line to benchmarks/results.jsonl.
 """
-import math
-import os
-import platform
-import statistics
 import time
 
-import jax
 import numpy as np
 import threadpoolctl
 from absl import app, flags
 
-from mialth_jax.attacks import inputs as inputs_lib, registry
-from mialth_jax.utils import io
+import harness
+from mialth_jax.attacks import inputs as inputs_lib, optax_mlp, registry
 
 flags.DEFINE_integer("num_train", 20_000, "attack-train examples (half members)")
 flags.DEFINE_integer("num_test", 20_000, "attack-test examples (half members)")
 flags.DEFINE_integer("num_classes", 100, "classes of the target model = attack features")
 flags.DEFINE_integer("epochs", 100, "epochs of optax_mlp and of the matched MLPClassifier")
 flags.DEFINE_multi_integer("hidden", [64], "hidden sizes of both MLPs")
-flags.DEFINE_integer("step_budget", 3000, "optax_mlp_budget: at most this many steps (batch 200)")
+flags.DEFINE_integer("step_budget", 3000, "optax_mlp_budget: at most this many steps (the package default)")
 flags.DEFINE_integer("reps", 3, "interleaved repetitions of the two optax_mlp variants")
 flags.DEFINE_boolean("paper_baseline", True, "also time MLPClassifier with its defaults (tens of seconds)")
-flags.DEFINE_string("results", os.path.join(os.path.dirname(os.path.abspath(__file__)), "results.jsonl"),
-                    "JSON-lines file the result is appended to")
 F = flags.FLAGS
 
 
@@ -65,32 +59,20 @@ def timed_attack(config: dict, train, test, blas_threads: int | None = None) -> 
   return seconds, float(np.mean(predicted == test[1])), attack
 
 
-def setting() -> dict:
-  """Hardware and threading, including the load: on a shared machine other jobs slow multi-threaded BLAS most."""
-  blas = [f"{p['internal_api']}:{p['num_threads']}" for p in threadpoolctl.threadpool_info()]
-  return {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-          "usable_cores": len(os.sched_getaffinity(0)), "load_avg_1min": round(os.getloadavg()[0], 2),
-          "blas_threads": blas, "jax": jax.__version__, "jax_devices": [str(d) for d in jax.devices()]}
-
-
 def verdict(speedup: float, gap: float) -> str:
-  return (f"speedup {speedup:.1f}x (>= 10x: {'met' if speedup >= 10 else 'NOT met'}), "
-          f"accuracy gap {gap:.4f} (<= 0.01: {'met' if gap <= 0.01 else 'NOT met'})")
-
-
-def budget_epochs(num_train: int, batch_size: int = 200) -> int:
-  """The candidate rule: at most F.step_budget steps, at most F.epochs epochs, at least one."""
-  return max(1, min(F.epochs, math.ceil(F.step_budget / max(1, num_train // batch_size))))
+  return (f"speedup {speedup:.1f}x (>= 10x: {harness.verdict(speedup, 10)}), "
+          f"accuracy gap {gap:.4f} (<= 0.01: {harness.verdict(gap, 0.01, higher_is_better=False)})")
 
 
 def timed_optax(configs: dict, train, test) -> tuple[dict, dict, dict]:
   """(seconds lists, accuracies, first-call seconds) of optax_mlp variants, timed interleaved after a first call."""
   first = {name: timed_attack(config, train, test)[0] for name, config in configs.items()}
-  seconds, acc = {name: [] for name in configs}, {}
-  for _ in range(F.reps):
-    for name, config in configs.items():
-      s, acc[name], _ = timed_attack(config, train, test)
-      seconds[name].append(s)
+  acc = {}
+
+  def run(name):
+    seconds, acc[name], _ = timed_attack(configs[name], train, test)
+    return harness.Measured(seconds, seconds)
+  seconds, _ = harness.interleaved({name: (lambda name=name: run(name)) for name in configs}, F.reps)
   return seconds, acc, first
 
 
@@ -98,26 +80,29 @@ def main(argv):
   del argv
   train = synthetic_attack_set(F.num_train, F.num_classes, seed=0)
   test = synthetic_attack_set(F.num_test, F.num_classes, seed=1)
-  epochs_budget = budget_epochs(F.num_train)
-  configs = {"optax": {"type": "optax_mlp", "hidden": F.hidden, "epochs": F.epochs},
-             "optax_budget": {"type": "optax_mlp", "hidden": F.hidden, "epochs": epochs_budget}}
+  configs = {"optax": {"type": "optax_mlp", "hidden": F.hidden, "epochs": F.epochs, "max_steps": 2 ** 62},
+             "optax_budget": {"type": "optax_mlp", "hidden": F.hidden, "epochs": F.epochs,
+                              "max_steps": F.step_budget}}
+  epochs_budget = registry.make_attack(configs["optax_budget"]).epochs_for(F.num_train)
+  setting = harness.setting(blas_threads=[f"{p['internal_api']}:{p['num_threads']}"
+                                          for p in threadpoolctl.threadpool_info()])
+  harness.print_setting(setting)
   seconds, accs, first = timed_optax(configs, train, test)
-  optax_s, optax_acc, first_s = statistics.median(seconds["optax"]), accs["optax"], first["optax"]
-  budget_s, budget_acc = statistics.median(seconds["optax_budget"]), accs["optax_budget"]
-  budget_speedup = statistics.median(a / b for a, b in zip(seconds["optax"], seconds["optax_budget"]))
-  print("setting: " + ", ".join(f"{k}={v}" for k, v in setting().items()))
-  print(f"machine load (os.getloadavg()): {os.getloadavg()}")
+  optax_s, optax_acc, first_s = harness.median(seconds["optax"]), accs["optax"], first["optax"]
+  budget_s, budget_acc = harness.median(seconds["optax_budget"]), accs["optax_budget"]
+  budget_speedup = harness.ratio(seconds, "optax_budget", "optax")
   print(f"data: {F.num_train} train / {F.num_test} test x {F.num_classes} confidence features; hidden {F.hidden}, "
-        f"{F.epochs} epochs, batch 200, Adam lr 1e-3")
-  print(f"optax_mlp:                     {optax_s:7.2f} s fit+score (first call, compile included: {first_s:.2f} s)"
-        f"  acc {optax_acc:.4f}")
-  print(f"optax_mlp_budget ({epochs_budget} epochs):   {budget_s:7.2f} s fit+score (first call: "
+        f"{F.epochs} epochs, batch {optax_mlp.OptaxMLPAttack().batch_size}, Adam lr 1e-3")
+  print(f"optax_mlp ({F.epochs} epochs):     {optax_s:7.2f} s fit+score (first call, compile included: "
+        f"{first_s:.2f} s)  acc {optax_acc:.4f}")
+  print(f"optax_mlp_budget ({epochs_budget} epochs): {budget_s:7.2f} s fit+score (first call: "
         f"{first['optax_budget']:.2f} s)  acc {budget_acc:.4f} -> x{budget_speedup:.2f} vs optax_mlp "
         f"(median of {F.reps} interleaved pairs), accuracy change {budget_acc - optax_acc:+.4f}")
-  result = dict(setting(), num_train=F.num_train, num_test=F.num_test, num_classes=F.num_classes, epochs=F.epochs,
-                hidden=F.hidden, optax_s=optax_s, optax_first_call_s=first_s, optax_acc=optax_acc,
-                step_budget=F.step_budget, budget_epochs=epochs_budget, optax_budget_s=budget_s,
-                optax_budget_acc=budget_acc, budget_speedup_vs_optax=budget_speedup)
+  result = dict(setting, benchmark="attack_mlp_vs_sklearn", num_train=F.num_train, num_test=F.num_test,
+                num_classes=F.num_classes, epochs=F.epochs, hidden=F.hidden, optax_s=optax_s,
+                optax_first_call_s=first_s, optax_acc=optax_acc, step_budget=F.step_budget,
+                budget_epochs=epochs_budget, optax_budget_s=budget_s, optax_budget_acc=budget_acc,
+                budget_speedup_vs_optax=budget_speedup)
   matched = {"type": "sklearn_mlp", "hidden": F.hidden, "max_iter": F.epochs, "alpha": 0.0}
   baselines = [("matched", matched, None), ("matched_1thread", matched, 1)]
   if F.paper_baseline:
@@ -132,7 +117,7 @@ def main(argv):
     print(f"sklearn {name:<15} (BLAS threads {threads or 'default'}): {seconds:7.2f} s, "
           f"{attack.model_[-1].n_iter_} epochs, acc {acc:.4f} -> optax_mlp {verdict(speedup, gap)}; "
           f"optax_mlp_budget {verdict(budget_speedup, budget_gap)}")
-  io.append_jsonl(F.results, result)
+  harness.append_result(dict(result, load_avg_end=harness.load_avg()))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
   python benchmarks/extraction_vs_torch.py [--widths=0.25,1.0 --num_images=2048 --full_width_images=512 --reps=3]
 
 JAX: `inference.make_logits_fn` + `inference.predict_logits` on host uint8 images (batches of 512 copied to the
-device, normalised, forward with running BatchNorm statistics, logits gathered to numpy), the real 1 CPU device.
-PyTorch: the same architecture, `model.eval()` + `torch.no_grad()`, batches of 512 from a uint8 tensor, normalised,
-logits to numpy, torch.set_num_threads(2), NCHW and channels_last. Timed interleaved after warm-up; the ratio is the
+device, normalised, forward with running BatchNorm statistics, logits gathered to numpy) on every JAX device (the 1
+real CPU device unless XLA_FLAGS says otherwise). PyTorch: the same architecture, `model.eval()` + `torch.no_grad()`,
+batches of 512 from a uint8 tensor, normalised, logits to numpy, torch.set_num_threads(2), NCHW and channels_last, on
+the GPU when JAX runs on one. Timed interleaved after warm-up; the ratio is the
 median of per-repetition ratios. Target: JAX/PyTorch images/s >= 0.8. Appends one JSON line to
 benchmarks/results.jsonl.
 """
@@ -48,14 +49,16 @@ class TorchExtractor:
   """model.eval() + no_grad logits of uint8 NHWC images, normalised per batch like ours."""
 
   def __init__(self, width: float, images: np.ndarray, channels_last: bool = False):
+    self.device = torch_resnet.torch_device()   # on the GPU when JAX runs on one
     self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    self.model = torch_resnet.ResNet18(10, width).to(memory_format=self.memory_format).eval()
+    self.model = torch_resnet.ResNet18(10, width).to(self.device, memory_format=self.memory_format).eval()
     self.images = torch.from_numpy(images)
 
   def run(self) -> np.ndarray:
     with torch.no_grad():
-      return np.concatenate([self.model(torch_resnet.normalise(batch, self.memory_format)).numpy()
-                             for batch in self.images.split(F.batch_size)])
+      return np.concatenate([
+          self.model(torch_resnet.normalise(batch.to(self.device), self.memory_format)).cpu().numpy()
+          for batch in self.images.split(F.batch_size)])
 
 
 def compare(width: float) -> dict:

@@ -11,6 +11,7 @@ import os
 import platform
 import statistics
 import time
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -50,15 +51,21 @@ def _cpu_name() -> str:
 
 
 def print_setting(s: dict) -> None:
+  """The setting, load average included: above the usable core count, other jobs share the machine and absolute
+  times drift (ratios of interleaved candidates much less)."""
   print("setting: " + ", ".join(f"{k}={v}" for k, v in s.items()))
-  print(f"machine loaded: os.getloadavg() = {os.getloadavg()} on {s['usable_cores']} usable cores "
-        "(another job runs here; compare ratios, not absolute times)")
+
+
+class Measured(NamedTuple):
+  """What a candidate that times itself (in another process, or only part of its work) returns to `interleaved`."""
+  wall: float
+  cpu: float
 
 
 def interleaved(candidates: dict, reps: int) -> tuple[dict, dict]:
   """(wall seconds, CPU seconds) lists of each callable, run once per repetition in turn (A B A B ...).
 
-  A callable that measures itself (in another process) returns its own (wall, cpu) tuple; other results are ignored.
+  A callable that times itself returns a `Measured`; any other result is ignored and the call itself is timed.
   CPU seconds count every thread of the process: on a loaded machine a candidate with more threads gets a larger share
   of the cores, so its wall time can drop without any saving in work.
   """
@@ -67,7 +74,7 @@ def interleaved(candidates: dict, reps: int) -> tuple[dict, dict]:
     for name, fn in candidates.items():
       start, start_cpu = time.perf_counter(), time.process_time()
       measured = fn()
-      if not isinstance(measured, tuple):
+      if not isinstance(measured, Measured):
         measured = (time.perf_counter() - start, time.process_time() - start_cpu)
       wall[name].append(measured[0])
       cpu[name].append(measured[1])
@@ -84,12 +91,11 @@ def median(xs) -> float:
 
 
 def verdict(value: float, target: float, higher_is_better: bool = True) -> str:
-  """'met' or 'NOT met (short by N %)'."""
-  met = value >= target if higher_is_better else value <= target
-  if met:
+  """'met', or 'NOT met (short by N %)' ('over by N %' where lower is better)."""
+  if value >= target if higher_is_better else value <= target:
     return "met"
-  shortfall = (target - value) / target if higher_is_better else (value - target) / target
-  return f"NOT met (short by {100 * shortfall:.0f} %)"
+  miss = abs(target - value) / target
+  return f"NOT met ({'short' if higher_is_better else 'over'} by {100 * miss:.0f} %)"
 
 
 def append_result(result: dict, path: str = RESULTS) -> None:
@@ -140,8 +146,7 @@ class JaxTrainer:
     self.data = random_train_data(num_images, replicated, seed, self.workload)
     self.loop = train.LoopConfig("bench", seed, 10_000, num_images // batch_size, batch_size, augment, 10_000,
                                  10_000, 0)
-    self.step = (train.make_jitted_step(self.model, self.tx, self.loop, self.data, self.mesh) if donate
-                 else _undonated_step(self.model, self.tx, self.loop, self.data))
+    self.step = train.make_jitted_step(self.model, self.tx, self.loop, self.data, self.mesh, donate)
     inputs = list(itertools.islice(train.step_inputs(self.loop, self.data, self.mesh, 0), self.loop.steps_per_epoch))
     self.next_inputs = lambda step: inputs[step % len(inputs)]
 
@@ -177,19 +182,13 @@ def init_variables(model, seed: int, image_size: int = 32) -> dict:
   return init.lower(jax.random.PRNGKey(seed)).compile({"xla_backend_optimization_level": 0})(jax.random.PRNGKey(seed))
 
 
-def _undonated_step(model, tx, loop, data):
-  """make_jitted_step's program without donating the state (for measuring what donation saves)."""
-  step = functools.partial(train.train_step, model=model, tx=tx, seed=loop.seed, augment_kind=loop.augment,
-                           mean=data.mean, std=data.std)
-  jitted = jax.jit(lambda state, images, labels, idx: step(state, images[idx], labels[idx]))
-  return lambda state, inputs: jitted(state, *inputs)
-
-
 def make_mask(params, kind: str, seed: int = 0):
   """dense: all-ones bool mask; s80: 80 % global-magnitude sparse; none: a scalar True on every leaf (no-op mask)."""
   if kind == "none":
     return jax.tree.map(lambda _: np.ones((), bool), params)
-  dense = masks.dense_mask(params, masks.prunable_predicate("kernel$"))
+  lottery = config_lib.base().lottery
+  dense = masks.dense_mask(params, masks.prunable_predicate(lottery.prunable, lottery.keep_first_conv,
+                                                            lottery.keep_classifier))
   if kind == "dense":
     return dense
   if kind == "s80":

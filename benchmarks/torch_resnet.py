@@ -4,8 +4,10 @@ Same architecture, initialisation family and optimiser as mialth_jax's ResNet-18
 1x1 projection shortcuts, BatchNorm momentum 0.1 = Flax's 0.9, eps 1e-5; SGD momentum 0.9, Nesterov, weight decay
 5e-4 added to the gradient). Needs `pip install -e '.[torch]'` (a CPU wheel is enough).
 """
+import jax
 import numpy as np
 import torch
+from absl import app
 import torch.nn.functional as F
 from torch import nn
 
@@ -56,6 +58,15 @@ def normalise(images: torch.Tensor, memory_format) -> torch.Tensor:
   """uint8 NHWC -> float32 NCHW (x / 255 - mean) / std, in `memory_format`."""
   x = (images.float() / 255 - harness.MEAN) / harness.STD
   return x.permute(0, 3, 1, 2).contiguous(memory_format=memory_format)
+
+
+def torch_device() -> str:
+  """The GPU when JAX runs on one and PyTorch sees one, else the CPU: both frameworks always share the hardware."""
+  if jax.devices()[0].platform == "gpu":
+    if not torch.cuda.is_available():
+      raise app.UsageError("JAX runs on a GPU but this PyTorch build sees none: install a CUDA build of torch")
+    return "cuda"
+  return "cpu"
 
 
 class TorchTrainer:

@@ -21,6 +21,7 @@ import optax
 from absl import app, flags
 
 import harness
+from mialth_jax.data import augment
 from mialth_jax.lottery import masks
 
 flags.DEFINE_float("width", 0.25, "width multiplier of ResNet-18")
@@ -66,7 +67,7 @@ def worker(spec: dict) -> None:
 
 
 class Worker:
-  """A worker process for one candidate; `time_images(n)` trains on about n images, returns (wall, CPU) s/image."""
+  """A worker process for one candidate; `time_images(n)` trains on about n images, returns wall and CPU s/image."""
 
   def __init__(self, name: str, xla_flags: str, kwargs: dict):
     spec = {"width": F.width, "batch_size": F.batch_size, "kwargs": kwargs}
@@ -83,12 +84,13 @@ class Worker:
       raise RuntimeError(f"worker {self.name} exited with status {self.proc.wait()}")
     return json.loads(line)
 
-  def time_images(self, num_images: int) -> tuple[float, float]:
+  def time_images(self, num_images: int) -> harness.Measured:
     steps = max(1, num_images // self.info["batch_size"])
     self.proc.stdin.write(f"{steps}\n")
     self.proc.stdin.flush()
     reply = self._reply()
-    return reply["wall"] / (steps * self.info["batch_size"]), reply["cpu"] / (steps * self.info["batch_size"])
+    return harness.Measured(reply["wall"] / (steps * self.info["batch_size"]),
+                            reply["cpu"] / (steps * self.info["batch_size"]))
 
   def close(self) -> None:
     self.proc.stdin.close()
@@ -96,26 +98,35 @@ class Worker:
 
 
 def breakdown(reps: int) -> dict:
-  """Seconds per step of the default step's parts: train-mode forward + loss, + backward, + optimiser and masks."""
+  """Seconds per step of the default step's parts: train-mode forward + loss, + backward, + optimiser and masks.
+
+  Everything the parts read is a jit argument, as in the real step (a captured mask could be folded away), and the
+  forward returns the new BatchNorm statistics, so XLA cannot skip computing them.
+  """
   trainer = harness.JaxTrainer(F.width, F.batch_size)
   images, labels, idx = trainer.next_inputs(0)
-  state, model = trainer.state, trainer.model
-  x = images[idx].astype("float32") / 255.0
+  state, model, tx = trainer.state, trainer.model, trainer.tx
+  x, y = augment.normalise(images[idx], trainer.data.mean, trainer.data.std), labels[idx]
 
-  def loss(params):
-    logits, _ = model.apply({"params": params, "batch_stats": state.batch_stats}, x, train=True,
-                            mutable=["batch_stats"])
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels[idx]).mean()
+  def forward(params, batch_stats, x, y):
+    logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
+                                  mutable=["batch_stats"])
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates["batch_stats"]
 
-  def update(params):
-    grads = masks.apply_mask(jax.grad(loss)(params), state.mask)
-    updates, _ = trainer.tx.update(grads, state.opt_state, params)
-    return masks.apply_mask(optax.apply_updates(params, updates), state.mask)
-  parts = {"forward": jax.jit(loss), "forward_backward": jax.jit(jax.grad(loss)), "whole_step": jax.jit(update)}
+  def forward_backward(params, batch_stats, x, y):
+    return jax.grad(forward, has_aux=True)(params, batch_stats, x, y)
+
+  def whole_step(params, batch_stats, opt_state, mask, x, y):
+    grads, new_stats = forward_backward(params, batch_stats, x, y)
+    updates, opt_state = tx.update(masks.apply_mask(grads, mask), opt_state, params)
+    return masks.apply_mask(optax.apply_updates(params, updates), mask), new_stats, opt_state
+  common = (state.params, state.batch_stats)
+  parts = {"forward": functools.partial(jax.jit(forward), *common, x, y),
+           "forward_backward": functools.partial(jax.jit(forward_backward), *common, x, y),
+           "whole_step": functools.partial(jax.jit(whole_step), *common, state.opt_state, state.mask, x, y)}
   for fn in parts.values():
-    jax.block_until_ready(fn(state.params))
-  times, _ = harness.interleaved({k: functools.partial(lambda f: jax.block_until_ready(f(state.params)), f)
-                                  for k, f in parts.items()}, reps)
+    jax.block_until_ready(fn())
+  times, _ = harness.interleaved({k: (lambda f=f: jax.block_until_ready(f())) for k, f in parts.items()}, reps)
   return {k: harness.median(v) for k, v in times.items()}
 
 

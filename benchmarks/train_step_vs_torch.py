@@ -12,7 +12,6 @@ timed interleaved (JAX, PyTorch, JAX, ...) after warm-up; the ratio is the media
 Target: JAX/PyTorch images/s >= 0.6 on a CPU, >= 1.0 on a GPU. Appends one JSON line to benchmarks/results.jsonl.
 benchmarks/train_step_options.py measures what makes the JAX step faster (XLA flags, devices, batch, donation).
 """
-import jax
 import torch
 from absl import app, flags
 
@@ -34,25 +33,16 @@ def steps_per_rep(width: float) -> int:
   """--steps, else about 3-6 seconds of work per candidate and repetition on 2 cores, or 50 steps on a GPU."""
   if F.steps:
     return F.steps
-  if torch_device() == "cuda":
+  if torch_resnet.torch_device() == "cuda":
     return 50
   return 1 if width >= 0.5 else 3
-
-
-def torch_device() -> str:
-  """The GPU when JAX runs on one and PyTorch sees one, else the CPU: both frameworks always share the hardware."""
-  if jax.devices()[0].platform == "gpu":
-    if not torch.cuda.is_available():
-      raise app.UsageError("JAX runs on a GPU but this PyTorch build sees none: install a CUDA build of torch")
-    return "cuda"
-  return "cpu"
 
 
 def compare(width: float) -> dict:
   """Interleaved images/s of JAX, PyTorch NCHW and PyTorch channels_last at one width."""
   jax_trainer = harness.JaxTrainer(None, F.batch_size, workload=harness.Workload(width=width, dtype=F.dtype))
   cost = jax_trainer.train_step_cost()
-  torch_options = dict(device=torch_device(), dtype=F.dtype)
+  torch_options = dict(device=torch_resnet.torch_device(), dtype=F.dtype)
   candidates = {"jax": jax_trainer,
                 "torch": torch_resnet.TorchTrainer(width, F.batch_size, **torch_options),
                 "torch_channels_last": torch_resnet.TorchTrainer(width, F.batch_size, channels_last=True,
@@ -65,7 +55,7 @@ def compare(width: float) -> dict:
   ratio = harness.ratio(times, "jax", "torch")
   ratio_cl = harness.ratio(times, "jax", "torch_channels_last")
   cpu_ratio = harness.ratio(cpu, "jax", "torch")
-  target = GPU_TARGET if torch_device() == "cuda" else CPU_TARGET
+  target = GPU_TARGET if torch_resnet.torch_device() == "cuda" else CPU_TARGET
   gflop = harness.convention_gflop(width)
   xla_train_gflop = cost.get("flops", float("nan")) / F.batch_size / 1e9
   print(f"\nResNet-18 width {width:g} ({round(64 * width)} channels), batch {F.batch_size}, {F.dtype}, "
@@ -90,7 +80,7 @@ def main(argv):
   del argv
   torch.set_num_threads(F.threads)
   setting = harness.setting(torch=torch.__version__, torch_threads=torch.get_num_threads(), batch_size=F.batch_size,
-                            torch_device=torch_device(), dtype=F.dtype, image="32x32x3",
+                            torch_device=torch_resnet.torch_device(), dtype=F.dtype, image="32x32x3",
                             flops="1.11 GFLOP fwd/image x3 for training, x width^2")
   harness.print_setting(setting)
   results = [compare(float(w)) for w in F.widths]

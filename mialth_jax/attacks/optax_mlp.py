@@ -91,6 +91,11 @@ class OptaxMLPAttack(FeatureAttack):
     self.max_steps = int(max_steps)
     self.batch_size, self.learning_rate, self.weight_decay = int(batch_size), float(learning_rate), float(weight_decay)
 
+  def epochs_for(self, num_examples: int) -> int:
+    """Epochs trained on `num_examples`: `epochs`, fewer where they would exceed `max_steps` steps, at least one."""
+    steps_per_epoch = num_examples // min(self.batch_size, num_examples)
+    return max(1, min(self.epochs, math.ceil(self.max_steps / steps_per_epoch)))
+
   def _standardise(self, x: np.ndarray) -> jax.Array:
     return jnp.asarray((x - self.mean_) / self.scale_)
 
@@ -101,8 +106,7 @@ class OptaxMLPAttack(FeatureAttack):
     self.scale_ = np.where(std > 0, std, 1).astype(np.float32)
     keys = jax.random.split(jax.random.key(self.seed), self.num_models)
     batch_size = min(self.batch_size, len(x))
-    epochs = max(1, min(self.epochs, math.ceil(self.max_steps / (len(x) // batch_size))))
-    orders = batch_orders(self.seed, self.num_models, epochs, len(x), batch_size)
+    orders = batch_orders(self.seed, self.num_models, self.epochs_for(len(x)), len(x), batch_size)
     self.params_ = train(keys, jnp.asarray(orders), self._standardise(x), jnp.asarray(y, jnp.float32),
                          hidden=self.hidden, learning_rate=self.learning_rate, weight_decay=self.weight_decay)
 

@@ -92,8 +92,9 @@ class LoopConfig:
   save_at_step_path: str = ""
 
 
-def make_jitted_step(model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh):
-  """jit(state, inputs) -> (state, metrics), state donated and replicated, batch sharded along the mesh.
+def make_jitted_step(model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh, donate: bool = True):
+  """jit(state, inputs) -> (state, metrics), state donated (unless `donate` is False) and replicated, batch sharded
+  along the mesh.
 
   inputs are (member images, member labels, batch positions) on device, or (images, labels) of a streamed batch.
   """
@@ -104,7 +105,7 @@ def make_jitted_step(model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh):
 
   def gather_and_step(state, images, labels, idx):
     return step(state, jax.lax.with_sharding_constraint(images[idx], batch_sharding), labels[idx])
-  jitted = jax.jit(gather_and_step if data.images is not None else step, donate_argnums=0,
+  jitted = jax.jit(gather_and_step if data.images is not None else step, donate_argnums=0 if donate else (),
                    out_shardings=(replicated, replicated))
   return lambda state, inputs: jitted(state, *inputs)
 
