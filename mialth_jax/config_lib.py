@@ -9,7 +9,7 @@ import ml_collections
 
 from mialth_jax import data
 from mialth_jax.data import augment
-from mialth_jax.lottery import masks
+from mialth_jax.lottery import masks, train_state
 from mialth_jax.models import resnet
 
 
@@ -83,9 +83,9 @@ CHOICES = {
     "data.name": data.SOURCES,
     "data.augment": augment.AUGMENTATIONS,
     "model.name": tuple(resnet.ARCHITECTURES),
-    "model.stem": ("cifar", "imagenet"),
+    "model.stem": resnet.STEMS,
     "model.dtype": tuple(resnet.DTYPES),
-    "train.schedule": ("cosine", "step", "constant"),
+    "train.schedule": train_state.SCHEDULES,
     "lottery.method": ("oneshot", "imp"),
     "lottery.rule": masks.RULES,
     "attacks.nonmembers": ("test", "test+unused_train"),

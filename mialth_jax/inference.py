@@ -6,11 +6,11 @@ padding after the results are gathered. Used for evaluation during training and 
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mialth_jax.data import augment
+from mialth_jax.utils import numerics
 
 DATA_AXIS = "data"
 
@@ -71,8 +71,6 @@ def predict_logits(logits_fn, variables, images, indices: np.ndarray, batch_size
 
 def accuracy_and_loss(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
   """Top-1 accuracy and mean cross-entropy, computed in float64 on the host."""
-  logits = logits.astype(np.float64)
-  log_probs = logits - logits.max(1, keepdims=True)
-  log_probs -= np.log(np.exp(log_probs).sum(1, keepdims=True))
+  log_probs = numerics.log_softmax(logits)
   loss = -log_probs[np.arange(len(labels)), labels].mean()
   return float((logits.argmax(1) == labels).mean()), float(loss)

@@ -113,7 +113,7 @@ def test_attack_set_larger_than_the_pools_is_named(run):
     protocols.resolve_size(ctx, 4000)
 
 
-def test_unfinished_model_is_named(run, tmp_path):
+def test_unfinished_model_is_named(run):
   workdir, config, _ = run
   ctx = pipeline.setup(config, workdir)
   with pytest.raises(checkpoint.CheckpointError, match="no finished model there"):

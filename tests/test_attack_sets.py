@@ -46,9 +46,11 @@ def test_round_trips_through_npz(tmp_path):
 
 @pytest.mark.parametrize("arrays, message", [
     (dict(members=np.arange(4)), "expected the arrays train_members, train_nonmembers, test_members, "
-                                 "test_nonmembers, got members$"),
+                                 "test_nonmembers; found members$"),
     (dict(train_members=np.arange(4.0), train_nonmembers=np.arange(4), test_members=np.arange(4),
-          test_nonmembers=np.ones((2, 2), int)), "train_members, test_nonmembers must be 1-D integer id arrays$"),
+          test_nonmembers=np.ones((2, 2), int)), r"train_members must be a 1-D integer array, got float64 \(4,\)$"),
+    (dict(train_members=np.arange(4), train_nonmembers=np.arange(4), test_members=np.arange(4),
+          test_nonmembers=np.ones((2, 2), int)), r"test_nonmembers must be a 1-D integer array, got int64 \(2, 2\)$"),
 ])
 def test_a_recorded_split_with_wrong_arrays_is_named(tmp_path, arrays, message):
   path = str(tmp_path / "split.npz")

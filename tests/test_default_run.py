@@ -25,8 +25,8 @@ def default_run(tmp_path_factory):
   while not os.path.exists(os.path.join(workdir, "config.json")) and time.time() < deadline:
     time.sleep(0.5)
   second = _launch(workdir)
-  second_out, second_err = second.communicate(timeout=300)
-  out, err = first.communicate(timeout=900)
+  _, second_err = second.communicate(timeout=300)
+  _, err = first.communicate(timeout=900)
   assert first.returncode == 0, err[-3000:]
   return workdir, err, (second.returncode, second_err)
 

@@ -33,17 +33,22 @@ def reference():
   return np.asarray(model.apply(variables, x, train=False))
 
 
-def test_eight_devices_keep_every_example_in_order(reference):
+@pytest.fixture(scope="module")
+def eight_devices():
+  """The sharded prediction over the tests' 8 simulated devices."""
   mesh = inference.make_mesh()
   assert mesh.size == 8
-  logits = _predict(mesh)
-  assert logits.shape == (101, 10)
-  np.testing.assert_allclose(logits, reference, rtol=1e-5, atol=1e-5)
+  return _predict(mesh)
 
 
-def test_one_device_matches_eight(reference):
+def test_eight_devices_keep_every_example_in_order(eight_devices, reference):
+  assert eight_devices.shape == (101, 10)
+  np.testing.assert_allclose(eight_devices, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_one_device_matches_eight(eight_devices):
   one = _predict(Mesh(np.asarray(jax.devices()[:1]), (inference.DATA_AXIS,)))
-  np.testing.assert_allclose(one, _predict(inference.make_mesh()), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(one, eight_devices, rtol=1e-5, atol=1e-6)
 
 
 def test_padding_covers_every_index_once():

@@ -45,6 +45,9 @@ def test_train_mode_updates_batch_stats_eval_mode_does_not():
   _, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
   mean_before = variables["batch_stats"]["stem_bn"]["mean"]
   assert not np.allclose(updates["batch_stats"]["stem_bn"]["mean"], mean_before)
+  _, unchanged = model.apply(variables, x, train=False, mutable=["batch_stats"])
+  for a, b in zip(jax.tree.leaves(unchanged["batch_stats"]), jax.tree.leaves(variables["batch_stats"])):
+    assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -1,4 +1,5 @@
 """The lottery pipeline end to end on digits with a tiny ResNet: artefacts, exact sparsity, bit-exact rewind."""
+import json
 import os
 import subprocess
 import sys
@@ -59,7 +60,7 @@ def test_run_folder_holds_every_documented_artefact(oneshot_run):
 
 def test_metrics_have_each_step_once(oneshot_run):
   workdir, _, _ = oneshot_run
-  lines = [io.json.loads(l) for l in open(os.path.join(run_dir.model_dir(workdir, "dense"), "metrics.jsonl"))]
+  lines = [json.loads(l) for l in open(os.path.join(run_dir.model_dir(workdir, "dense"), "metrics.jsonl"))]
   assert [l["step"] for l in lines if l["phase"] == "train"] == [1, 2, 3, 4, 5, 6]
   assert [l["step"] for l in lines if l["phase"] == "eval"] == [4, 6]
 
@@ -104,10 +105,17 @@ def test_ticket_starts_from_w0_times_mask_bit_for_bit(oneshot_run):
 
 
 def test_random_reinit_control_keeps_the_mask_but_not_w0(oneshot_run):
-  workdir = oneshot_run[0]
+  workdir, config, _ = oneshot_run
   ticket = _read_tree(os.path.join(run_dir.model_dir(workdir, "ticket_s50"), "mask"))
   control = _read_tree(os.path.join(run_dir.model_dir(workdir, "random_reinit_s50"), "mask"))
   assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(ticket), jax.tree.leaves(control)))
+  ctx = pipeline.setup(config, workdir)
+  spec = next(s for s in pipeline.plan(config.lottery) if s.name == "random_reinit_s50")
+  start = jax.device_get(pipeline.start_variables(ctx, spec, control))
+  w0 = _read_tree(os.path.join(workdir, "w0"))
+  for a, w, m in zip(jax.tree.leaves(start["params"]), jax.tree.leaves(w0["params"]), jax.tree.leaves(control)):
+    if np.ndim(m):
+      assert np.all(a[~m] == 0.0) and not np.array_equal(a[m], w[m])
 
 
 def test_rerun_is_idempotent_and_a_different_config_is_refused(oneshot_run):
@@ -141,7 +149,7 @@ def test_imp_with_late_rewinding(tmp_path):
   r1 = _read_tree(os.path.join(run_dir.model_dir(str(tmp_path), "imp_r1"), "mask"))
   r2 = _read_tree(os.path.join(run_dir.model_dir(str(tmp_path), "imp_r2"), "mask"))
   assert all(not np.any(b & ~a) for a, b in zip(jax.tree.leaves(r1), jax.tree.leaves(r2)))
-  ticket_steps = [io.json.loads(l)["step"] for l in open(os.path.join(run_dir.model_dir(str(tmp_path), "imp_r1"),
+  ticket_steps = [json.loads(l)["step"] for l in open(os.path.join(run_dir.model_dir(str(tmp_path), "imp_r1"),
                                                                        "metrics.jsonl"))]
   assert min(ticket_steps) == 3  # retraining resumes the schedule at the rewind step
 

@@ -13,12 +13,16 @@ from mialth_jax.models import resnet
 NUM_STEPS = 5
 
 
-def _setup(mesh, batch_size=24):
+def _model_and_w0():
   model = resnet.create_model("resnet18", 10, "cifar", 0.125)
+  return model, model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))
+
+
+def _setup(mesh, batch_size=24):
+  model, variables = _model_and_w0()
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (96, 8, 8, 3), dtype=np.uint8)
   labels = rng.integers(0, 10, 96).astype(np.int32)
-  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))
   mask = masks.prune(jax.device_get(variables["params"]),
                      masks.dense_mask(variables["params"], masks.prunable_predicate("kernel$")), 0.8,
                      "global_magnitude")
@@ -74,6 +78,10 @@ def test_pruned_weights_and_their_momentum_stay_exactly_zero(eight_device_run):
 def test_survivors_do_train(eight_device_run):
   state, mask, metrics = eight_device_run
   assert int(state.step) == NUM_STEPS and np.isfinite(metrics["loss"])
+  w0 = _model_and_w0()[1]["params"]
+  for w, start, m in zip(jax.tree.leaves(state.params), jax.tree.leaves(w0), jax.tree.leaves(mask)):
+    if np.ndim(m):
+      assert np.any(np.asarray(w)[m] != np.asarray(start)[m])
 
 
 def test_eight_devices_match_one_device(eight_device_run):

@@ -26,14 +26,7 @@ class AttackSplit:
   @classmethod
   def read(cls, path: str) -> "AttackSplit":
     """The split recorded at `path`; anything but the four 1-D integer id arrays raises naming the file."""
-    arrays = io.read_npz(path)
-    names = [f.name for f in dataclasses.fields(cls)]
-    if sorted(arrays) != sorted(names):
-      raise io.UnreadableFileError(f"{path}: expected the arrays {', '.join(names)}, got {', '.join(sorted(arrays))}")
-    bad = [k for k in names if arrays[k].ndim != 1 or not np.issubdtype(arrays[k].dtype, np.integer)]
-    if bad:
-      raise io.UnreadableFileError(f"{path}: {', '.join(bad)} must be 1-D integer id arrays")
-    return cls(**arrays)
+    return cls(**io.read_id_arrays(path, [f.name for f in dataclasses.fields(cls)]))
 
 
 def _check_pool(name: str, pool: np.ndarray) -> np.ndarray:

@@ -7,6 +7,8 @@ import dataclasses
 
 import numpy as np
 
+from mialth_jax.utils import numerics
+
 
 class AttackError(ValueError):
   """Bad attack input, setting or request; the message is one line naming what was wrong."""
@@ -56,8 +58,7 @@ class AttackInputs:
     _check_finite("logits", logits64)
     labels = np.asarray(labels, np.int64)
     _check_labels(labels, *logits64.shape)
-    shifted = logits64 - logits64.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    log_probs = numerics.log_softmax(logits64)
     loss = -np.take_along_axis(log_probs, labels[:, None], axis=1)[:, 0]
     return cls(probs=np.exp(log_probs), logits=logits64, labels=labels, loss=loss)
 

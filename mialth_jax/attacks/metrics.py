@@ -33,13 +33,17 @@ def _roc_counts(weights: np.ndarray, member: np.ndarray, group_end: np.ndarray) 
   return np.concatenate([zero, tp], axis=1), np.concatenate([zero, fp], axis=1)
 
 
+def _rates(member: np.ndarray, group_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(fpr, tpr) at each distinct threshold, from (0, 0); inputs in score order."""
+  tp, fp = _roc_counts(np.ones((1, len(member))), member, group_end)
+  return fp[0] / fp[0, -1], tp[0] / tp[0, -1]
+
+
 def roc_curve(scores: np.ndarray, is_member: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(fpr, tpr, thresholds) like sklearn.metrics.roc_curve(drop_intermediate=False)."""
   scores, is_member = np.asarray(scores, np.float64), np.asarray(is_member, bool)
   order, group_end = _sort_by_score(scores)
-  tp, fp = _roc_counts(np.ones((1, len(scores))), is_member[order], group_end)
-  thresholds = np.r_[np.inf, scores[order][group_end]]
-  return fp[0] / fp[0, -1], tp[0] / tp[0, -1], thresholds
+  return (*_rates(is_member[order], group_end), np.r_[np.inf, scores[order][group_end]])
 
 
 def _weighted_metrics(weights: np.ndarray, member: np.ndarray, predicted: np.ndarray,
@@ -101,7 +105,7 @@ def attack_metrics(scores: np.ndarray, is_member: np.ndarray, predicted: np.ndar
   member, decided = is_member[order], predicted[order]
   point = {k: float(v[0]) for k, v in _weighted_metrics(np.ones((1, len(scores))), member, decided, group_end).items()}
   recall = float((predicted & is_member).sum() / is_member.sum())
-  fpr, tpr, _ = roc_curve(scores, is_member)
+  fpr, tpr = _rates(member, group_end)
   result = dict(point, recall=recall, num_members=int(is_member.sum()), num_nonmembers=int((~is_member).sum()))
   precision = point["precision"]
   result["f1"] = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0

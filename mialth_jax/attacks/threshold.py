@@ -15,6 +15,7 @@ from scipy import special
 from mialth_jax.attacks import metrics
 from mialth_jax.attacks.features import check_membership
 from mialth_jax.attacks.inputs import AttackInputs
+from mialth_jax.utils import numerics
 
 _LOG_FLOOR = 1e-30  # log(1 - p) of a near-certain probability: the floor Song & Mittal's reference code uses
 
@@ -39,8 +40,7 @@ def best_threshold(scores: np.ndarray, is_member: np.ndarray) -> float:
 
 def _log_softmax(inputs: AttackInputs) -> np.ndarray:
   # Recomputed in float64 from the logits: float32 probabilities of confident outputs round to 1.0 and would tie.
-  logits = inputs.logits.astype(np.float64)
-  return logits - special.logsumexp(logits, axis=1, keepdims=True)
+  return numerics.log_softmax(inputs.logits)
 
 
 def modified_entropy(inputs: AttackInputs) -> np.ndarray:

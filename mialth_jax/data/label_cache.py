@@ -6,7 +6,6 @@ which is often read-only shared storage. The file name hashes the dataset's name
 records and the path, size and mtime of every shard, so preparing the split again gives a new name. A cached file is
 used only if it is int32 [len(records)] with labels in [0, num_classes); anything else is logged and rebuilt.
 """
-import datetime
 import hashlib
 import json
 import os
@@ -16,7 +15,7 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from mialth_jax.utils import io
+from mialth_jax.utils import io, progress
 
 _SCAN_CHUNK = 4096      # records per read when scanning a whole split
 _REPORT_EVERY_S = 10.0  # seconds between progress lines of a scan
@@ -92,8 +91,8 @@ def _scan(records, what: str) -> np.ndarray:
     now = time.perf_counter()
     if now - last_report >= _REPORT_EVERY_S and end < n:
       rate = end / (now - start)
-      eta = datetime.timedelta(seconds=round((n - end) / rate))
-      logging.info("scanning labels of %s: %d/%d records, %.0f records/s, ETA %s", what, end, n, rate, eta)
+      logging.info("scanning labels of %s: %d/%d records, %.0f records/s, ETA %s", what, end, n, rate,
+                   progress.hms((n - end) / rate))
       last_report = now
   logging.info("scanned %d labels of %s in %.1f s", n, what, time.perf_counter() - start)
   return labels

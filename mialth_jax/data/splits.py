@@ -40,13 +40,8 @@ def save(path: str, splits: Splits) -> None:
 
 def load(path: str) -> Splits:
   """Reads splits.npz, refusing anything but three 1-D arrays of distinct non-negative integer ids."""
-  arrays = io.read_npz(path)
-  names = [f.name for f in dataclasses.fields(Splits)]
-  if sorted(arrays) != sorted(names):
-    raise base.DataError(f"{path}: expected the arrays {', '.join(names)}; found {', '.join(sorted(arrays))}")
+  arrays = io.read_id_arrays(path, [f.name for f in dataclasses.fields(Splits)], base.DataError)
   for name, ids in arrays.items():
-    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
-      raise base.DataError(f"{path}: {name} must be a 1-D integer array, got {ids.dtype} {ids.shape}")
     if ids.size and (ids.min() < 0 or len(np.unique(ids)) != len(ids)):
       raise base.DataError(f"{path}: {name} must hold distinct non-negative ids")
   return Splits(**{k: v.astype(np.int64) for k, v in arrays.items()})

@@ -33,6 +33,9 @@ def num_train_steps(train: ml_collections.ConfigDict, num_examples: int) -> tupl
   return int(total), steps_per_epoch
 
 
+SCHEDULES = ("cosine", "step", "constant")
+
+
 def learning_rate_schedule(train: ml_collections.ConfigDict, total_steps: int, steps_per_epoch: int):
   """Linear warm-up, then cosine decay, step decay at fractions of training, or a constant rate."""
   warmup = int(round(train.warmup_epochs * steps_per_epoch))
@@ -45,7 +48,7 @@ def learning_rate_schedule(train: ml_collections.ConfigDict, total_steps: int, s
   elif train.schedule == "constant":
     main = optax.constant_schedule(lr)
   else:
-    raise ValueError(f"train.schedule={train.schedule!r} is unknown; expected cosine, step or constant")
+    raise ValueError(f"train.schedule={train.schedule!r} is unknown; expected one of {', '.join(SCHEDULES)}")
   if warmup == 0:
     return main
   return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])

@@ -76,7 +76,7 @@ class ResNet(nn.Module):
     elif self.stem == "cifar":
       x = nn.relu(norm(name="stem_bn")(conv(base_filters, (3, 3), name="stem_conv")(x)))
     else:
-      raise ValueError(f"model.stem={self.stem!r} is unknown; expected 'cifar' or 'imagenet'")
+      raise ValueError(f"model.stem={self.stem!r} is unknown; expected one of {', '.join(STEMS)}")
     for stage, num_blocks in enumerate(self.stage_sizes):
       for block in range(num_blocks):
         strides = 2 if stage > 0 and block == 0 else 1
@@ -91,6 +91,7 @@ ARCHITECTURES = {
     "resnet50": dict(stage_sizes=(3, 4, 6, 3), block_cls=BottleneckBlock),
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+STEMS = ("cifar", "imagenet")
 
 
 def create_model(name: str, num_classes: int, stem: str = "cifar", width_multiplier: float = 1.0,
@@ -100,8 +101,8 @@ def create_model(name: str, num_classes: int, stem: str = "cifar", width_multipl
     raise ValueError(f"model.name={name!r} is unknown; expected one of {', '.join(ARCHITECTURES)}")
   if dtype not in DTYPES:
     raise ValueError(f"model.dtype={dtype!r} is unknown; expected one of {', '.join(DTYPES)}")
-  if stem not in ("cifar", "imagenet"):
-    raise ValueError(f"model.stem={stem!r} is unknown; expected 'cifar' or 'imagenet'")
+  if stem not in STEMS:
+    raise ValueError(f"model.stem={stem!r} is unknown; expected one of {', '.join(STEMS)}")
   if not width_multiplier > 0:
     raise ValueError(f"model.width_multiplier must be > 0, got {width_multiplier}")
   return ResNet(num_classes=num_classes, stem=stem, width_multiplier=width_multiplier, dtype=DTYPES[dtype],

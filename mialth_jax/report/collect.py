@@ -7,8 +7,6 @@ import glob
 import json
 import os
 
-import numpy as np
-
 from mialth_jax import run_dir
 from mialth_jax.attacks import metrics as metrics_lib
 from mialth_jax.utils import io
@@ -45,15 +43,17 @@ def paper_numbers() -> dict:
 
 
 def attack_results(workdir: str, num_bootstrap: int, seed: int) -> list[dict]:
-  """Every finished attack result of a run, its metrics recomputed from its .npz of per-example scores."""
+  """Every finished attack result of a run, its metrics recomputed from its .npz of per-example scores (whose path
+  each result keeps as `scores_path`)."""
   results = []
   for json_path in sorted(glob.glob(os.path.join(workdir, "attacks", "n*", "*", "*", "*.json"))):
     meta = io.read_json(json_path)
-    scores = io.read_npz(json_path[:-len(".json")] + ".npz")
+    scores_path = json_path[:-len(".json")] + ".npz"
+    scores = io.read_npz(scores_path)
     metrics = metrics_lib.attack_metrics(scores["scores"], scores["is_member"], scores["predicted"],
                                          scores["classes"], num_bootstrap=num_bootstrap, seed=seed)
     results.append({k: meta[k] for k in ("protocol", "source", "target", "attack", "size", "attack_config")}
-                   | metrics)
+                   | metrics | {"scores_path": scores_path})
   return results
 
 

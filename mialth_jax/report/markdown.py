@@ -2,7 +2,10 @@
 import os
 import platform
 
+import numpy as np
+
 from mialth_jax.report import collect, plots
+from mialth_jax.utils import io
 
 PAPER_ATTACK = "sklearn_mlp"  # the paper's attack: scikit-learn's MLPClassifier on the softmax vector
 TABLE1_TICKET = "ticket_s80"  # the paper does not give Table 1's sparsity; its Fig. 3 fixes 80 %
@@ -96,7 +99,7 @@ def class_names(run) -> list[str]:
   """Class names for labels in the report, where the run's data carries them cheaply."""
   data = run.config["data"]
   if data["name"] == "npz" and os.path.exists(data["path"]):
-    with collect.np.load(data["path"], allow_pickle=False) as f:
+    with np.load(data["path"], allow_pickle=False) as f:  # lazy: reads class_names only, not the images
       return [str(n) for n in f["class_names"]] if "class_names" in f.files else []
   return [str(d) for d in range(10)] if data["name"] == "digits" else []
 
@@ -159,6 +162,7 @@ def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamb
   for run in runs:
     doc += [f"**{run.label}**", "", *accuracy_table(run), ""]
   attacks = sorted({r["attack"] for run in runs for r in run.attacks if r["protocol"] == "paper"})
+  leak_attack = "loss" if "loss" in attacks else PAPER_ATTACK  # the ROC and per-class figures' attack
   fig2 = plots.attack_vs_sparsity(runs, [a for a in (PAPER_ATTACK, "mlp", "loss") if a in attacks], main_size,
                                   os.path.join(plot_dir, "fig2_attack_vs_sparsity.png"))
   doc += ["## Figure 2: attack accuracy vs sparsity", "", f"![Figure 2]({rel(fig2)})", ""]
@@ -181,16 +185,13 @@ def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamb
     if collect.select(run.attacks, protocol="shadow", size=size):
       doc += [f"### {run.label}: shadow-model protocol (attack learnt on a shadow model, applied to the target)", "",
               *attacks_table(run, "shadow", size), ""]
-    roc = plots.roc_curves(run, "loss" if "loss" in attacks else PAPER_ATTACK, size,
-                           os.path.join(plot_dir, f"roc_{run.label}.png"))
-    names = [n for n in ("dense", TABLE1_TICKET) if n in run.models]
-    per = plots.per_class(run, "loss" if "loss" in attacks else PAPER_ATTACK, size, names, class_names(run),
-                          os.path.join(plot_dir, f"per_class_{run.label}.png"))
+    roc = plots.roc_curves(run, leak_attack, size, os.path.join(plot_dir, f"roc_{run.label}.png"))
+    names, labels = [n for n in ("dense", TABLE1_TICKET) if n in run.models], class_names(run)
+    per = plots.per_class(run, leak_attack, size, names, labels, os.path.join(plot_dir, f"per_class_{run.label}.png"))
     doc += [f"![ROC {run.label}]({rel(roc)})", ""]
     if per:
-      doc += [f"Per-class leakage (`loss` attack):", "", f"![per class {run.label}]({rel(per)})", "",
-              *per_class_summary(run, "loss" if "loss" in attacks else PAPER_ATTACK, size, names, class_names(run)),
-              ""]
+      doc += [f"Per-class leakage (`{leak_attack}` attack):", "", f"![per class {run.label}]({rel(per)})", "",
+              *per_class_summary(run, leak_attack, size, names, labels), ""]
   path = os.path.join(out_dir, name)
-  collect.io.write_text(path, "\n".join(doc) + "\n")
+  io.write_text(path, "\n".join(doc) + "\n")
   return path

@@ -1,5 +1,4 @@
 """PNG figures of a report (matplotlib, Agg): the paper's Figures 1-4, ROC curves and per-class leakage."""
-import os
 
 import matplotlib
 
@@ -27,10 +26,6 @@ def tickets(run: collect.Run, kinds=TICKET_KINDS) -> list[str]:
   return sorted((n for n, s in run.models.items() if s["kind"] in kinds), key=lambda n: run.models[n]["sparsity"])
 
 
-def run_label(run: collect.Run) -> str:
-  return run.label
-
-
 def _finish(ax, **labels) -> None:
   """Axis labels, a light grid, and the legend outside the axes so it never hides data."""
   ax.set(**labels)
@@ -44,13 +39,13 @@ def accuracy_vs_sparsity(runs: list[collect.Run], path: str) -> str:
   for run in runs:
     names = tickets(run)
     line, = ax.plot([100 * run.models[n]["sparsity"] for n in names],
-                    [run.models[n]["test_accuracy"] for n in names], "o-", label=f"{run_label(run)} ticket")
+                    [run.models[n]["test_accuracy"] for n in names], "o-", label=f"{run.label} ticket")
     for kind, style in (("random_prune", "s--"), ("random_reinit", "^:")):
       controls = tickets(run, (kind,))
       if controls:
         ax.plot([100 * run.models[n]["sparsity"] for n in controls],
                 [run.models[n]["test_accuracy"] for n in controls], style, color=line.get_color(), alpha=0.7,
-                label=f"{run_label(run)} {kind}")
+                label=f"{run.label} {kind}")
   _finish(ax, xlabel="sparsity (% of prunable weights removed; 0 = dense)", ylabel="test accuracy",
           title="Test accuracy vs sparsity (cf. paper Fig. 1)")
   return _save(fig, path)
@@ -69,7 +64,7 @@ def attack_vs_sparsity(runs: list[collect.Run], attacks: list[str], size_of, pat
         x, res = zip(*pts)
         acc = np.array([r["accuracy"] for r in res])
         err = np.abs(np.array([r["accuracy_ci"] for r in res]).T - acc)
-        ax.errorbar(x, acc, yerr=err, marker="o", capsize=3, label=f"{run_label(run)}, {attack}")
+        ax.errorbar(x, acc, yerr=err, marker="o", capsize=3, label=f"{run.label}, {attack}")
   ax.axhline(0.5, color="grey", lw=0.8, ls="--")
   _finish(ax, xlabel="sparsity (%; 0 = dense)", ylabel="attack accuracy (95 % CI)",
           title="Membership-inference accuracy vs sparsity (cf. paper Fig. 2)")
@@ -87,7 +82,7 @@ def attack_vs_samples(runs: list[collect.Run], attack: str, path: str) -> str:
         acc = np.array([r["accuracy"] for r in rows])
         err = np.abs(np.array([r["accuracy_ci"] for r in rows]).T - acc)
         ax.errorbar([r["size"] for r in rows], acc, yerr=err, marker="o", capsize=3,
-                    label=f"{run_label(run)} {name}")
+                    label=f"{run.label} {name}")
   ax.axhline(0.5, color="grey", lw=0.8, ls="--")
   _finish(ax, xscale="log", xlabel="attack samples (members + non-members)", ylabel="attack accuracy (95 % CI)",
           title=f"Attack accuracy vs attack samples, {attack} (cf. paper Fig. 3)")
@@ -113,7 +108,7 @@ def transfer_heatmap(run: collect.Run, attack: str, size: int, path: str) -> str
   ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
   ax.set_yticks(range(len(labels)), labels, fontsize=7)
   ax.set(xlabel="target (attacked model)", ylabel="source (attack trained on)",
-         title=f"{run_label(run)}: transfer accuracy\n({attack})")
+         title=f"{run.label}: transfer accuracy\n({attack})")
   fig.colorbar(image, ax=ax, label="attack accuracy")
   return _save(fig, path)
 
@@ -127,14 +122,13 @@ def roc_curves(run: collect.Run, attack: str, size: int, path: str) -> str:
   """ROC curves on log-log axes (the low-FPR regime that matters, Carlini et al. 2022), dense vs tickets."""
   fig, ax = plt.subplots(figsize=(6.5, 4.5))
   for name in tickets(run):
-    npz = os.path.join(run.workdir, "attacks", f"n{size}", "paper", f"{name}__{name}", f"{attack}.npz")
-    if os.path.exists(npz):
-      scores = io.read_npz(npz)
+    for r in collect.select(run.attacks, protocol="paper", source=name, target=name, attack=attack, size=size):
+      scores = io.read_npz(r["scores_path"])
       fpr, tpr, _ = metrics_lib.roc_curve(scores["scores"], scores["is_member"])
       ax.plot(np.maximum(fpr, 1e-4), np.maximum(tpr, 1e-4), label=name)
   ax.plot([1e-4, 1], [1e-4, 1], color="grey", ls="--", lw=0.8, label="chance")
   _finish(ax, xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1), xlabel="false positive rate",
-          ylabel="true positive rate", title=f"{run_label(run)}: ROC, {attack}")
+          ylabel="true positive rate", title=f"{run.label}: ROC, {attack}")
   return _save(fig, path)
 
 
@@ -155,5 +149,5 @@ def per_class(run: collect.Run, attack: str, size: int, names: list[str], class_
     ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2,
                   [class_names[int(c)] if class_names else c for c in classes], rotation=45, ha="right", fontsize=7)
   _finish(ax, xlabel="true class", ylabel="attack accuracy",
-          title=f"{run_label(run)}: per-class attack accuracy, {attack}")
+          title=f"{run.label}: per-class attack accuracy, {attack}")
   return _save(fig, path)

@@ -85,6 +85,17 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
     raise UnreadableFileError(f"{path}: not a readable npz without pickle ({e})") from None
 
 
+def read_id_arrays(path: str, names: list[str], error: type[Exception] = UnreadableFileError) -> dict:
+  """Exactly the arrays `names` of an npz, each 1-D of integers (ids); anything else raises `error` naming the file."""
+  arrays = read_npz(path)
+  if sorted(arrays) != sorted(names):
+    raise error(f"{path}: expected the arrays {', '.join(names)}; found {', '.join(sorted(arrays))}")
+  for name in names:
+    if arrays[name].ndim != 1 or not np.issubdtype(arrays[name].dtype, np.integer):
+      raise error(f"{path}: {name} must be a 1-D integer array, got {arrays[name].dtype} {arrays[name].shape}")
+  return arrays
+
+
 def append_jsonl(path: str, record: dict) -> None:
   """Appends one JSON line and flushes it to disk (metrics survive a crash up to the last line)."""
   with open(path, "a") as f:

@@ -16,15 +16,15 @@ class Meter:
     rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
     eta = (self.total - step) / max(rate, 1e-9)
     logging.info("[%s] step %d/%d  loss %.4f  acc %.3f  %.0f img/s  ETA %s", self.name, step, self.total, loss,
-                 accuracy, rate * self.batch_size, _hms(eta))
+                 accuracy, rate * self.batch_size, hms(eta))
     self.last_step, self.last_time = step, now
-
 
   def skip_time(self) -> None:
     """Leaves the time since the last report (e.g. an evaluation) out of the next rate."""
     self.last_time = time.perf_counter()
 
 
-def _hms(seconds: float) -> str:
+def hms(seconds: float) -> str:
+  """'H:MM:SS' of a duration."""
   seconds = int(seconds)
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
