@@ -2,8 +2,9 @@
 
   python -m launch.main --config=configs/default.py --workdir=runs/default [--config.train.num_epochs=5] [--restart]
 
-A bad flag, setting or file, a full disk, or a diverging run ends the launch with one line `error: ...` on stderr and
-exit status 2; a relaunch of the same command resumes a killed run.
+A bad flag, setting or file, a full disk, or a diverging run (the project's `errors.UserError`s) ends the launch with
+one line `error: ...` on stderr and exit status 2; anything else is a bug and shows its traceback (exit status 1).
+A relaunch of the same command resumes a killed run.
 """
 import os
 import re
@@ -15,7 +16,8 @@ from absl import app, flags, logging
 from jax.experimental import multihost_utils
 from ml_collections import config_flags
 
-from mialth_jax import run_dir, runner
+from mialth_jax import errors, run_dir
+from mialth_jax.experiments import launch
 from mialth_jax.utils import logs
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
@@ -85,9 +87,8 @@ def main(argv):
         logging.warning("--restart: moved the run with a different config to %s", moved)
     if _RESTART.value and jax.process_count() > 1:
       multihost_utils.sync_global_devices("restart")
-    runner.run(_CONFIG.value, _WORKDIR.value)
-  except (*runner.USER_ERRORS, OSError) as e:  # OSError: a full or read-only disk, a file size limit
-    logging.error("%s", e)
+    launch.run(_CONFIG.value, _WORKDIR.value)
+  except errors.UserError as e:
     fail(e)
 
 

@@ -6,6 +6,7 @@ import sys
 
 from absl import app, flags, logging
 
+from mialth_jax import errors
 from mialth_jax.report import collect, markdown
 
 _WORKDIRS = flags.DEFINE_list("workdir", None, "run folder(s), comma-separated")
@@ -16,15 +17,24 @@ _BOOTSTRAP = flags.DEFINE_integer("num_bootstrap", 1000, "bootstrap resamples fo
 flags.mark_flag_as_required("workdir")
 
 
+def read_preamble(path: str) -> str:
+  if not path:
+    return ""
+  try:
+    with open(path) as f:
+      return f.read()
+  except OSError as e:
+    raise collect.ReportError(f"--preamble={path}: cannot read it ({e.strerror or e})") from e
+
+
 def main(argv):
   del argv
   try:
     runs = [collect.load_run(w, _BOOTSTRAP.value) for w in _WORKDIRS.value]
-    preamble = open(_PREAMBLE.value).read() if _PREAMBLE.value else ""
-  except (FileNotFoundError, ValueError, KeyError) as e:
-    print(f"error: {e}", file=sys.stderr)
+    path = markdown.write(runs, _OUT.value or _WORKDIRS.value[0], _NAME.value, read_preamble(_PREAMBLE.value))
+  except errors.UserError as e:
+    print("error: " + " ".join(str(e).split()), file=sys.stderr)
     sys.exit(2)
-  path = markdown.write(runs, _OUT.value or _WORKDIRS.value[0], _NAME.value, preamble)
   logging.info("wrote %s", path)
   print(path)
 

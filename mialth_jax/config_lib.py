@@ -2,14 +2,15 @@
 
 Only JSON-able values live here so that `config.to_json()` is written into every run folder.
 """
-import importlib
 import os
 
 import ml_collections
 
-from mialth_jax import data
+from mialth_jax import data, errors
+from mialth_jax.attacks import attack_sets
 from mialth_jax.data import augment
-from mialth_jax.lottery import masks, train_state
+from mialth_jax.experiments.protocols import PROTOCOLS
+from mialth_jax.lottery import masks, recipes, train_state
 from mialth_jax.models import resnet
 
 
@@ -59,10 +60,10 @@ def base() -> ml_collections.ConfigDict:
   config.lottery.keep_first_conv = False
   config.lottery.keep_classifier = False
   config.lottery.rewind_step = 0       # 0: rewind to w0 (the paper); k > 0: late rewinding to step k
-  config.lottery.controls = ()         # any of: random_prune, random_reinit
+  config.lottery.controls = ()         # any of: random_prune, random_reinit (or another registered recipe)
 
   config.attacks = ml_collections.ConfigDict()
-  config.attacks.protocols = ("paper",)  # any of: paper, transfer, shadow
+  config.attacks.protocols = ("paper",)  # any of: paper, transfer, shadow (or another registered protocol)
   config.attacks.sizes = (-1,)         # members + non-members per attack set (-1: the largest balanced set)
   config.attacks.test_fraction = 0.5
   config.attacks.nonmembers = "test"  # test (the paper) | test+unused_train (also the training images not used)
@@ -78,7 +79,6 @@ def base() -> ml_collections.ConfigDict:
   return config
 
 
-PROTOCOLS = ("paper", "transfer", "shadow")
 CHOICES = {
     "data.name": data.SOURCES,
     "data.augment": augment.AUGMENTATIONS,
@@ -86,7 +86,7 @@ CHOICES = {
     "model.stem": resnet.STEMS,
     "model.dtype": tuple(resnet.DTYPES),
     "train.schedule": train_state.SCHEDULES,
-    "lottery.method": ("oneshot", "imp"),
+    "lottery.method": tuple(recipes.METHOD_RECIPES),
     "lottery.rule": masks.RULES,
     "attacks.nonmembers": ("test", "test+unused_train"),
 }
@@ -98,30 +98,27 @@ def validate(config: ml_collections.ConfigDict) -> None:
     section, key = field.split(".")
     value = config[section][key]
     if value not in allowed:
-      raise ValueError(f"{field}={value!r} is unknown; expected one of {', '.join(allowed)}")
+      raise errors.ConfigError(f"{field}={value!r} is unknown; expected one of {', '.join(allowed)}")
   for s in config.lottery.sparsities:
-    if not 0.0 <= s < 1.0:
-      raise ValueError(f"lottery.sparsities: {s} is outside [0, 1)")
+    masks.check_sparsity(s, "lottery.sparsities")
   for control in config.lottery.controls:
-    if control not in ("random_prune", "random_reinit"):
-      raise ValueError(f"lottery.controls: {control!r} is unknown; expected random_prune or random_reinit")
+    recipes.RECIPES.lookup(control, "lottery.controls")
   for protocol in config.attacks.protocols:
-    if protocol not in PROTOCOLS:
-      raise ValueError(f"attacks.protocols: {protocol!r} is unknown; expected one of {', '.join(PROTOCOLS)}")
+    PROTOCOLS.lookup(protocol, "attacks.protocols")
   for size in config.attacks.sizes:
-    if size != -1 and (size < 4 or size % 2):
-      raise ValueError(f"attacks.sizes: {size} must be -1 or an even number >= 4 (half members, half non-members)")
+    if size != -1:
+      attack_sets.check_size(size, "attacks.sizes")
   if not 0 < config.attacks.test_fraction < 1:
-    raise ValueError(f"attacks.test_fraction must lie in (0, 1), got {config.attacks.test_fraction}")
+    raise errors.ConfigError(f"attacks.test_fraction must lie in (0, 1), got {config.attacks.test_fraction}")
   if config.lottery.method == "imp" and (config.lottery.imp_rounds < 1 or not 0 < config.lottery.imp_fraction < 1):
-    raise ValueError("lottery.method=imp needs lottery.imp_rounds >= 1 and 0 < lottery.imp_fraction < 1, got "
-                     f"{config.lottery.imp_rounds} and {config.lottery.imp_fraction}")
+    raise errors.ConfigError("lottery.method=imp needs lottery.imp_rounds >= 1 and 0 < lottery.imp_fraction < 1, "
+                             f"got {config.lottery.imp_rounds} and {config.lottery.imp_fraction}")
   if config.lottery.rewind_step < 0:
-    raise ValueError(f"lottery.rewind_step must be >= 0, got {config.lottery.rewind_step}")
+    raise errors.ConfigError(f"lottery.rewind_step must be >= 0, got {config.lottery.rewind_step}")
   if not config.model.width_multiplier > 0:
-    raise ValueError(f"model.width_multiplier must be > 0, got {config.model.width_multiplier}")
+    raise errors.ConfigError(f"model.width_multiplier must be > 0, got {config.model.width_multiplier}")
   if config.train.learning_rate < 0 or config.train.batch_size <= 0:
-    raise ValueError("train.learning_rate must be >= 0 and train.batch_size > 0")
+    raise errors.ConfigError("train.learning_rate must be >= 0 and train.batch_size > 0")
 
 
 def data_root() -> str:
@@ -137,7 +134,7 @@ def image_classification(dataset: str, arch: str, variant: str | None) -> ml_col
   "smoke": the subset, a tiny network and a few steps, for CI.
   """
   if variant not in (None, "subset", "smoke"):
-    raise ValueError(f"config variant {variant!r} is unknown; expected none, 'subset' or 'smoke'")
+    raise errors.ConfigError(f"config variant {variant!r} is unknown; expected none, 'subset' or 'smoke'")
   config = base()
   config.model.name = arch
   config.lottery.sparsities = (0.5, 0.8, 0.9, 0.95)
@@ -168,46 +165,4 @@ def image_classification(dataset: str, arch: str, variant: str | None) -> ml_col
     config.train.batch_size, config.train.num_epochs, config.train.num_steps = 64, -1.0, 4
     config.train.warmup_epochs = 0.0
     config.lottery.sparsities = (0.8,)
-  return config
-
-
-PAPER_ATTACKS = {
-    "sklearn_mlp": {"type": "sklearn_mlp"},           # the paper's attack
-    "mlp": {"type": "optax_mlp"},                     # the same attack in Optax
-    "loss": {"type": "threshold_loss"},               # what the paper left open: threshold attacks
-    "loss_per_class": {"type": "threshold_loss", "per_class": True},
-    "confidence": {"type": "threshold_confidence"},
-    "mentropy": {"type": "threshold_mentropy"},
-}
-EXPERIMENTS = ("table1", "fig1_accuracy_vs_sparsity", "fig2_attack_vs_sparsity", "fig3_attack_vs_samples",
-               "fig4_transfer")
-
-
-def experiment(name: str, arg: str | None) -> ml_collections.ConfigDict:
-  """A run config (arg = '<config>[:variant]', e.g. 'cifar10_resnet18:subset' or 'default') with the attack
-  section one table or figure of the paper needs. Launched on the run's workdir, it reuses every trained model."""
-  if not arg:
-    raise ValueError(f"configs/experiments/{name}.py needs a run config, e.g. {name}.py:cifar10_resnet18:subset")
-  run_name, _, variant = arg.partition(":")
-  module = importlib.import_module(f"configs.{run_name}")
-  config = module.get_config(variant or None)
-  subset = config.data.name != "tfds"
-  config.attacks.models = PAPER_ATTACKS
-  if name == "table1":
-    config.attacks.protocols = ("paper", "shadow")
-  elif name == "fig1_accuracy_vs_sparsity":
-    config.attacks.protocols = ()
-    config.lottery.controls = ("random_prune", "random_reinit")
-  elif name == "fig2_attack_vs_sparsity":
-    config.attacks.protocols = ("paper",)
-  elif name == "fig3_attack_vs_samples":
-    config.attacks.protocols = ("paper",)
-    config.attacks.sizes = ((1000, 2000, 4000, -1) if subset else
-                            (20_000, 60_000, 100_000) if config.data.tfds_name == "imagenet2012" else
-                            (2000, 5000, 10_000, 20_000))
-  elif name == "fig4_transfer":
-    config.attacks.protocols = ("transfer",)
-    config.attacks.models = {k: PAPER_ATTACKS[k] for k in ("sklearn_mlp", "loss")}
-  else:
-    raise ValueError(f"experiment {name!r} is unknown; expected one of {', '.join(EXPERIMENTS)}")
   return config

@@ -1,13 +1,4 @@
-"""The run folder: its layout, its lock, and the rule that a run is never overwritten by a different config.
-
-    <workdir>/config.json        the config of the latest launch (written once its checks passed)
-              splits.npz         member / non-member indices (see data.splits)
-              w0/                Orbax: params + batch_stats at step 0
-              rewind/            Orbax: params + batch_stats at lottery.rewind_step (late rewinding only)
-              models/<name>/     dense, ticket_s80, imp_r3, random_prune_s80, random_reinit_s80, ...
-                  mask/  final/  checkpoints/  metrics.jsonl  sparsity_report.json  summary.json (written last)
-              lottery_summary.json
-"""
+"""The run folder's lock, and the rule that a run is never overwritten by a different config (paths: `layout`)."""
 import contextlib
 import fcntl
 import json
@@ -18,8 +9,9 @@ import time
 import ml_collections
 from absl import logging
 
-from mialth_jax.lottery import checkpoint
-from mialth_jax.utils import io
+from mialth_jax import errors
+from mialth_jax.layout import RunLayout
+from mialth_jax.utils import checkpoint, io
 
 # Sections whose values decide what a trained model is; the attacks section (and adding sparsities or controls)
 # may change between launches on the same workdir, since they only add work.
@@ -27,7 +19,7 @@ MODEL_DEFINING = ("seed", "data", "model", "train", "lottery")
 ADDITIVE = ("lottery.sparsities", "lottery.controls")
 
 
-class RunDirError(ValueError):
+class RunDirError(errors.UserError, ValueError):
   """The workdir cannot be used with this config."""
 
 
@@ -55,7 +47,7 @@ def differing_fields(old: dict, new: dict) -> list[str]:
 
 def differing_config(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
   """Model-defining fields in which `config` differs from the run in `workdir` (none for a new workdir)."""
-  path = os.path.join(workdir, "config.json")
+  path = RunLayout(workdir).config
   if not os.path.exists(path):
     return []
   return differing_fields(io.read_json(path), json.loads(config.to_json()))  # tuples become lists, as in the file
@@ -67,13 +59,13 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> None:
   if differing:
     raise RunDirError(f"{workdir} holds a run with a different config ({', '.join(differing)}); use a new "
                       "--workdir, the same config, or --restart to move that run aside and start over")
-  if not os.path.exists(os.path.join(workdir, "config.json")):
+  if not os.path.exists(RunLayout(workdir).config):
     record_config(config, workdir)
 
 
 def record_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes config.json: the config of the latest launch whose checks passed."""
-  io.write_json(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+  io.write_json(RunLayout(workdir).config, json.loads(config.to_json()))
 
 
 def restart(config: ml_collections.ConfigDict, workdir: str) -> str | None:
@@ -92,21 +84,6 @@ def restart(config: ml_collections.ConfigDict, workdir: str) -> str | None:
     return target
 
 
-def model_dir(workdir: str, name: str) -> str:
-  return os.path.join(workdir, "models", name)
-
-
-def is_finished(workdir: str, name: str) -> bool:
-  return os.path.exists(os.path.join(model_dir(workdir, name), "summary.json"))
-
-
-def finished_models(workdir: str) -> list[str]:
-  """Names of the models whose training finished, dense first."""
-  root = os.path.join(workdir, "models")
-  names = sorted(n for n in os.listdir(root) if is_finished(workdir, n)) if os.path.isdir(root) else []
-  return sorted(names, key=lambda n: n != "dense")
-
-
 @contextlib.contextmanager
 def locked(workdir: str):
   """Holds an exclusive lock on the workdir for one launch; a second launch on it fails at once.
@@ -115,20 +92,20 @@ def locked(workdir: str):
   """
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise RunDirError(f"--workdir={workdir} is a file, not a folder")
-  path = os.path.join(workdir, ".lock")
+  path = RunLayout(workdir).lock
   try:
     os.makedirs(workdir, exist_ok=True)
     f = open(path, "a+")
   except OSError as e:
-    raise RunDirError(f"--workdir={workdir}: cannot create it or its lock file ({e.strerror or e})") from None
+    raise RunDirError(f"--workdir={workdir}: cannot create it or its lock file ({e.strerror or e})") from e
   with f:
     try:
       fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    except BlockingIOError as e:
       f.seek(0)
       holder = f.read().strip() or "unknown"
       raise RunDirError(f"{workdir} is in use by another launch (pid {holder}); wait for it to finish or use "
-                        "another --workdir") from None
+                        "another --workdir") from e
     f.seek(0)
     f.truncate()
     f.write(str(os.getpid()))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mialth_jax.data import base, npz, splits
-from mialth_jax.lottery import checkpoint
+from mialth_jax.utils import checkpoint
 from mialth_jax.utils import io
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -246,3 +246,13 @@ def test_damaged_files_raise_one_line_errors_naming_them(tmp_path):
   (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"st\n{"step": 2}\n')
   with pytest.raises(io.UnreadableFileError, match="metrics.jsonl: line 2 is not JSON"):
     io.MetricsLog(str(tmp_path / "metrics.jsonl")).truncate_after(5)
+
+
+def test_an_internal_bug_shows_its_traceback_and_exits_1(tmp_path):
+  """Only the project's user errors become one `error:` line; a bug (here a KeyError in a recipe) keeps its traceback."""
+  result = subprocess.run([sys.executable, "-m", "launch.main", "--config=tests/internal_bug_case.py",
+                           f"--workdir={tmp_path / 'run'}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert "Traceback (most recent call last)" in result.stderr
+  assert "KeyError: 'a key that is not there'" in result.stderr
+  assert not [line for line in result.stderr.splitlines() if line.startswith("error: ")]

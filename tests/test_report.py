@@ -5,7 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from mialth_jax import config_lib, runner
+from mialth_jax import config_lib
+from mialth_jax.experiments import launch
 from mialth_jax.report import collect, markdown
 from mialth_jax.utils import io
 
@@ -40,7 +41,7 @@ def run(tmp_path_factory):
   config.attacks.protocols = ("paper", "transfer")
   config.attacks.sizes = (200, -1)
   config.attacks.num_bootstrap = 100
-  runner.run(config, workdir)
+  launch.run(config, workdir)
   return workdir
 
 
@@ -76,5 +77,5 @@ def test_report_numbers_are_recomputed_from_the_score_files(run, tmp_path):
 
 
 def test_report_launcher_names_a_missing_run(tmp_path):
-  with pytest.raises(FileNotFoundError, match="no run there"):
+  with pytest.raises(collect.ReportError, match="no run there"):
     collect.load_run(str(tmp_path / "nothing"))

@@ -19,10 +19,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from mialth_jax import runner
-from mialth_jax.lottery import checkpoint, pipeline
+from mialth_jax.experiments import launch
+from mialth_jax.lottery import pipeline
 from mialth_jax.models import resnet
-from mialth_jax.utils import io
+from mialth_jax.utils import checkpoint, io
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND = [sys.executable, "-m", "launch.main", "--config=tests/resume_case.py"]
@@ -213,7 +213,8 @@ def test_a_final_checkpoint_of_another_width_is_refused_at_attack_time(reference
   checkpoint.save(final, {"params": wider["params"], "batch_stats": wider["batch_stats"]})
   config = ml_collections.ConfigDict(io.read_json(os.path.join(workdir, "config.json")))
   with pytest.raises(checkpoint.CheckpointError) as error:
-    runner.run_attacks(pipeline.setup(config, workdir))
+    ctx = pipeline.setup(config, workdir)
+    launch.run_attacks(ctx, launch.attack_sizes(ctx))
   message = str(error.value)
   assert "\n" not in message
   assert message.startswith(f"{final}: checkpoint does not match the model (")

@@ -7,8 +7,8 @@ Runs on the workdir of a finished (or to-be-finished) run and reuses its models;
   python -m launch.report --workdir=runs/cifar10_r18_subset
 Full CIFAR / ImageNet: use cifar10_resnet18 (etc.) without ':subset' and the tfds data_dir (see that config).
 """
-from mialth_jax import config_lib
+from mialth_jax.experiments import paper
 
 
 def get_config(arg: str | None = None):
-  return config_lib.experiment("fig1_accuracy_vs_sparsity", arg)
+  return paper.experiment("fig1_accuracy_vs_sparsity", arg)

@@ -38,13 +38,18 @@ def _check_pool(name: str, pool: np.ndarray) -> np.ndarray:
   return pool
 
 
+def check_size(size, field: str = "attack set size") -> int:
+  """`size` if it is an even integer >= 4 (half members, half non-members); anything else raises naming `field`."""
+  if isinstance(size, bool) or not isinstance(size, int) or size < 4 or size % 2:
+    raise AttackError(f"{field}: {size!r} must be -1 or an even number >= 4 (half members, half non-members)")
+  return size
+
+
 def resolve_size(size: int, num_members: int, num_nonmembers: int) -> int:
   """The attack-set size: `size` checked, or for -1 the largest balanced set the pools allow."""
   if size == -1:
     size = 2 * min(num_members, num_nonmembers)
-  if size < 4 or size % 2:
-    raise AttackError(f"attack set size must be -1 or an even number >= 4 (half members, half non-members), "
-                      f"got {size}")
+  check_size(size)
   half = size // 2
   short = [f"{n} {what}" for n, what in ((num_members, "members"), (num_nonmembers, "non-members")) if n < half]
   if short:

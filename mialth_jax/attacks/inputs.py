@@ -7,10 +7,11 @@ import dataclasses
 
 import numpy as np
 
+from mialth_jax import errors
 from mialth_jax.utils import numerics
 
 
-class AttackError(ValueError):
+class AttackError(errors.UserError, ValueError):
   """Bad attack input, setting or request; the message is one line naming what was wrong."""
 
 

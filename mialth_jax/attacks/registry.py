@@ -12,8 +12,12 @@ import numpy as np
 from mialth_jax.attacks import metrics as metrics_lib
 from mialth_jax.attacks import optax_mlp, sklearn_attacks, threshold
 from mialth_jax.attacks.inputs import AttackError, AttackInputs
+from mialth_jax.utils.registry import Registry
 
-ATTACKS = {
+# An attack is a class with fit(AttackInputs, is_member) -> self, score(AttackInputs) -> higher = more likely a
+# member, and predict(AttackInputs) -> bool; its keyword-only __init__ arguments are its config options.
+# `ATTACKS.register("my_attack", MyAttack)` adds one (from any module) for configs, validation and protocols.
+ATTACKS = Registry("attack type", AttackError, {
     "optax_mlp": optax_mlp.OptaxMLPAttack,
     "sklearn_mlp": sklearn_attacks.SklearnMLPAttack,
     "sklearn_svc": sklearn_attacks.SklearnSVCAttack,
@@ -23,7 +27,7 @@ ATTACKS = {
     "threshold_confidence": threshold.ConfidenceThreshold,
     "threshold_entropy": threshold.EntropyThreshold,
     "threshold_mentropy": threshold.MentropyThreshold,
-}
+})
 
 
 def known_options(cls: type) -> list[str]:
@@ -40,13 +44,12 @@ def make_attack(config: dict):
   """An unfitted attack from {"type": name, **options}; unknown types and options are refused by name."""
   options = dict(config)
   name = options.pop("type", None)
-  if name not in ATTACKS:
-    raise AttackError(f"unknown attack type {name!r}; known: {', '.join(ATTACKS)}")
-  known = known_options(ATTACKS[name])
+  cls = ATTACKS.lookup(name)
+  known = known_options(cls)
   unknown = sorted(set(options) - set(known))
   if unknown:
     raise AttackError(f"attack {name!r}: unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
-  return ATTACKS[name](**options)
+  return cls(**options)
 
 
 def evaluate(attack, test_inputs: AttackInputs, test_is_member: np.ndarray, test_classes: np.ndarray | None = None,

@@ -6,6 +6,8 @@ run augments exactly as an uninterrupted one.
 import jax
 import jax.numpy as jnp
 
+from mialth_jax import errors
+
 AUGMENTATIONS = ("none", "cifar")
 
 
@@ -31,4 +33,4 @@ def augment(key: jax.Array, images: jax.Array, kind: str) -> jax.Array:
   if kind == "cifar":
     keys = jax.random.split(key, images.shape[0])
     return jax.vmap(lambda k, x: _pad_crop_flip(k, x, pad=4))(keys, images)
-  raise ValueError(f"data.augment={kind!r} is unknown; expected one of {', '.join(AUGMENTATIONS)}")
+  raise errors.ConfigError(f"data.augment={kind!r} is unknown; expected one of {', '.join(AUGMENTATIONS)}")

@@ -9,6 +9,8 @@ from typing import Protocol
 
 import numpy as np
 
+from mialth_jax import errors
+
 
 class ImageSource(Protocol):
   """Random access to a split: `len(source)` and `source[indices] -> uint8 [B, H, W, C]`."""
@@ -18,7 +20,7 @@ class ImageSource(Protocol):
   def __getitem__(self, indices: np.ndarray) -> np.ndarray: ...
 
 
-class DataError(ValueError):
+class DataError(errors.UserError, ValueError):
   """Bad dataset setting or file; the message names it and says what was expected."""
 
 

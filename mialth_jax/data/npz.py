@@ -17,7 +17,7 @@ def _read(path: str) -> dict[str, np.ndarray]:
   try:
     arrays = io.read_npz(path)  # without pickle: object arrays and non-npz files are refused
   except io.UnreadableFileError as e:
-    raise base.DataError(str(e)) from None
+    raise base.DataError(str(e)) from e
   missing = [k for k in REQUIRED_KEYS if k not in arrays]
   if missing:
     raise base.DataError(f"{path}: missing keys {missing}; expected {list(REQUIRED_KEYS)}")

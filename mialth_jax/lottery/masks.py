@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mialth_jax import errors
+
 RULES = ("global_magnitude", "layerwise_magnitude", "random")
 
 
@@ -27,7 +29,7 @@ def prunable_predicate(prunable: str, keep_first_conv: bool = False, keep_classi
   try:
     pattern = re.compile(prunable)
   except re.error as e:
-    raise ValueError(f"lottery.prunable={prunable!r} is not a valid regex ({e})") from None
+    raise errors.ConfigError(f"lottery.prunable={prunable!r} is not a valid regex ({e})") from e
   excluded = ([r"^stem_conv/"] if keep_first_conv else []) + ([r"^head/"] if keep_classifier else [])
 
   def is_prunable(name: str, leaf) -> bool:
@@ -44,7 +46,7 @@ def dense_mask(params, is_prunable):
     return np.ones((), dtype=bool)
   mask = jax.tree_util.tree_map_with_path(leaf_mask, params)
   if not any(np.ndim(m) for m in jax.tree.leaves(mask)):
-    raise ValueError("lottery.prunable matches no parameter: nothing could be pruned")
+    raise errors.ConfigError("lottery.prunable matches no parameter: nothing could be pruned")
   return mask
 
 
@@ -65,10 +67,17 @@ def _lowest(scores: np.ndarray, k: int) -> np.ndarray:
   return np.argsort(scores, kind="stable")[:k]
 
 
-def _target_pruned(n: int, sparsity: float) -> int:
+def check_sparsity(sparsity, field: str = "sparsity") -> float:
+  """`sparsity` as a float in [0, 1); anything else raises naming `field`."""
+  if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)):
+    raise errors.ConfigError(f"{field}: {sparsity!r} is not a number in [0, 1)")
   if not 0.0 <= sparsity < 1.0:
-    raise ValueError(f"sparsity must lie in [0, 1), got {sparsity}")
-  return int(round(sparsity * n))
+    raise errors.ConfigError(f"{field}: {sparsity!r} is outside [0, 1)")
+  return float(sparsity)
+
+
+def _target_pruned(n: int, sparsity: float) -> int:
+  return int(round(check_sparsity(sparsity) * n))
 
 
 def _rebuild(mask, new_leaf_masks):
@@ -87,7 +96,7 @@ def prune(params, mask, sparsity: float, rule: str, seed: int = 0):
   control for "does the magnitude ranking matter").
   """
   if rule not in RULES:
-    raise ValueError(f"lottery.rule={rule!r} is unknown; expected one of {', '.join(RULES)}")
+    raise errors.ConfigError(f"lottery.rule={rule!r} is unknown; expected one of {', '.join(RULES)}")
   leaves = _prunable_leaves(params, mask)
   # Already-pruned weights rank first (score -1 < any |w|), so masks are nested across calls (IMP).
   scores = [np.where(m, np.abs(w).astype(np.float64), -1.0).ravel() for _, w, m in leaves]

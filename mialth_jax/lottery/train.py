@@ -7,7 +7,6 @@ import collections
 import concurrent.futures
 import dataclasses
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -16,32 +15,39 @@ import optax
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from mialth_jax import inference
+from mialth_jax import errors, inference
 from mialth_jax.data import augment
-from mialth_jax.lottery import checkpoint, masks
+from mialth_jax.lottery import masks
 from mialth_jax.lottery.train_state import TrainState
-from mialth_jax.utils import io, progress
+from mialth_jax.utils import checkpoint, io, progress
 
 
 MAX_TRAIN_EVAL = 10_000  # members evaluated for train accuracy (all of them for CIFAR-sized runs)
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(errors.UserError, FloatingPointError):
   """NaN or Inf in the loss or parameters."""
 
 
-def train_step(state: TrainState, images, labels, *, model, tx, seed: int, augment_kind: str, mean, std):
-  """One SGD step; the mask zeroes gradients and parameters so pruned weights and their momentum stay 0.0."""
+def cross_entropy(logits, labels):
+  """The classification loss of every recipe that does not bring its own: mean softmax cross-entropy."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def train_step(state: TrainState, images, labels, *, model, tx, seed: int, augment_kind: str, mean, std,
+               loss_fn=cross_entropy):
+  """One SGD step on `loss_fn(logits, labels)`; the mask zeroes gradients and parameters so pruned weights and their
+  momentum stay 0.0. `state.extra` (a recipe's own training state) is passed through unchanged."""
   key = jax.random.fold_in(jax.random.PRNGKey(seed), state.step)
   x = augment.normalise(augment.augment(key, images, augment_kind), mean, std, model.dtype)
 
-  def loss_fn(params):
+  def objective(params):
     logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x, train=True,
                                   mutable=["batch_stats"])
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    loss = loss_fn(logits, labels)
     return loss, (logits, updates["batch_stats"])
 
-  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
   grads = masks.apply_mask(grads, state.mask)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = masks.apply_mask(optax.apply_updates(state.params, updates), state.mask)
@@ -92,15 +98,17 @@ class LoopConfig:
   save_at_step_path: str = ""
 
 
-def make_jitted_step(model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh, donate: bool = True):
+def make_jitted_step(model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh, donate: bool = True,
+                     step_fn=None):
   """jit(state, inputs) -> (state, metrics), state donated (unless `donate` is False) and replicated, batch sharded
-  along the mesh.
+  along the mesh. `step_fn` (a recipe's step, with `train_step`'s signature) defaults to `train_step`.
 
   inputs are (member images, member labels, batch positions) on device, or (images, labels) of a streamed batch.
+  Build it once per run and reuse it for every model: each call of this function compiles anew.
   """
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P(inference.DATA_AXIS))
-  step = functools.partial(train_step, model=model, tx=tx, seed=loop.seed, augment_kind=loop.augment,
+  step = functools.partial(step_fn or train_step, model=model, tx=tx, seed=loop.seed, augment_kind=loop.augment,
                            mean=data.mean, std=data.std)
 
   def gather_and_step(state, images, labels, idx):
@@ -146,16 +154,15 @@ def evaluate(logits_fn, state: TrainState, data: TrainData, mesh: Mesh, batch_si
   return result
 
 
-def run_loop(state: TrainState, model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh, out_dir: str,
-             log: io.MetricsLog) -> tuple[TrainState, dict]:
-  """Trains from `state` (or its latest checkpoint under out_dir/checkpoints) to `loop.total_steps`."""
-  manager = checkpoint.manager(os.path.join(out_dir, "checkpoints"))
+def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: TrainData, mesh: Mesh,
+             checkpoint_dir: str, log: io.MetricsLog) -> tuple[TrainState, dict]:
+  """Trains from `state` (or its latest checkpoint in checkpoint_dir) to `loop.total_steps` with `jitted_step`
+  (`make_jitted_step`), evaluating with `logits_fn` (`inference.make_logits_fn`)."""
+  manager = checkpoint.manager(checkpoint_dir)
   resumed_from, state = checkpoint.restore_latest(manager, state, NamedSharding(mesh, P()))
   if resumed_from is not None:
     logging.info("[%s] resuming from the checkpoint at step %d", loop.name, resumed_from)
   log.truncate_after(int(state.step))
-  jitted_step = make_jitted_step(model, tx, loop, data, mesh)
-  logits_fn = inference.make_logits_fn(model, data.mean, data.std, mesh)
   meter = progress.Meter(loop.name, loop.total_steps, int(state.step), loop.batch_size)
   pending, last_eval = [], {}
   for step, inputs in zip(range(int(state.step), loop.total_steps), step_inputs(loop, data, mesh, int(state.step))):

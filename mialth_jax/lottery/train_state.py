@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from mialth_jax import errors
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -16,18 +18,19 @@ class TrainState:
   batch_stats: Any
   opt_state: Any
   mask: Any              # bool pytree parallel to params (see lottery.masks)
+  extra: Any = None      # a recipe's own training state (e.g. a defence's second network); None for most
 
 
 def num_train_steps(train: ml_collections.ConfigDict, num_examples: int) -> tuple[int, int]:
   """(total steps, steps per epoch): the one place where num_epochs / num_steps become steps."""
   if train.batch_size <= 0:
-    raise ValueError(f"train.batch_size must be > 0, got {train.batch_size}")
+    raise errors.ConfigError(f"train.batch_size must be > 0, got {train.batch_size}")
   steps_per_epoch = num_examples // train.batch_size
   if steps_per_epoch == 0:
-    raise ValueError(f"train.batch_size={train.batch_size} exceeds the {num_examples} training examples")
+    raise errors.ConfigError(f"train.batch_size={train.batch_size} exceeds the {num_examples} training examples")
   has_epochs, has_steps = train.num_epochs > 0, train.num_steps > 0
   if has_epochs == has_steps:
-    raise ValueError("set exactly one of train.num_epochs and train.num_steps (the other to -1); got "
+    raise errors.ConfigError("set exactly one of train.num_epochs and train.num_steps (the other to -1); got "
                      f"num_epochs={train.num_epochs}, num_steps={train.num_steps}")
   total = train.num_steps if has_steps else math.ceil(train.num_epochs * steps_per_epoch)
   return int(total), steps_per_epoch
@@ -48,7 +51,7 @@ def learning_rate_schedule(train: ml_collections.ConfigDict, total_steps: int, s
   elif train.schedule == "constant":
     main = optax.constant_schedule(lr)
   else:
-    raise ValueError(f"train.schedule={train.schedule!r} is unknown; expected one of {', '.join(SCHEDULES)}")
+    raise errors.ConfigError(f"train.schedule={train.schedule!r} is unknown; expected one of {', '.join(SCHEDULES)}")
   if warmup == 0:
     return main
   return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
@@ -62,6 +65,6 @@ def make_optimizer(train: ml_collections.ConfigDict, total_steps: int, steps_per
       optax.sgd(schedule, momentum=train.momentum or None, nesterov=train.nesterov and train.momentum > 0))
 
 
-def create_state(params, batch_stats, mask, tx, step: int = 0) -> TrainState:
+def create_state(params, batch_stats, mask, tx, step=0, extra=None) -> TrainState:
   return TrainState(step=jnp.asarray(step, jnp.int32), params=params, batch_stats=batch_stats,
-                    opt_state=tx.init(params), mask=mask)
+                    opt_state=tx.init(params), mask=mask, extra=extra)

@@ -13,6 +13,8 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from mialth_jax import errors
+
 ModuleDef = Any
 # torchvision's ResNet initialisation (kaiming normal, fan_out), so our w0 is distributed like the paper's.
 conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
@@ -76,7 +78,7 @@ class ResNet(nn.Module):
     elif self.stem == "cifar":
       x = nn.relu(norm(name="stem_bn")(conv(base_filters, (3, 3), name="stem_conv")(x)))
     else:
-      raise ValueError(f"model.stem={self.stem!r} is unknown; expected one of {', '.join(STEMS)}")
+      raise errors.ConfigError(f"model.stem={self.stem!r} is unknown; expected one of {', '.join(STEMS)}")
     for stage, num_blocks in enumerate(self.stage_sizes):
       for block in range(num_blocks):
         strides = 2 if stage > 0 and block == 0 else 1
@@ -98,12 +100,12 @@ def create_model(name: str, num_classes: int, stem: str = "cifar", width_multipl
                  dtype: str = "float32") -> ResNet:
   """Builds a ResNet from config values; unknown names are errors that list the known ones."""
   if name not in ARCHITECTURES:
-    raise ValueError(f"model.name={name!r} is unknown; expected one of {', '.join(ARCHITECTURES)}")
+    raise errors.ConfigError(f"model.name={name!r} is unknown; expected one of {', '.join(ARCHITECTURES)}")
   if dtype not in DTYPES:
-    raise ValueError(f"model.dtype={dtype!r} is unknown; expected one of {', '.join(DTYPES)}")
+    raise errors.ConfigError(f"model.dtype={dtype!r} is unknown; expected one of {', '.join(DTYPES)}")
   if stem not in STEMS:
-    raise ValueError(f"model.stem={stem!r} is unknown; expected one of {', '.join(STEMS)}")
+    raise errors.ConfigError(f"model.stem={stem!r} is unknown; expected one of {', '.join(STEMS)}")
   if not width_multiplier > 0:
-    raise ValueError(f"model.width_multiplier must be > 0, got {width_multiplier}")
+    raise errors.ConfigError(f"model.width_multiplier must be > 0, got {width_multiplier}")
   return ResNet(num_classes=num_classes, stem=stem, width_multiplier=width_multiplier, dtype=DTYPES[dtype],
                 **ARCHITECTURES[name])

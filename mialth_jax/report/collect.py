@@ -3,15 +3,20 @@
 Only finished artefacts are read: models with summary.json, attack results whose JSON (written after the npz) exists.
 """
 import dataclasses
-import glob
 import json
 import os
 
-from mialth_jax import run_dir
+from mialth_jax import errors, layout as layout_lib
 from mialth_jax.attacks import metrics as metrics_lib
+from mialth_jax.lottery import recipes
 from mialth_jax.utils import io
 
 PAPER_NUMBERS = os.path.join(os.path.dirname(__file__), "paper_numbers.json")
+TABLE1_SPARSITY = 0.8
+
+
+class ReportError(errors.UserError, ValueError):
+  """A run folder or report setting that a report cannot be made from."""
 
 
 @dataclasses.dataclass
@@ -21,6 +26,20 @@ class Run:
   config: dict
   models: dict            # name -> summary.json
   attacks: list           # one dict per result: metadata + metrics recomputed from the scores
+  external: dict          # "<run>/<name>" -> summary.json of the models of attacks.transfer_runs
+
+  def summary(self, label: str) -> dict | None:
+    """The summary.json of a model named as in attack results (own models, or "<run>/<name>" of transfer runs)."""
+    return self.models.get(label) or self.external.get(label)
+
+  @property
+  def table1_ticket(self) -> str | None:
+    """The ticket that Table 1 compares with dense: the paper does not give its sparsity; its Fig. 3 fixes 80 %,
+    so the one-shot ticket at 80 % sparsity (else the ticket nearest to it)."""
+    exact = layout_lib.select(self.models, kind="ticket", sparsity=TABLE1_SPARSITY)
+    tickets = [n for n, s in self.models.items() if s["kind"] in recipes.TICKET_KINDS]
+    nearest = sorted(tickets, key=lambda n: (abs(self.models[n]["sparsity"] - TABLE1_SPARSITY), n))
+    return (exact or nearest or [None])[0]
 
   @property
   def dataset(self) -> str:
@@ -46,9 +65,8 @@ def attack_results(workdir: str, num_bootstrap: int, seed: int) -> list[dict]:
   """Every finished attack result of a run, its metrics recomputed from its .npz of per-example scores (whose path
   each result keeps as `scores_path`)."""
   results = []
-  for json_path in sorted(glob.glob(os.path.join(workdir, "attacks", "n*", "*", "*", "*.json"))):
+  for json_path, scores_path in layout_lib.RunLayout(workdir).finished_results():
     meta = io.read_json(json_path)
-    scores_path = json_path[:-len(".json")] + ".npz"
     scores = io.read_npz(scores_path)
     metrics = metrics_lib.attack_metrics(scores["scores"], scores["is_member"], scores["predicted"],
                                          scores["classes"], num_bootstrap=num_bootstrap, seed=seed)
@@ -59,14 +77,15 @@ def attack_results(workdir: str, num_bootstrap: int, seed: int) -> list[dict]:
 
 def load_run(workdir: str, num_bootstrap: int = 1000) -> Run:
   """A run folder's config, finished models and attack results."""
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
-    raise FileNotFoundError(f"--workdir={workdir}: no run there (config.json missing)")
-  config = io.read_json(config_path)
-  models = {name: io.read_json(os.path.join(run_dir.model_dir(workdir, name), "summary.json"))
-            for name in run_dir.finished_models(workdir)}
-  return Run(workdir, os.path.basename(os.path.normpath(workdir)), config, models,
-             attack_results(workdir, num_bootstrap, config["seed"]))
+  layout = layout_lib.RunLayout(workdir)
+  if not os.path.exists(layout.config):
+    raise ReportError(f"--workdir={workdir}: no run there (config.json missing)")
+  config = io.read_json(layout.config)
+  external = {f"{other.label}/{name}": summary
+              for other in map(layout_lib.RunLayout, config["attacks"].get("transfer_runs", ()))
+              for name, summary in other.summaries().items()}
+  return Run(workdir, layout.label, config, layout.summaries(), attack_results(workdir, num_bootstrap, config["seed"]),
+             external)
 
 
 def select(results: list[dict], **where) -> list[dict]:

@@ -4,11 +4,11 @@ import platform
 
 import numpy as np
 
+from mialth_jax.experiments.protocols import PROTOCOLS
 from mialth_jax.report import collect, plots
 from mialth_jax.utils import io
 
 PAPER_ATTACK = "sklearn_mlp"  # the paper's attack: scikit-learn's MLPClassifier on the softmax vector
-TABLE1_TICKET = "ticket_s80"  # the paper does not give Table 1's sparsity; its Fig. 3 fixes 80 %
 
 
 def _f(x, digits=3) -> str:
@@ -44,7 +44,7 @@ def table1(runs, paper: dict) -> list[str]:
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
   for run in runs:
     row = next((p for p in paper["table1"]["rows"] if p["dataset"] == run.dataset), None)
-    for name, key in (("dense", "dense"), (TABLE1_TICKET, "ticket")):
+    for name, key in (("dense", "dense"), (run.table1_ticket, "ticket")):
       for attack in (PAPER_ATTACK, "mlp"):
         found = collect.select(run.attacks, protocol="paper", source=name, target=name, attack=attack,
                                size=main_size(run))
@@ -60,10 +60,15 @@ def table1(runs, paper: dict) -> list[str]:
   return lines
 
 
+def by_sparsity(run) -> list[str]:
+  """Every model of the run: dense first, then by sparsity."""
+  return sorted(run.models, key=lambda n: (run.models[n]["kind"] != "dense", run.models[n]["sparsity"], n))
+
+
 def accuracy_table(run) -> list[str]:
   lines = ["| model | kind | sparsity | test accuracy | train accuracy | generalisation gap |",
            "| --- | --- | --- | --- | --- | --- |"]
-  for name in sorted(run.models, key=lambda n: (run.models[n]["kind"] != "dense", run.models[n]["sparsity"], n)):
+  for name in by_sparsity(run):
     m = run.models[name]
     lines.append(f"| {name} | {m['kind']} | {m['sparsity']:.3f} | {m['test_accuracy']:.4f} | "
                  f"{m['train_accuracy']:.4f} | {m['train_accuracy'] - m['test_accuracy']:.4f} |")
@@ -73,7 +78,7 @@ def accuracy_table(run) -> list[str]:
 def attacks_table(run, protocol: str, size: int) -> list[str]:
   lines = ["| model | attack | accuracy [95 % CI] | precision | recall | ROC AUC | advantage | TPR @ 0.1 % FPR | "
            "TPR @ 1 % FPR |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-  for name in plots.tickets(run, plots.TICKET_KINDS + ("random_prune", "random_reinit")):
+  for name in by_sparsity(run):
     for r in sorted(collect.select(run.attacks, protocol=protocol, source=name, target=name, size=size),
                     key=lambda r: r["attack"]):
       lines.append(f"| {name} | {r['attack']} | {_ci(r)} | {_f(r['precision'])} | {_f(r['recall'])} | "
@@ -142,6 +147,13 @@ def discrepancies(runs, paper: dict) -> list[str]:
   return lines
 
 
+def protocols_present(run, size: int) -> list[str]:
+  """Protocols with results on a model's own outputs at `size` (source == target), in registration order; transfer's
+  off-diagonal results are Figure 4's."""
+  present = {r["protocol"] for r in run.attacks if r["size"] == size and r["source"] == r["target"]}
+  return [p for p in PROTOCOLS if p in present and p != "transfer"] + sorted(present - set(PROTOCOLS))
+
+
 def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamble: str = "") -> str:
   """Writes out_dir/<name> (preamble first) and its PNGs in out_dir/plots (<stem>_plots for other names)."""
   paper = collect.paper_numbers()
@@ -154,7 +166,8 @@ def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamb
          f"Paper: {paper['source']}.", "", "## Runs", "", *runs_table(runs), "",
          "## Table 1: attack accuracy and precision, dense vs lottery ticket (ours vs the paper)", "",
          f"Paper protocol, attack = `{PAPER_ATTACK}` (the paper's scikit-learn MLP) and `mlp` (our Optax MLP); "
-         f"ticket = `{TABLE1_TICKET}` (the paper does not say which sparsity its Table 1 uses). diff = ours - paper.",
+         "ticket = the one-shot ticket at 80 % sparsity (the paper does not say which sparsity its Table 1 uses; its "
+         "Fig. 3 fixes 80 %). diff = ours - paper.",
          "", *table1(runs, paper), "", "### Where we differ and why", "", *discrepancies(runs, paper), "",
          "## Figure 1: test accuracy vs sparsity", "",
          f"![Figure 1]({rel(plots.accuracy_vs_sparsity(runs, os.path.join(plot_dir, 'fig1_accuracy_vs_sparsity.png')))})",
@@ -180,13 +193,12 @@ def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamb
     size = main_size(run)
     if size is None:
       continue
-    doc += [f"### {run.label}: every attack, paper protocol ({size} attack samples)", "",
-            *attacks_table(run, "paper", size), ""]
-    if collect.select(run.attacks, protocol="shadow", size=size):
-      doc += [f"### {run.label}: shadow-model protocol (attack learnt on a shadow model, applied to the target)", "",
-              *attacks_table(run, "shadow", size), ""]
+    for protocol in protocols_present(run, size):
+      title = getattr(PROTOCOLS.get(protocol), "title", protocol)
+      doc += [f"### {run.label}: every attack, {title} ({size} attack samples)", "",
+              *attacks_table(run, protocol, size), ""]
     roc = plots.roc_curves(run, leak_attack, size, os.path.join(plot_dir, f"roc_{run.label}.png"))
-    names, labels = [n for n in ("dense", TABLE1_TICKET) if n in run.models], class_names(run)
+    names, labels = [n for n in ("dense", run.table1_ticket) if n in run.models], class_names(run)
     per = plots.per_class(run, leak_attack, size, names, labels, os.path.join(plot_dir, f"per_class_{run.label}.png"))
     doc += [f"![ROC {run.label}]({rel(roc)})", ""]
     if per:

@@ -7,10 +7,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mialth_jax.attacks import metrics as metrics_lib  # noqa: E402
+from mialth_jax.lottery import recipes  # noqa: E402
 from mialth_jax.report import collect  # noqa: E402
 from mialth_jax.utils import io  # noqa: E402
 
-TICKET_KINDS = ("dense", "ticket", "imp")
+TICKET_KINDS = ("dense", *recipes.TICKET_KINDS)
 
 
 def _save(fig, path: str) -> str:
@@ -72,10 +73,10 @@ def attack_vs_sparsity(runs: list[collect.Run], attacks: list[str], size_of, pat
 
 
 def attack_vs_samples(runs: list[collect.Run], attack: str, path: str) -> str:
-  """Figure 3: attack accuracy against the attack-set size, dense and the 80 % ticket."""
+  """Figure 3: attack accuracy against the attack-set size, dense and the Table 1 ticket (80 %)."""
   fig, ax = plt.subplots(figsize=(8, 4))
   for run in runs:
-    for name in ("dense", "ticket_s80"):
+    for name in [n for n in ("dense", run.table1_ticket) if n]:
       rows = sorted(collect.select(run.attacks, protocol="paper", source=name, target=name, attack=attack),
                     key=lambda r: r["size"])
       if len(rows) > 1:
@@ -95,7 +96,7 @@ def transfer_heatmap(run: collect.Run, attack: str, size: int, path: str) -> str
   if not rows:
     return None
   labels = sorted({r["source"] for r in rows}, key=lambda l: (l.count("/"), l.split("/")[0],
-                                                              _sparsity_key(l.split("/")[-1])))
+                                                              (run.summary(l) or {}).get("sparsity", 0.0), l))
   matrix = np.full((len(labels), len(labels)), np.nan)
   for r in rows:
     matrix[labels.index(r["source"]), labels.index(r["target"])] = r["accuracy"]
@@ -111,11 +112,6 @@ def transfer_heatmap(run: collect.Run, attack: str, size: int, path: str) -> str
          title=f"{run.label}: transfer accuracy\n({attack})")
   fig.colorbar(image, ax=ax, label="attack accuracy")
   return _save(fig, path)
-
-
-def _sparsity_key(name: str) -> float:
-  digits = "".join(c for c in name.split("_s")[-1] if c.isdigit() or c == ".")
-  return float(digits) if name != "dense" and digits else 0.0
 
 
 def roc_curves(run: collect.Run, attack: str, size: int, path: str) -> str:

@@ -12,22 +12,31 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from mialth_jax import errors
+
 
 TMP_PREFIX = ".tmp-"  # atomic_path's temporaries; a killed process leaves them, the next launch removes them
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: results get the permissions open() would give them, not mkstemp's 0600
 
 
-class UnreadableFileError(ValueError):
+class UnreadableFileError(errors.UserError, ValueError):
   """A JSON or npz file that cannot be parsed; the message names the file."""
+
+
+class WriteError(errors.UserError, OSError):
+  """A result could not be written (full or read-only disk, a file size limit); the message names the file."""
 
 
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
   """Yields a temporary path next to `path`; renames it onto `path` only if the block succeeds."""
   directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=TMP_PREFIX + os.path.basename(path) + "-")
+  try:
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TMP_PREFIX + os.path.basename(path) + "-")
+  except OSError as e:
+    raise WriteError(f"{path}: cannot write it ({e.strerror or e})") from e
   os.close(fd)
   try:
     yield tmp
@@ -35,6 +44,8 @@ def atomic_path(path: str) -> Iterator[str]:
       os.fsync(f.fileno())
     os.chmod(tmp, 0o666 & ~_UMASK)
     os.replace(tmp, path)
+  except OSError as e:
+    raise WriteError(f"{path}: cannot write it ({e.strerror or e})") from e
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
@@ -59,7 +70,7 @@ def read_json(path: str) -> Any:
     try:
       return json.load(f)
     except (ValueError, UnicodeDecodeError) as e:
-      raise UnreadableFileError(f"{path}: not valid JSON ({e})") from None
+      raise UnreadableFileError(f"{path}: not valid JSON ({e})") from e
 
 
 def write_text(path: str, text: str) -> None:
@@ -82,7 +93,7 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
     with data:
       return {key: data[key] for key in data.files}
   except (ValueError, EOFError, zipfile.BadZipFile) as e:
-    raise UnreadableFileError(f"{path}: not a readable npz without pickle ({e})") from None
+    raise UnreadableFileError(f"{path}: not a readable npz without pickle ({e})") from e
 
 
 def read_id_arrays(path: str, names: list[str], error: type[Exception] = UnreadableFileError) -> dict:
@@ -98,10 +109,19 @@ def read_id_arrays(path: str, names: list[str], error: type[Exception] = Unreada
 
 def append_jsonl(path: str, record: dict) -> None:
   """Appends one JSON line and flushes it to disk (metrics survive a crash up to the last line)."""
-  with open(path, "a") as f:
-    f.write(json.dumps(record, sort_keys=True, default=_to_jsonable) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
+  try:
+    with open(path, "a") as f:
+      f.write(json.dumps(record, sort_keys=True, default=_to_jsonable) + "\n")
+      f.flush()
+      os.fsync(f.fileno())
+  except OSError as e:
+    raise WriteError(f"{path}: cannot append to it ({e.strerror or e})") from e
+
+
+def read_jsonl(path: str) -> list:
+  """Every record of a JSON-lines file (metrics.jsonl), in order."""
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
 
 
 class MetricsLog:
@@ -120,10 +140,10 @@ class MetricsLog:
     for number, line in enumerate(lines, 1):
       try:
         record = json.loads(line)
-      except ValueError:
+      except ValueError as e:
         if number == len(lines):
           break
-        raise UnreadableFileError(f"{self.path}: line {number} is not JSON") from None
+        raise UnreadableFileError(f"{self.path}: line {number} is not JSON") from e
       if record["step"] <= step:
         kept.append(line if line.endswith("\n") else line + "\n")
     write_text(self.path, "".join(kept))

@@ -12,10 +12,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mialth_jax import errors
+
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(errors.UserError, ValueError):
   """A checkpoint is missing or does not match the model."""
 
 
@@ -33,7 +35,7 @@ def save(path: str, tree) -> None:
       checkpointer.save(os.path.abspath(path), tree)
       checkpointer.wait_until_finished()
   except (ValueError, OSError) as e:  # Orbax reports a full disk or a file size limit as ValueError
-    raise CheckpointError(f"{path}: cannot write the checkpoint ({str(e).splitlines()[0]})") from None
+    raise CheckpointError(f"{path}: cannot write the checkpoint ({str(e).splitlines()[0]})") from e
 
 
 def _abstract(tree):
@@ -72,7 +74,7 @@ def restore(path: str, like):
       check_matches(checkpointer.metadata(os.path.abspath(path)).item_metadata.tree, target)
       return checkpointer.restore(os.path.abspath(path), target)
   except (ValueError, KeyError, TypeError, AttributeError, FileNotFoundError) as e:
-    raise CheckpointError(f"{path}: checkpoint does not match the model ({str(e).splitlines()[0]})") from None
+    raise CheckpointError(f"{path}: checkpoint does not match the model ({str(e).splitlines()[0]})") from e
 
 
 def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
@@ -99,4 +101,4 @@ def restore_latest(checkpoints: ocp.CheckpointManager, like, sharding: jax.shard
     return step, checkpoints.restore(step, args=ocp.args.StandardRestore(target))
   except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
     raise CheckpointError(f"{checkpoints.directory}/{step}: checkpoint does not match the model "
-                          f"({str(e).splitlines()[0]})") from None
+                          f"({str(e).splitlines()[0]})") from e

@@ -1,0 +1,68 @@
+"""What one launch does: validate, train every model the recipes plan, then run every protocol on every model."""
+import contextlib
+
+import jax
+import ml_collections
+from absl import logging
+from jax.experimental import multihost_utils
+
+from mialth_jax import config_lib, run_dir
+from mialth_jax.attacks import registry
+from mialth_jax.experiments import attack_runs
+from mialth_jax.experiments.protocols import PROTOCOLS
+from mialth_jax.lottery import pipeline
+from mialth_jax.utils import io
+
+
+@contextlib.contextmanager
+def _locked_setup(config: ml_collections.ConfigDict, workdir: str):
+  """Validates, takes the workdir's lock (process 0) and yields the run's context."""
+  config_lib.validate(config)
+  with run_dir.locked(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+    if jax.process_count() > 1:  # nobody writes before process 0 holds the lock and swept the killed launch's files
+      multihost_utils.sync_global_devices("workdir locked")
+    yield pipeline.setup(config, workdir)
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (or finishes) every model of the config in `workdir`; returns {model name: summary}."""
+  with _locked_setup(config, workdir) as ctx:
+    return pipeline.run_models(ctx)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
+  """Trains (or finishes) every model of the config in `workdir`, then attacks each; returns the attack results."""
+  with _locked_setup(config, workdir) as ctx:
+    sizes = attack_sizes(ctx)
+    if jax.process_index() == 0:
+      run_dir.record_config(config, workdir)
+    pipeline.run_models(ctx)
+    return run_attacks(ctx, sizes)
+
+
+def attack_sizes(ctx) -> list[int]:
+  """The config's attack-set sizes resolved against the run's pools (-1: the largest balanced set), and every attack
+  built once: an unknown attack or an oversize attack set is refused before anything is trained."""
+  for attack_config in ctx.config.attacks.models.to_dict().values():
+    registry.make_attack(dict(attack_config))
+  return [attack_runs.resolve_size(ctx, size) for size in ctx.config.attacks.sizes]
+
+
+def run_attacks(ctx, sizes: list[int]) -> list[dict]:
+  """Every protocol x attack-set size x attack of the config, on every finished model; writes attacks/summary.json."""
+  models = ctx.layout.finished_models()
+  attack_configs = ctx.config.attacks.models.to_dict()
+  results = []
+  for size in sizes if ctx.config.attacks.protocols else ():  # no protocol: no attack split is drawn either
+    attack_run = attack_runs.AttackRun(ctx, size)
+    for protocol in ctx.config.attacks.protocols:
+      results += PROTOCOLS.lookup(protocol, "attacks.protocols")().run(attack_run, models, attack_configs).values()
+  results.sort(key=lambda r: (r["size"], r["protocol"], r["source"], r["target"], r["attack"]))
+  if jax.process_index() == 0:
+    io.write_json(ctx.layout.attacks_summary, results)
+  for r in results:
+    if r["source"] == r["target"]:
+      logging.info("%-8s n=%-6d %-20s %-14s acc %.3f [%.3f, %.3f]  auc %.3f  adv %.3f  tpr@1%%fpr %.3f", r["protocol"],
+                   r["size"], r["target"], r["attack"], r["accuracy"], *r["accuracy_ci"], r["roc_auc"],
+                   r["advantage"], r["tpr_at_fpr_0.01"])
+  return results

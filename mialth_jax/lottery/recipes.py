@@ -1,0 +1,174 @@
+"""Training recipes: how each kind of model of a run is made. One class plus one `RECIPES.register` per recipe.
+
+A recipe says which models it adds to a run (`plan`), and for each: its mask, its starting point, its first step,
+its loss (and, for recipes with their own training state such as a defence's second network, `extra` and
+`step_fn`). The pipeline runs every recipe through the same loop; recipes that share a loss and step function share
+one compiled train step.
+
+  dense          the unpruned model, trained from w0
+  ticket         one-shot lottery ticket (Bagmar et al.'s Algorithm 1): prune the trained dense model by magnitude,
+                 rewind the survivors to w0 (or to the late-rewind point), retrain with the mask held
+  imp            iterative magnitude pruning: round r prunes round r-1's survivors, then rewinds
+  random_prune   control: a ticket's per-layer counts, positions drawn at random, rewound to w0
+  random_reinit  control: a ticket's mask on a fresh random initialisation
+"""
+import dataclasses
+
+import jax
+import ml_collections
+
+from mialth_jax.lottery import masks
+from mialth_jax.lottery import train as train_lib
+from mialth_jax.utils.registry import Registry
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """One model to train: its recipe (`kind`), and how its mask is made and where its weights start."""
+  name: str
+  kind: str                 # the recipe's name in RECIPES
+  sparsity: float = 0.0
+  mask_from: str = ""       # the finished model whose weights (and mask) are pruned
+  rule: str = ""
+  init: str = "rewind"      # rewind (w0 or the late-rewind point) | reinit (a fresh random init)
+
+
+def sparsity_tag(sparsity: float) -> str:
+  return f"s{sparsity * 100:g}"
+
+
+class Recipe:
+  """The defaults: a dense mask, w0 as the start, step 0, cross-entropy, the package's train step, no extra state."""
+  loss = staticmethod(train_lib.cross_entropy)
+  step_fn = None  # a function with train.train_step's signature, for recipes that need their own step
+
+  def plan(self, config: ml_collections.ConfigDict, planned: list[ModelSpec]) -> list[ModelSpec]:
+    """The models this recipe adds to a run, given those planned before it (each after the model it prunes)."""
+    return []
+
+  def mask(self, ctx, spec: ModelSpec) -> dict:
+    return ctx.dense_mask()
+
+  def start(self, ctx, spec: ModelSpec) -> dict:
+    """Unmasked starting {params, batch_stats}; the pipeline applies the mask inside jit."""
+    return ctx.restore_variables(ctx.layout.w0)
+
+  def first_step(self, ctx, spec: ModelSpec) -> int:
+    return 0
+
+  def extra(self, ctx, spec: ModelSpec):
+    """Initial `TrainState.extra` (a pytree the recipe's step_fn updates), or None."""
+    return None
+
+  def loop_overrides(self, ctx, spec: ModelSpec) -> dict:
+    """Changes to the train loop's settings for this model (`train.LoopConfig` fields)."""
+    return {}
+
+
+RECIPES = Registry("training recipe")
+
+
+def rewind_path(ctx) -> str:
+  """Where tickets rewind to: w0, or the late-rewind checkpoint saved during dense training."""
+  return ctx.layout.rewind if ctx.config.lottery.rewind_step else ctx.layout.w0
+
+
+def pruned_mask(ctx, spec: ModelSpec, prior: dict) -> dict:
+  """`prior` pruned further to `spec.sparsity` by `spec.rule`, ranking the final weights of `spec.mask_from`."""
+  params = ctx.restore_variables(ctx.layout.final(spec.mask_from))["params"]
+  return masks.prune(jax.device_get(params), prior, spec.sparsity, spec.rule, seed=ctx.config.seed)
+
+
+class Rewound(Recipe):
+  """Starts from the rewind point (w0, or step lottery.rewind_step of dense training) at that step."""
+
+  def start(self, ctx, spec: ModelSpec) -> dict:
+    return ctx.restore_variables(rewind_path(ctx))
+
+  def first_step(self, ctx, spec: ModelSpec) -> int:
+    return ctx.config.lottery.rewind_step
+
+
+@RECIPES.register("dense")
+class Dense(Recipe):
+
+  def plan(self, config, planned):
+    return [ModelSpec("dense", "dense")]
+
+  def loop_overrides(self, ctx, spec):
+    """Late rewinding: dense training saves its state at lottery.rewind_step for the tickets to rewind to."""
+    rewind_step = ctx.config.lottery.rewind_step
+    return {"save_at_step": rewind_step if rewind_step else -1, "save_at_step_path": ctx.layout.rewind}
+
+
+@RECIPES.register("ticket")
+class OneShotTicket(Rewound):
+
+  def plan(self, config, planned):
+    if config.lottery.method != "oneshot":
+      return []
+    return [ModelSpec(f"ticket_{sparsity_tag(s)}", "ticket", s, "dense", config.lottery.rule)
+            for s in config.lottery.sparsities]
+
+  def mask(self, ctx, spec):
+    return pruned_mask(ctx, spec, ctx.dense_mask())
+
+
+@RECIPES.register("imp")
+class IterativeTicket(Rewound):
+
+  def plan(self, config, planned):
+    lottery = config.lottery
+    if lottery.method != "imp":
+      return []
+    return [ModelSpec(f"imp_r{r}", "imp", masks.imp_sparsity(lottery.imp_fraction, r),
+                      "dense" if r == 1 else f"imp_r{r - 1}", lottery.rule) for r in range(1, lottery.imp_rounds + 1)]
+
+  def mask(self, ctx, spec):
+    return pruned_mask(ctx, spec, ctx.load_mask(spec.mask_from))
+
+
+TICKET_KINDS = ("ticket", "imp")
+
+
+def tickets(planned: list[ModelSpec]) -> list[ModelSpec]:
+  """The lottery tickets among the planned models (the models that controls are made for)."""
+  return [s for s in planned if s.kind in TICKET_KINDS]
+
+
+@RECIPES.register("random_prune")
+class RandomPrune(Rewound):
+
+  def plan(self, config, planned):
+    return [ModelSpec(f"random_prune_{sparsity_tag(t.sparsity)}", "random_prune", t.sparsity, "dense", "random")
+            for t in tickets(planned)]
+
+  def mask(self, ctx, spec):
+    return pruned_mask(ctx, spec, ctx.dense_mask())
+
+
+@RECIPES.register("random_reinit")
+class RandomReinit(Rewound):
+
+  def plan(self, config, planned):
+    return [ModelSpec(f"random_reinit_{sparsity_tag(t.sparsity)}", "random_reinit", t.sparsity, t.name, "same",
+                      "reinit") for t in tickets(planned)]
+
+  def mask(self, ctx, spec):
+    return ctx.load_mask(spec.mask_from)
+
+  def start(self, ctx, spec):
+    return ctx.init_variables(ctx.config.seed + 1)
+
+
+METHOD_RECIPES = {"oneshot": "ticket", "imp": "imp"}  # lottery.method -> the recipe that makes its tickets
+CONTROLS = ("random_prune", "random_reinit")
+
+
+def plan(config: ml_collections.ConfigDict) -> list[ModelSpec]:
+  """The models a config asks for, in training order: dense, the method's tickets, then each control recipe of
+  `lottery.controls` (any registered recipe) in order."""
+  specs = []
+  for kind in ("dense", METHOD_RECIPES[config.lottery.method], *config.lottery.controls):
+    specs += RECIPES.lookup(kind, "lottery.controls")().plan(config, specs)
+  return specs

@@ -1,0 +1,85 @@
+"""The package's rooms and the one-way flow between them (docs/architecture.md), checked on the source itself:
+
+  data, models -> lottery (training) -> attacks (on arrays and targets) -> experiments -> report
+
+Every `import mialth_jax...` of every module counts, at the top or inside a function.
+"""
+import ast
+import os
+
+import pytest
+
+PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mialth_jax")
+
+# room -> the rooms it may import. The shared foundations (errors, utils, layout) sit below everything.
+FOUNDATIONS = {"errors", "utils", "layout"}
+ALLOWED = {
+    "errors": set(),
+    "utils": {"errors"},
+    "layout": {"utils"},
+    "data": FOUNDATIONS,
+    "models": FOUNDATIONS,
+    "inference": FOUNDATIONS | {"data"},
+    "run_dir": FOUNDATIONS,
+    "lottery": FOUNDATIONS | {"data", "models", "inference", "run_dir"},
+    "attacks": FOUNDATIONS | {"data", "models", "inference"},
+    "experiments": FOUNDATIONS | {"data", "models", "inference", "run_dir", "lottery", "attacks", "config_lib"},
+    "config_lib": FOUNDATIONS | {"data", "models", "lottery", "attacks", "experiments"},
+    "report": FOUNDATIONS | {"data", "models", "lottery", "attacks", "experiments"},
+}
+
+
+def _modules():
+  for root, _, files in os.walk(PACKAGE):
+    for name in files:
+      if name.endswith(".py"):
+        path = os.path.join(root, name)
+        yield os.path.relpath(path, PACKAGE), path
+
+
+def _room(relpath: str) -> str:
+  return relpath.split(os.sep)[0].removesuffix(".py")
+
+
+def _imported_rooms(path: str) -> set[str]:
+  """Rooms of mialth_jax that a module imports anywhere in its body."""
+  rooms = set()
+  for node in ast.walk(ast.parse(open(path).read())):
+    names = []
+    if isinstance(node, ast.Import):
+      names = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      names = [node.module] + [f"{node.module}.{a.name}" for a in node.names] if node.module == "mialth_jax" else [
+          node.module]
+    for name in names:
+      parts = name.split(".")
+      if parts[0] == "mialth_jax" and len(parts) > 1:
+        rooms.add(parts[1])
+  return rooms
+
+
+@pytest.mark.parametrize("relpath,path", sorted(_modules()))
+def test_imports_flow_one_way(relpath, path):
+  room = _room(relpath)
+  if room == "__init__":
+    return
+  assert room in ALLOWED, f"{relpath}: a new room; add it to ALLOWED and docs/architecture.md"
+  wrong = _imported_rooms(path) - ALLOWED[room] - {room}
+  assert not wrong, f"{relpath} ({room}) imports {sorted(wrong)}"
+
+
+def test_attacks_import_nothing_that_trains_or_orchestrates():
+  for relpath, path in _modules():
+    if _room(relpath) == "attacks":
+      assert not _imported_rooms(path) & {"lottery", "experiments", "runner", "config_lib"}, relpath
+
+
+def test_the_checker_sees_imports_inside_functions(tmp_path):
+  module = tmp_path / "m.py"
+  module.write_text("def f():\n  from mialth_jax.lottery import pipeline\n  import mialth_jax.report.plots\n")
+  assert _imported_rooms(str(module)) == {"lottery", "report"}
+
+
+@pytest.mark.parametrize("relpath,path", sorted(_modules()))
+def test_modules_stay_small(relpath, path):
+  assert sum(1 for _ in open(path)) <= 250, f"{relpath}: split it (modules stay under ~250 lines)"

@@ -1,0 +1,48 @@
+"""Refactorings change no result: a run made with the code of an earlier commit and one made with this checkout are
+identical, artefact by artefact (`launch.compare_runs`: checkpoints bit for bit, every npz array, every JSON value but
+wall-clock times).
+
+REFERENCE is the last commit before the architecture redesign (experiments layer, targets, registries, run layout).
+Needs the git history (a clone, not an export); skipped with the reason shown otherwise.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE = "9ba80535eefafdf2aec45f197cb680ba938d0ba7"
+
+
+@pytest.fixture(scope="module")
+def reference_tree(tmp_path_factory):
+  """The REFERENCE commit's files in a temporary folder."""
+  found = subprocess.run(["git", "cat-file", "-e", f"{REFERENCE}^{{commit}}"], cwd=REPO, capture_output=True)
+  if found.returncode:
+    pytest.skip(f"commit {REFERENCE[:7]} is not in this checkout's git history (a shallow clone or an export)")
+  tree = tmp_path_factory.mktemp("reference")
+  archive = subprocess.run(["git", "archive", REFERENCE], cwd=REPO, capture_output=True, check=True).stdout
+  subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+  return str(tree)
+
+
+def _launch(code: str, config: str, workdir: str, env: dict) -> None:
+  result = subprocess.run([sys.executable, "-m", "launch.main", f"--config={config}", f"--workdir={workdir}"],
+                          cwd=code, env={**env, "PYTHONPATH": code}, capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("config,needs_cifar", [("configs/default.py:smoke", False),
+                                                ("configs/cifar10_resnet18.py:smoke", True)])
+def test_a_run_is_bit_identical_to_one_made_before_the_redesign(reference_tree, config, needs_cifar, request,
+                                                                 tmp_path):
+  env = dict(os.environ)
+  if needs_cifar:  # paper, transfer and shadow protocols on the real CIFAR-10 subset
+    env["MIALTH_DATA_DIR"] = request.getfixturevalue("cifar_dir")
+  before, after = str(tmp_path / "before"), str(tmp_path / "after")
+  _launch(reference_tree, config, before, env)
+  _launch(REPO, config, after, env)
+  result = subprocess.run([sys.executable, "-m", "launch.compare_runs", f"--a={before}", f"--b={after}"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0 and "identical" in result.stdout, result.stdout[-3000:]
