@@ -2,6 +2,7 @@
 
   python -m launch.report --workdir=runs/cifar10_r18_subset,runs/cifar100_r18_subset --out=runs/report
 """
+import os
 import sys
 
 from absl import app, flags, logging
@@ -27,11 +28,26 @@ def read_preamble(path: str) -> str:
     raise collect.ReportError(f"--preamble={path}: cannot read it ({e.strerror or e})") from e
 
 
+def out_dir(path: str | None, default: str) -> str:
+  """The report's folder, checked before any work: --out must be a folder, or a new one inside a folder."""
+  if path is None:
+    return default
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise collect.ReportError(f"--out={path} is a file; expected a folder for report.md and plots/")
+  parent = os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+    raise collect.ReportError(f"--out={path}: cannot create it ({parent} is not a writable folder)")
+  return path
+
+
 def main(argv):
   del argv
   try:
+    out = out_dir(_OUT.value, _WORKDIRS.value[0])
     runs = [collect.load_run(w, _BOOTSTRAP.value) for w in _WORKDIRS.value]
-    path = markdown.write(runs, _OUT.value or _WORKDIRS.value[0], _NAME.value, read_preamble(_PREAMBLE.value))
+    path = markdown.write(runs, out, _NAME.value, read_preamble(_PREAMBLE.value))
   except errors.UserError as e:
     print("error: " + " ".join(str(e).split()), file=sys.stderr)
     sys.exit(2)

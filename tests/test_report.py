@@ -1,17 +1,20 @@
 """The report: its numbers come from the saved per-example scores, and the stored paper numbers are the paper's."""
 import os
 import re
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from mialth_jax import config_lib
-from mialth_jax.experiments import launch
-from mialth_jax.report import collect, markdown
+from mialth_jax.experiments import launch, verdict
+from mialth_jax.report import collect, markdown, plots
 from mialth_jax.utils import io
 
-PAPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "papers",
-                     "mia-lottery-tickets.md")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAPER = os.path.join(REPO, "..", "shared", "papers", "mia-lottery-tickets.md")
 
 
 def test_stored_paper_numbers_match_the_papers_table1():
@@ -79,3 +82,73 @@ def test_report_numbers_are_recomputed_from_the_score_files(run, tmp_path):
 def test_report_launcher_names_a_missing_run(tmp_path):
   with pytest.raises(collect.ReportError, match="no run there"):
     collect.load_run(str(tmp_path / "nothing"))
+
+
+def _section(report: str, heading: str) -> str:
+  """The text under `heading` up to the next heading of any level."""
+  return report.split(heading + "\n", 1)[1].split("\n#", 1)[0]
+
+
+def test_the_verdict_opens_the_report(run, tmp_path):
+  report = open(markdown.write([collect.load_run(run, num_bootstrap=100)], str(tmp_path), preamble="# Mine")).read()
+  headings = [l for l in report.splitlines() if l.startswith("#")]
+  assert headings[:3] == ["# Mine", "## Did pruning change leakage?", "## Runs"]
+  config = io.read_json(os.path.join(run, "config.json"))
+  judgement = verdict.judge(run, config["attacks"]["num_bootstrap"], config["seed"])
+  assert [v.ticket for v in judgement.verdicts] == ["ticket_s80"] and judgement.verdicts[0].size == 600
+  assert f"- {judgement.verdicts[0].line()}" in _section(report, "## Did pruning change leakage?")
+
+
+def test_runs_table_counts_the_recorded_members(run, tmp_path):
+  loaded = collect.load_run(run, num_bootstrap=50)
+  loaded.config["data"]["num_train"] = -1  # the config's "all of them": the table shows how many that was
+  report = open(markdown.write([loaded], str(tmp_path))).read()
+  row = next(l for l in report.splitlines() if l.startswith(f"| {loaded.label} | digits |"))
+  assert row.split(" | ")[4] == "300"
+
+
+def test_no_heading_is_left_empty(run, tmp_path):
+  loaded = collect.load_run(run, num_bootstrap=50)
+  loaded.attacks = [r for r in loaded.attacks if r["protocol"] != "transfer"]
+  report = open(markdown.write([loaded], str(tmp_path))).read()
+  assert _section(report, "### Where we differ and why").strip() == (
+      "- **digits (tiny_run)**: nothing to compare: the paper gives no numbers for digits (only cifar10, cifar100, "
+      "imagenet2012).")
+  assert _section(report, "## Figure 4: do attacks transfer between models?").strip().startswith(
+      f"No transfer results (`sklearn_mlp` or `mlp`) in {run}: run configs/experiments/fig4_transfer.py")
+
+
+def test_wilson_interval_matches_its_closed_form():
+  low, high = plots.wilson([0, 10, 5], [10, 10, 10])
+  z2 = 1.96 ** 2
+  assert low[0] == 0.0 and high[0] == pytest.approx(z2 / (10 + z2))   # 0 of n: [0, z^2 / (n + z^2)]
+  assert low[1] == pytest.approx(10 / (10 + z2)) and high[1] == pytest.approx(1.0)
+  assert (low[2] + high[2]) / 2 == pytest.approx(0.5) and high[2] - low[2] == pytest.approx(
+      2 * 1.96 * np.sqrt(0.25 / 10 + z2 / 400) / (1 + z2 / 10))
+
+
+def _report_launch(*flags) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-m", "launch.report", *flags], cwd=REPO, capture_output=True, text=True,
+                        timeout=300)
+
+
+def test_report_launcher_refuses_a_run_without_attack_results(run, tmp_path):
+  empty = tmp_path / "no_attacks"
+  empty.mkdir()
+  for name in ("config.json", "splits.npz"):
+    shutil.copy(os.path.join(run, name), empty / name)
+  done = _report_launch(f"--workdir={empty}")
+  errors = [l for l in done.stderr.splitlines() if l.startswith("error:")]
+  assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+  assert errors[0].startswith(f"error: --workdir={empty}: no attack results yet") and "launch.main" in errors[0]
+  assert not os.path.exists(empty / "report.md")
+
+
+def test_report_launcher_refuses_out_that_is_a_file(run, tmp_path):
+  out = tmp_path / "report.md"
+  out.write_text("mine")
+  done = _report_launch(f"--workdir={run}", f"--out={out}")
+  errors = [l for l in done.stderr.splitlines() if l.startswith("error:")]
+  assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+  assert errors == [f"error: --out={out} is a file; expected a folder for report.md and plots/"]
+  assert out.read_text() == "mine"

@@ -62,17 +62,33 @@ def _weighted_metrics(weights: np.ndarray, member: np.ndarray, predicted: np.nda
     }
 
 
-def _bootstrap(member: np.ndarray, predicted: np.ndarray, group_end: np.ndarray, num_bootstrap: int,
-               seed: int) -> dict[str, list[float]]:
-  """95 % percentile intervals of CI_METRICS over `num_bootstrap` resamples with replacement."""
-  n = len(member)
+def resample_weights(n: int, num_bootstrap: int, seed: int):
+  """Yields bootstrap resamples of n examples as chunks of per-example draw counts [rows, n] (float64), seeded.
+
+  A paired comparison applies each row to two models' scores on the same examples.
+  """
   rng = np.random.default_rng(seed)
   chunk = max(1, _CHUNK_ELEMENTS // n)
-  values = {name: [] for name in CI_METRICS}
   for start in range(0, num_bootstrap, chunk):
     rows = min(chunk, num_bootstrap - start)
     draws = rng.integers(0, n, size=(rows, n)) + n * np.arange(rows)[:, None]
-    weights = np.bincount(draws.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
+    yield np.bincount(draws.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
+
+
+def resampled_metrics(scores: np.ndarray, is_member: np.ndarray, predicted: np.ndarray,
+                      weights: np.ndarray) -> dict[str, np.ndarray]:
+  """CI_METRICS [B] of each row of example weights [B, N] (examples in their given order); NaN where a resample
+  lacks members or non-members."""
+  scores, is_member, predicted = _check(scores, is_member, predicted, None)
+  order, group_end = _sort_by_score(scores)
+  return _weighted_metrics(weights[:, order], is_member[order], predicted[order], group_end)
+
+
+def _bootstrap(member: np.ndarray, predicted: np.ndarray, group_end: np.ndarray, num_bootstrap: int,
+               seed: int) -> dict[str, list[float]]:
+  """95 % percentile intervals of CI_METRICS over `num_bootstrap` resamples with replacement."""
+  values = {name: [] for name in CI_METRICS}
+  for weights in resample_weights(len(member), num_bootstrap, seed):
     for name, value in _weighted_metrics(weights, member, predicted, group_end).items():
       values[name].append(value)
   return {f"{name}_ci": np.nanpercentile(np.concatenate(v), [2.5, 97.5]).tolist() for name, v in values.items()}

@@ -8,7 +8,7 @@ from jax.experimental import multihost_utils
 
 from mialth_jax import config_lib, run_dir
 from mialth_jax.attacks import registry
-from mialth_jax.experiments import attack_runs
+from mialth_jax.experiments import attack_runs, verdict
 from mialth_jax.experiments.protocols import PROTOCOLS
 from mialth_jax.lottery import pipeline
 from mialth_jax.utils import io
@@ -37,7 +37,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     if jax.process_index() == 0:
       run_dir.record_config(config, workdir)
     pipeline.run_models(ctx)
-    return run_attacks(ctx, sizes)
+    results = run_attacks(ctx, sizes)
+    if jax.process_index() == 0:  # process 0 wrote the per-example scores the verdict reads
+      verdict.announce(workdir, config.attacks.num_bootstrap, config.seed)
+    return results
 
 
 def attack_sizes(ctx) -> list[int]:
@@ -60,9 +63,9 @@ def run_attacks(ctx, sizes: list[int]) -> list[dict]:
   results.sort(key=lambda r: (r["size"], r["protocol"], r["source"], r["target"], r["attack"]))
   if jax.process_index() == 0:
     io.write_json(ctx.layout.attacks_summary, results)
-  for r in results:
-    if r["source"] == r["target"]:
-      logging.info("%-8s n=%-6d %-20s %-14s acc %.3f [%.3f, %.3f]  auc %.3f  adv %.3f  tpr@1%%fpr %.3f", r["protocol"],
-                   r["size"], r["target"], r["attack"], r["accuracy"], *r["accuracy_ci"], r["roc_auc"],
-                   r["advantage"], r["tpr_at_fpr_0.01"])
+  for r in results:  # metrics are on the attack-test part of the attack set; "source -> target" where they differ
+    model = r["target"] if r["source"] == r["target"] else f"{r['source']} -> {r['target']}"
+    logging.info("%-8s n=%-5d %-28s %-14s acc %.3f [%.3f, %.3f]  auc %.3f  adv %.3f  tpr@1%%fpr %.3f", r["protocol"],
+                 r["num_members"] + r["num_nonmembers"], model, r["attack"], r["accuracy"], *r["accuracy_ci"],
+                 r["roc_auc"], r["advantage"], r["tpr_at_fpr_0.01"])
   return results

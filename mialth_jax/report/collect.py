@@ -8,6 +8,7 @@ import os
 
 from mialth_jax import errors, layout as layout_lib
 from mialth_jax.attacks import metrics as metrics_lib
+from mialth_jax.data import splits as splits_lib
 from mialth_jax.lottery import recipes
 from mialth_jax.utils import io
 
@@ -27,6 +28,7 @@ class Run:
   models: dict            # name -> summary.json
   attacks: list           # one dict per result: metadata + metrics recomputed from the scores
   external: dict          # "<run>/<name>" -> summary.json of the models of attacks.transfer_runs
+  splits: splits_lib.Splits  # the recorded members (their real count, whatever data.num_train says) and test ids
 
   def summary(self, label: str) -> dict | None:
     """The summary.json of a model named as in attack results (own models, or "<run>/<name>" of transfer runs)."""
@@ -81,11 +83,17 @@ def load_run(workdir: str, num_bootstrap: int = 1000) -> Run:
   if not os.path.exists(layout.config):
     raise ReportError(f"--workdir={workdir}: no run there (config.json missing)")
   config = io.read_json(layout.config)
+  if not layout.finished_results():
+    raise ReportError(f"--workdir={workdir}: no attack results yet (attacks/n*/...json); finish the run with "
+                      f"python -m launch.main --config=<its config> --workdir={workdir} and at least one protocol in "
+                      "attacks.protocols")
+  if not os.path.exists(layout.splits):
+    raise ReportError(f"{layout.splits}: missing; the run folder is damaged (its members are unknown)")
   external = {f"{other.label}/{name}": summary
               for other in map(layout_lib.RunLayout, config["attacks"].get("transfer_runs", ()))
               for name, summary in other.summaries().items()}
   return Run(workdir, layout.label, config, layout.summaries(), attack_results(workdir, num_bootstrap, config["seed"]),
-             external)
+             external, splits_lib.load(layout.splits))
 
 
 def select(results: list[dict], **where) -> list[dict]:

@@ -4,6 +4,7 @@ import platform
 
 import numpy as np
 
+from mialth_jax.experiments import verdict
 from mialth_jax.experiments.protocols import PROTOCOLS
 from mialth_jax.report import collect, plots
 from mialth_jax.utils import io
@@ -33,8 +34,17 @@ def runs_table(runs) -> list[str]:
     epochs = c["train"]["num_epochs"] if c["train"]["num_epochs"] > 0 else f"{c['train']['num_steps']} steps"
     wall = sum(s["wall_seconds"] for s in run.models.values())
     lines.append(f"| {run.label} | {run.dataset} | {run.arch} | x{c['model']['width_multiplier']} | "
-                 f"{c['data']['num_train']} | {epochs} | {c['data']['augment']} | {len(run.models)} | "
+                 f"{len(run.splits.members)} | {epochs} | {c['data']['augment']} | {len(run.models)} | "
                  f"{wall / 60:.1f} min |")
+  return lines
+
+
+def verdict_section(runs) -> list[str]:
+  """Each run's tickets against its dense model (experiments.verdict), with the same resamples as at the run's end."""
+  lines = []
+  for run in runs:
+    judgement = verdict.judge(run.workdir, run.config["attacks"]["num_bootstrap"], run.config["seed"])
+    lines += [f"**{run.dataset} ({run.label})**: {judgement.method}", "", *(f"- {l}" for l in judgement.lines), ""]
   return lines
 
 
@@ -117,6 +127,10 @@ def discrepancies(runs, paper: dict) -> list[str]:
     found = collect.select(run.attacks, protocol="paper", source="dense", target="dense", attack=PAPER_ATTACK,
                            size=main_size(run))
     if not row or not found or "dense" not in run.models:
+      known = ", ".join(dict.fromkeys(p["dataset"] for p in paper["table1"]["rows"]))
+      lines.append(f"- **{run.dataset} ({run.label})**: nothing to compare: " + (
+          f"the paper gives no numbers for {run.dataset} (only {known})." if not row else
+          f"no paper-protocol `{PAPER_ATTACK}` result on the dense model (configs/experiments/table1.py adds it)."))
       continue
     r, m = found[0], run.models["dense"]
     low, high = r["accuracy_ci"]
@@ -163,7 +177,8 @@ def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamb
   doc = [preamble.rstrip() or "# mialth_jax report", "",
          f"Generated from {', '.join(r.workdir for r in runs)} on {platform.node()} ({platform.machine()}). Every "
          "attack metric below is recomputed from the saved per-example scores (`attacks/**/<attack>.npz`). "
-         f"Paper: {paper['source']}.", "", "## Runs", "", *runs_table(runs), "",
+         f"Paper: {paper['source']}.", "", "## Did pruning change leakage?", "", *verdict_section(runs),
+         "## Runs", "", *runs_table(runs), "",
          "## Table 1: attack accuracy and precision, dense vs lottery ticket (ours vs the paper)", "",
          f"Paper protocol, attack = `{PAPER_ATTACK}` (the paper's scikit-learn MLP) and `mlp` (our Optax MLP); "
          "ticket = the one-shot ticket at 80 % sparsity (the paper does not say which sparsity its Table 1 uses; its "
@@ -183,11 +198,14 @@ def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamb
     fig3 = plots.attack_vs_samples(runs, PAPER_ATTACK, os.path.join(plot_dir, "fig3_attack_vs_samples.png"))
     doc += ["## Figure 3: attack accuracy vs number of attack samples (80 % ticket)", "", f"![Figure 3]({rel(fig3)})", ""]
   doc += ["## Figure 4: do attacks transfer between models?", ""]
-  for run in runs:
-    for attack in (PAPER_ATTACK, "mlp"):
-      heat = plots.transfer_heatmap(run, attack, main_size(run), os.path.join(plot_dir, f"fig4_{run.label}_{attack}.png"))
-      if heat:
-        doc += [f"![Figure 4, {run.label}, {attack}]({rel(heat)})", ""]
+  heats = [(run, attack, plots.transfer_heatmap(run, attack, main_size(run),
+                                                os.path.join(plot_dir, f"fig4_{run.label}_{attack}.png")))
+           for run in runs for attack in (PAPER_ATTACK, "mlp")]
+  shown = [f"![Figure 4, {run.label}, {attack}]({rel(heat)})" for run, attack, heat in heats if heat]
+  doc += ["\n\n".join(shown) or (
+      f"No transfer results (`{PAPER_ATTACK}` or `mlp`) in {', '.join(r.workdir for r in runs)}: run "
+      "configs/experiments/fig4_transfer.py on the run folder (`python -m launch.main "
+      "--config=configs/experiments/fig4_transfer.py:<run config> --workdir=<run folder>`)."), ""]
   doc += ["## Beyond the paper", ""]
   for run in runs:
     size = main_size(run)

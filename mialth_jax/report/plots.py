@@ -27,6 +27,32 @@ def tickets(run: collect.Run, kinds=TICKET_KINDS) -> list[str]:
   return sorted((n for n, s in run.models.items() if s["kind"] in kinds), key=lambda n: run.models[n]["sparsity"])
 
 
+def wilson(successes, n, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+  """95 % Wilson score interval (low, high) of a proportion: unlike the normal approximation it stays inside [0, 1]
+  and is not zero-width at 0 or 1 correct, which accuracies near 1 and small classes need."""
+  successes, n = np.asarray(successes, np.float64), np.asarray(n, np.float64)
+  p = successes / n
+  centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+  half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+  return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)  # clip: rounding at 0 or n correct
+
+
+def _wilson_err(successes, n) -> np.ndarray:
+  """Error bars [2, K] (below, above the observed proportion) of Wilson intervals, for `errorbar(yerr=...)`."""
+  p, (low, high) = np.asarray(successes) / np.asarray(n), wilson(successes, n)
+  return np.array([p - low, high - p])
+
+
+def _dodge(i: int, count: int, step: float = 1.2) -> float:
+  """x offset of series i of `count` plotted at the same x, so their error bars do not hide each other."""
+  return (i - (count - 1) / 2) * step
+
+
+def _dodged(count: int) -> str:
+  """What an x label adds when series are offset."""
+  return "; series offset for legibility" if count > 1 else ""
+
+
 def _finish(ax, **labels) -> None:
   """Axis labels, a light grid, and the legend outside the axes so it never hides data."""
   ax.set(**labels)
@@ -35,39 +61,44 @@ def _finish(ax, **labels) -> None:
 
 
 def accuracy_vs_sparsity(runs: list[collect.Run], path: str) -> str:
-  """Figure 1: test accuracy of the dense model and its tickets (and controls) against sparsity."""
+  """Figure 1: test accuracy (95 % Wilson interval over the test split) of the dense model and its tickets (and
+  controls) against sparsity."""
   fig, ax = plt.subplots(figsize=(8, 4))
-  for run in runs:
-    names = tickets(run)
-    line, = ax.plot([100 * run.models[n]["sparsity"] for n in names],
-                    [run.models[n]["test_accuracy"] for n in names], "o-", label=f"{run.label} ticket")
-    for kind, style in (("random_prune", "s--"), ("random_reinit", "^:")):
-      controls = tickets(run, (kind,))
-      if controls:
-        ax.plot([100 * run.models[n]["sparsity"] for n in controls],
-                [run.models[n]["test_accuracy"] for n in controls], style, color=line.get_color(), alpha=0.7,
-                label=f"{run.label} {kind}")
-  _finish(ax, xlabel="sparsity (% of prunable weights removed; 0 = dense)", ylabel="test accuracy",
-          title="Test accuracy vs sparsity (cf. paper Fig. 1)")
+  series = [(run, kind, style) for run in runs
+            for kind, style in (("ticket", "o-"), ("random_prune", "s--"), ("random_reinit", "^:"))
+            if tickets(run, TICKET_KINDS if kind == "ticket" else (kind,))]
+  colors = {}
+  for i, (run, kind, style) in enumerate(series):
+    names = tickets(run, TICKET_KINDS if kind == "ticket" else (kind,))
+    n_test = len(run.splits.test)
+    acc = np.array([run.models[n]["test_accuracy"] for n in names])
+    x = np.array([100 * run.models[n]["sparsity"] for n in names]) + _dodge(i, len(series))
+    line = ax.errorbar(x, acc, yerr=_wilson_err(np.round(acc * n_test), n_test), fmt=style, capsize=3,
+                       color=colors.get(run.label), alpha=1.0 if kind == "ticket" else 0.7,
+                       label=f"{run.label} {kind}")
+    colors.setdefault(run.label, line.lines[0].get_color())
+  _finish(ax, xlabel=f"sparsity (% of prunable weights removed; 0 = dense{_dodged(len(series))})",
+          ylabel="test accuracy (95 % Wilson CI)", title="Test accuracy vs sparsity (cf. paper Fig. 1)")
   return _save(fig, path)
 
 
 def attack_vs_sparsity(runs: list[collect.Run], attacks: list[str], size_of, path: str) -> str:
   """Figure 2: attack accuracy (95 % CI) against sparsity, paper protocol."""
   fig, ax = plt.subplots(figsize=(8, 4))
-  for run in runs:
+  series = [(run, attack) for run in runs for attack in attacks]
+  for i, (run, attack) in enumerate(series):
     names = tickets(run)
-    for attack in attacks:
-      rows = [collect.select(run.attacks, protocol="paper", target=n, source=n, attack=attack, size=size_of(run))
-              for n in names]
-      pts = [(100 * run.models[n]["sparsity"], r[0]) for n, r in zip(names, rows) if r]
-      if pts:
-        x, res = zip(*pts)
-        acc = np.array([r["accuracy"] for r in res])
-        err = np.abs(np.array([r["accuracy_ci"] for r in res]).T - acc)
-        ax.errorbar(x, acc, yerr=err, marker="o", capsize=3, label=f"{run.label}, {attack}")
+    rows = [collect.select(run.attacks, protocol="paper", target=n, source=n, attack=attack, size=size_of(run))
+            for n in names]
+    pts = [(100 * run.models[n]["sparsity"], r[0]) for n, r in zip(names, rows) if r]
+    if pts:
+      x, res = zip(*pts)
+      acc = np.array([r["accuracy"] for r in res])
+      err = np.abs(np.array([r["accuracy_ci"] for r in res]).T - acc)
+      ax.errorbar(np.array(x) + _dodge(i, len(series)), acc, yerr=err, marker="o", capsize=3,
+                  label=f"{run.label}, {attack}")
   ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-  _finish(ax, xlabel="sparsity (%; 0 = dense)", ylabel="attack accuracy (95 % CI)",
+  _finish(ax, xlabel=f"sparsity (%; 0 = dense{_dodged(len(series))})", ylabel="attack accuracy (95 % CI)",
           title="Membership-inference accuracy vs sparsity (cf. paper Fig. 2)")
   return _save(fig, path)
 
@@ -130,7 +161,8 @@ def roc_curves(run: collect.Run, attack: str, size: int, path: str) -> str:
 
 def per_class(run: collect.Run, attack: str, size: int, names: list[str], class_names: list[str],
               path: str) -> str | None:
-  """Per-class attack accuracy of the given models (the paper's future work: do classes leak differently?)."""
+  """Per-class attack accuracy of the given models (the paper's future work: do classes leak differently?), with
+  95 % Wilson intervals over each class's attack-test examples."""
   rows = [collect.select(run.attacks, protocol="paper", source=n, target=n, attack=attack, size=size) for n in names]
   rows = [(n, r[0]) for n, r in zip(names, rows) if r]
   if not rows:
@@ -139,11 +171,15 @@ def per_class(run: collect.Run, attack: str, size: int, names: list[str], class_
   fig, ax = plt.subplots(figsize=(min(14, max(8, 0.12 * len(classes) * len(rows))), 3.8))
   width = 0.8 / len(rows)
   for i, (name, r) in enumerate(rows):
-    ax.bar(np.arange(len(classes)) + i * width, [r["per_class_accuracy"][c] for c in classes], width, label=name)
+    scores = io.read_npz(r["scores_path"])
+    in_class = scores["classes"][None, :] == np.array([int(c) for c in classes])[:, None]
+    correct = (in_class & (scores["predicted"] == scores["is_member"])).sum(axis=1)
+    ax.bar(np.arange(len(classes)) + i * width, correct / in_class.sum(axis=1), width, label=name,
+           yerr=_wilson_err(correct, in_class.sum(axis=1)), capsize=2, error_kw={"lw": 0.8})
   ax.axhline(0.5, color="grey", lw=0.8, ls="--")
   if len(classes) <= 20:
     ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2,
                   [class_names[int(c)] if class_names else c for c in classes], rotation=45, ha="right", fontsize=7)
-  _finish(ax, xlabel="true class", ylabel="attack accuracy",
+  _finish(ax, xlabel="true class", ylabel="attack accuracy (95 % Wilson CI)",
           title=f"{run.label}: per-class attack accuracy, {attack}")
   return _save(fig, path)

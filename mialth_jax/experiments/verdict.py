@@ -1,0 +1,126 @@
+"""Did pruning change leakage? Each ticket against the dense model of its run, from the saved per-example scores.
+
+Paper protocol, its largest attack set. The attack is the strongest on the dense model (highest ROC AUC); the ticket
+is attacked by the same attack on the same attack-test examples, and a paired bootstrap (`attacks.compare`) gives the
+difference in ROC AUC (ticket - dense) with its 95 % interval and p-value. "higher" / "lower" only when that interval
+excludes 0. Choosing the attack on the dense model's own results favours the dense model slightly (the best of a few
+attacks is an optimistic estimate), so a "lower" that only just excludes 0 is weak evidence.
+"""
+import dataclasses
+import os
+
+import numpy as np
+from absl import logging
+
+from mialth_jax import layout as layout_lib
+from mialth_jax.attacks import compare, metrics as metrics_lib
+from mialth_jax.attacks.inputs import AttackError
+from mialth_jax.lottery import recipes
+from mialth_jax.utils import io
+
+PROTOCOL = "paper"
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+  """One ticket against the dense model: ROC AUC and attack accuracy differences, ticket - dense."""
+  ticket: str
+  dense: str
+  attack: str
+  size: int               # the attack set (members + non-members); metrics use its attack-test part
+  num_examples: int       # attack-test examples compared
+  roc_auc: compare.Difference
+  accuracy: compare.Difference
+
+  @property
+  def direction(self) -> str:
+    return self.roc_auc.direction
+
+  def line(self) -> str:
+    d = self.roc_auc
+    said = self.direction if self.direction.startswith("no ") else f"leakage {self.direction}"
+    return (f"{self.ticket} vs {self.dense}: {said} (AUC {d.other:.3f} vs {d.base:.3f}, difference "
+            f"{d.difference:+.3f} [95 % CI {d.ci[0]:+.3f}, {d.ci[1]:+.3f}], paired bootstrap p={d.p_value:.3f}, "
+            f"strongest attack {self.attack})")
+
+
+@dataclasses.dataclass(frozen=True)
+class Judgement:
+  """Every ticket's verdict, and a sentence for each one that could not be given (or why none could)."""
+  verdicts: list
+  notes: list
+
+  @property
+  def method(self) -> str:
+    """How the verdicts were reached, in one sentence."""
+    if not self.verdicts:
+      return f"No verdict ({PROTOCOL} protocol, every ticket vs the dense model)."
+    v = self.verdicts[0]
+    return (f"{PROTOCOL.capitalize()} protocol, attack set n{v.size} ({v.num_examples} attack-test examples), the "
+            f"attack with the highest ROC AUC on {v.dense}; paired bootstrap of the ROC AUC difference (ticket - "
+            f"{v.dense}); \"higher\" / \"lower\" only when its 95 % CI excludes 0.")
+
+  @property
+  def lines(self) -> list[str]:
+    return [v.line() for v in self.verdicts] + self.notes
+
+
+def _scores(layout: layout_lib.RunLayout, size: int, model: str, attack: str) -> dict | None:
+  """The per-example arrays of `attack` on `model` (paper protocol), or None when that result is not finished."""
+  json_path, npz_path = layout.result(size, PROTOCOL, model, model, attack)
+  return io.read_npz(npz_path) if os.path.exists(json_path) else None
+
+
+def _paper_attacks(layout: layout_lib.RunLayout) -> dict[int, set]:
+  """{attack-set size: attack names} of the finished paper-protocol results on a model's own outputs."""
+  found = {}
+  for json_path, _ in layout.finished_results():
+    meta = io.read_json(json_path)
+    if meta["protocol"] == PROTOCOL and meta["source"] == meta["target"]:
+      found.setdefault(meta["size"], set()).add(meta["attack"])
+  return found
+
+
+def _compare(layout, size, dense, ticket, attack, base: dict, num_bootstrap: int, seed: int) -> Verdict | str:
+  other = _scores(layout, size, ticket, attack)
+  if other is None:
+    return f"{ticket} vs {dense}: no `{attack}` result on {ticket} (attack set n{size})"
+  if not (np.array_equal(base["ids"], other["ids"]) and np.array_equal(base["is_member"], other["is_member"])):
+    raise AttackError(f"{layout.result(size, PROTOCOL, ticket, ticket, attack)[1]}: holds other attack-test examples "
+                      f"than {layout.result(size, PROTOCOL, dense, dense, attack)[1]}")
+  diff = compare.paired_difference(base["is_member"], base["scores"], base["predicted"], other["scores"],
+                                   other["predicted"], num_bootstrap=num_bootstrap, seed=seed)
+  return Verdict(ticket, dense, attack, size, len(base["ids"]), diff["roc_auc"], diff["accuracy"])
+
+
+def judge(workdir: str, num_bootstrap: int = 1000, seed: int = 0) -> Judgement:
+  """Every ticket (summary kind ticket or imp) of the run in `workdir` against its dense model."""
+  layout = layout_lib.RunLayout(workdir)
+  summaries = layout.summaries()
+  dense = layout_lib.select(summaries, kind="dense")
+  tickets = sorted((n for n, s in summaries.items() if s["kind"] in recipes.TICKET_KINDS),
+                   key=lambda n: (summaries[n]["sparsity"], n))
+  by_size = _paper_attacks(layout)
+  if not dense or not tickets:
+    return Judgement([], [f"no verdict: {workdir} holds no finished {'dense model' if not dense else 'ticket'}"])
+  if not by_size:
+    return Judgement([], [f"no verdict: {workdir} has no {PROTOCOL}-protocol attack results (attacks.protocols must "
+                          f"include {PROTOCOL})"])
+  size = max(by_size)
+  base = {a: s for a in sorted(by_size[size]) if (s := _scores(layout, size, dense[0], a)) is not None}
+  if not base:
+    return Judgement([], [f"no verdict: no {PROTOCOL}-protocol result on {dense[0]} at attack set n{size}"])
+  auc = {a: metrics_lib.attack_metrics(s["scores"], s["is_member"], s["predicted"], num_bootstrap=0)["roc_auc"]
+         for a, s in base.items()}
+  attack = max(auc, key=lambda a: (auc[a], a))
+  found = [_compare(layout, size, dense[0], t, attack, base[attack], num_bootstrap, seed) for t in tickets]
+  return Judgement([v for v in found if isinstance(v, Verdict)], [v for v in found if isinstance(v, str)])
+
+
+def announce(workdir: str, num_bootstrap: int = 1000, seed: int = 0) -> Judgement:
+  """Logs the verdict and prints it to stdout, after a run's progress lines."""
+  judgement = judge(workdir, num_bootstrap, seed)
+  for line in ["Did pruning change leakage? " + judgement.method, *judgement.lines]:
+    logging.info("%s", line)
+    print(line, flush=True)
+  return judgement
