@@ -26,6 +26,7 @@ ALLOWED = {
     "experiments": FOUNDATIONS | {"data", "models", "inference", "run_dir", "lottery", "attacks", "config_lib"},
     "config_lib": FOUNDATIONS | {"data", "models", "lottery", "attacks", "experiments"},
     "report": FOUNDATIONS | {"data", "models", "lottery", "attacks", "experiments"},
+    "api": FOUNDATIONS | {"data", "inference", "lottery", "attacks", "experiments"},
 }
 
 
