@@ -32,7 +32,8 @@ def null():
   return synthetic(2000, 0.0, seed=3), synthetic(4000, 0.0, seed=4)
 
 
-CONFIGS = {name: {"type": name} for name in registry.ATTACKS}
+CONFIGS = {name: {"type": name} for name, cls in registry.ATTACKS.items()
+           if getattr(cls, "learns_from", "labelled_outputs") == "labelled_outputs"}  # lira, rmia: test_lira_rmia.py
 # A linear model cannot threshold the largest probability from the raw vector; sorted, it is the first coordinate.
 CONFIGS["sklearn_logreg"]["features"] = "sorted_topk"
 CONFIGS["threshold_loss_per_class"] = {"type": "threshold_loss", "per_class": True}
@@ -145,7 +146,7 @@ def test_modified_entropy_by_hand():
 
 def test_registry_refuses_unknown_types_and_options():
   with pytest.raises(AttackError, match=r"^unknown attack type 'foo'; known: optax_mlp, sklearn_mlp, sklearn_svc, "
-                                        r"sklearn_rf, sklearn_logreg, threshold_loss, .*threshold_mentropy$"):
+                                        r"sklearn_rf, sklearn_logreg, threshold_loss, .*threshold_mentropy, lira, rmia$"):
     registry.make_attack({"type": "foo"})
   with pytest.raises(AttackError, match=r"attack 'optax_mlp': unknown option\(s\) hiden, lr; known: .*hidden"):
     registry.make_attack({"type": "optax_mlp", "hiden": [8], "lr": 0.1})

@@ -2,15 +2,52 @@
 
 Such an attack does not learn from one labelled set of outputs (`fit(inputs, is_member)`); it calibrates every
 example against models that did and did not train on it. A protocol hands it `ReferenceOutputs` (S models' logits on
-N pool examples, with the membership matrix `keep`) through `fit_reference`, then scores the target's outputs on
-examples of that pool with `score_examples(inputs, pool_rows)`. Attack classes declare which kind they are with
-`learns_from = "references"` (the default, `"labelled_outputs"`, is the `fit(inputs, is_member)` kind).
+N pool examples, with the membership matrix `keep`) through `fit_reference(reference, exclude=None)`, then scores the
+target's outputs on examples of that pool with `score_examples(target_logits [M, A, C], labels [M], pool_rows [M],
+population=None)` (pool_rows = `reference.rows(ids)`; RMIA also needs `population`, the same triple for examples the
+target did not train on). Attack classes declare which kind they are with `learns_from = "references"` (the
+default, `"labelled_outputs"`, is the `fit(inputs, is_member)` kind).
 """
 import dataclasses
+import functools
 
 import numpy as np
 
 from mialth_jax.attacks.inputs import AttackError
+
+
+def _true_and_rest(logits, labels) -> tuple[np.ndarray, np.ndarray]:
+  """(log p_y, log(1 - p_y)) in float64 of logits [N, ..., C] whose true labels are labels [N].
+
+  log p_y = z_y - logsumexp(z) (the log-softmax) and log(1 - p_y) = logsumexp_{j != y} z_j - logsumexp(z), each
+  log-sum-exp shifted by its own maximum; never log(1 - exp(log p_y)), which is log(0) once p_y rounds to 1.0.
+  """
+  z = np.array(logits, np.float64)
+  if z.shape[-1] < 2:
+    raise AttackError(f"logits: expected at least 2 classes, got shape {z.shape}")
+  labels = np.asarray(labels, np.int64)
+  index = np.broadcast_to(labels.reshape(labels.shape + (1,) * (z.ndim - labels.ndim)), z.shape[:-1] + (1,))
+  true = np.take_along_axis(z, index, axis=-1)[..., 0]
+  np.put_along_axis(z, index, -np.inf, axis=-1)
+  top = z.max(axis=-1)
+  rest = top + np.log(np.exp(z - top[..., None]).sum(axis=-1))
+  total = np.logaddexp(true, rest)
+  return true - total, rest - total
+
+
+def true_class_log_prob(logits, labels) -> np.ndarray:
+  """float64 log p_y of logits [N, ..., C] with labels [N]: RMIA's Pr(x | theta), in log space."""
+  return _true_and_rest(logits, labels)[0]
+
+
+def logit_scaled_confidence(logits, labels) -> np.ndarray:
+  """LiRA's phi = log p_y - log(1 - p_y) in float64, of logits [N, ..., C] with labels [N]; finite for finite logits.
+
+  The reference code (research/mi_lira_2021/score.py) computes log(p_y + 1e-45) - log(sum_{j != y} p_j + 1e-45) from a
+  float64 softmax: the same where no probability underflows, while its 1e-45 floor caps |phi| at about 103.6.
+  """
+  log_p, log_rest = _true_and_rest(logits, labels)
+  return log_p - log_rest
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -41,6 +78,24 @@ class ReferenceOutputs:
   def num_models(self) -> int:
     return self.logits.shape[0]
 
+  @functools.cached_property
+  def _log_p_and_rest(self) -> tuple[np.ndarray, np.ndarray]:
+    """(log p_y, log(1 - p_y)), each float64 [S, N, A]: computed once, model by model (one float64 [N, A, C] at a
+    time), and shared by every fit_reference on this pool (e.g. one per leave-one-out target)."""
+    pairs = [_true_and_rest(m, self.labels) for m in self.logits]
+    return tuple(np.array([p[i] for p in pairs], np.float64).reshape(self.logits.shape[:3]) for i in (0, 1))
+
+  @property
+  def logit_scaled_confidence(self) -> np.ndarray:
+    """float64 [S, N, A]: LiRA's phi of every model, example and query."""
+    log_p, log_rest = self._log_p_and_rest
+    return log_p - log_rest
+
+  @property
+  def true_class_log_prob(self) -> np.ndarray:
+    """float64 [S, N, A]: log p_y of every model, example and query."""
+    return self._log_p_and_rest[0]
+
   def rows(self, ids: np.ndarray) -> np.ndarray:
     """Positions of `ids` in the pool; ids outside it raise."""
     order = np.argsort(self.ids)
@@ -48,3 +103,48 @@ class ReferenceOutputs:
     if len(ids) and not np.array_equal(self.ids[found], ids):
       raise AttackError(f"{int((self.ids[found] != ids).sum())} of {len(ids)} ids are not in the reference pool")
     return found
+
+  def models(self, exclude: int | None) -> np.ndarray:
+    """Indices of the models that calibrate an attack: all but `exclude` (the target, when it is one of them)."""
+    if exclude is not None and not (isinstance(exclude, (int, np.integer)) and 0 <= exclude < self.num_models):
+      raise AttackError(f"exclude: expected None or a model index in [0, {self.num_models}), got {exclude!r}")
+    return np.array([s for s in range(self.num_models) if s != exclude], np.int64)
+
+  def check_queries(self, logits, labels, pool_rows, what: str = "target") -> tuple[np.ndarray, np.ndarray,
+                                                                                 np.ndarray]:
+    """(float64 logits [M, A, C], labels, rows) of a target's outputs on pool examples, checked against the pool.
+
+    The labels must be the pool's labels at pool_rows: a mismatch means the rows are not the examples queried.
+    """
+    logits, rows = np.asarray(logits, np.float64), np.asarray(pool_rows)
+    m = len(rows)
+    if logits.shape != (m, *self.logits.shape[2:]) or np.shape(labels) != (m,) or rows.ndim != 1:
+      raise AttackError(f"{what} outputs: expected logits [M, A, C] = [{m}, {self.logits.shape[2]}, "
+                        f"{self.logits.shape[3]}], labels [M] and pool_rows [M], got {logits.shape}, "
+                        f"{np.shape(labels)} and {rows.shape}")
+    if m and (not np.issubdtype(rows.dtype, np.integer) or rows.min() < 0 or rows.max() >= len(self.ids)):
+      raise AttackError(f"{what} pool_rows: expected integer positions in [0, {len(self.ids)})")
+    if not np.isfinite(logits).all():
+      raise AttackError(f"{what} logits: hold NaN or Inf")
+    if not np.array_equal(labels, self.labels[rows]):
+      raise AttackError(f"{what} labels: {int((labels != self.labels[rows]).sum())} of {m} differ from the reference "
+                        "pool's labels at pool_rows")
+    return logits, np.asarray(labels, np.int64), rows.astype(np.int64)
+
+
+class ReferenceAttack:
+  """Base of attacks calibrated on reference models: they are fitted with `fit_reference`, never `fit`."""
+  learns_from = "references"
+
+  def fit(self, inputs, is_member):
+    raise AttackError(f"attack {type(self).__name__} learns from reference models (learns_from = 'references'): "
+                      "its protocol must call fit_reference and score_examples, not fit(inputs, is_member)")
+
+  def _pool(self) -> ReferenceOutputs:
+    if not hasattr(self, "reference_"):
+      raise RuntimeError(f"{type(self).__name__}: call fit_reference before scoring")
+    return self.reference_
+
+  def predict_examples(self, target_logits, labels, pool_rows, population=None) -> np.ndarray:
+    """Members by the attack's stated rule: score above `decision_threshold`."""
+    return self.score_examples(target_logits, labels, pool_rows, population) > self.decision_threshold

@@ -10,13 +10,15 @@ import inspect
 import numpy as np
 
 from mialth_jax.attacks import metrics as metrics_lib
-from mialth_jax.attacks import optax_mlp, sklearn_attacks, threshold
+from mialth_jax.attacks import lira, optax_mlp, rmia, sklearn_attacks, threshold
 from mialth_jax.attacks.inputs import AttackError, AttackInputs
 from mialth_jax.utils.registry import Registry
 
 # An attack is a class with fit(AttackInputs, is_member) -> self, score(AttackInputs) -> higher = more likely a
 # member, and predict(AttackInputs) -> bool; its keyword-only __init__ arguments are its config options.
 # `ATTACKS.register("my_attack", MyAttack)` adds one (from any module) for configs, validation and protocols.
+# Attacks with learns_from = "references" (lira, rmia) are fitted on reference models instead: fit_reference and
+# score_examples (attacks/reference.py); their fit(inputs, is_member) raises.
 ATTACKS = Registry("attack type", AttackError, {
     "optax_mlp": optax_mlp.OptaxMLPAttack,
     "sklearn_mlp": sklearn_attacks.SklearnMLPAttack,
@@ -27,6 +29,8 @@ ATTACKS = Registry("attack type", AttackError, {
     "threshold_confidence": threshold.ConfidenceThreshold,
     "threshold_entropy": threshold.EntropyThreshold,
     "threshold_mentropy": threshold.MentropyThreshold,
+    "lira": lira.LiRA,
+    "rmia": rmia.RMIA,
 })
 
 
@@ -50,6 +54,13 @@ def make_attack(config: dict):
   if unknown:
     raise AttackError(f"attack {name!r}: unknown option(s) {', '.join(unknown)}; known: {', '.join(known)}")
   return cls(**options)
+
+
+def learning_from(attack_configs: dict, kind: str) -> dict:
+  """The attack configs whose attack class learns from `kind`: "labelled_outputs" (fit(inputs, is_member)) or
+  "references" (fit_reference: LiRA, RMIA; see attacks.reference)."""
+  return {name: c for name, c in attack_configs.items()
+          if getattr(ATTACKS.lookup(c.get("type")), "learns_from", "labelled_outputs") == kind}
 
 
 def evaluate(attack, test_inputs: AttackInputs, test_is_member: np.ndarray, test_classes: np.ndarray | None = None,
