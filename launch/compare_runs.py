@@ -3,8 +3,8 @@
   python -m launch.compare_runs --a=runs/default_before --b=runs/default_after
 
 Checkpoints (w0, rewind, every model's mask and final weights) are restored and compared leaf by leaf, bit for bit;
-every .npz array (splits, attack splits, confidences, per-example scores) byte for byte; every JSON and JSON-lines
-value exactly, except wall-clock fields. Exits 0 when both folders hold the same artefacts with the same contents,
+every .npz / .npy array (splits, attack splits, confidences, per-example scores, zoo logits) byte for byte; every JSON
+and JSON-lines value exactly, except wall-clock fields. config.json is the input, not a result, and is not compared. Exits 0 when both folders hold the same artefacts with the same contents,
 1 otherwise, printing each difference. Used to show that a refactoring changed no result.
 """
 import os
@@ -22,6 +22,7 @@ _B = flags.DEFINE_string("b", None, "second run folder")
 flags.mark_flags_as_required(["a", "b"])
 
 WALL_CLOCK = {"wall_seconds"}  # the only fields that may differ between two identical runs
+INPUTS = {"config.json"}  # what was asked, not what came out: code versions add config fields with their defaults
 
 
 def artefacts(root: str) -> dict[str, str]:
@@ -36,7 +37,7 @@ def artefacts(root: str) -> dict[str, str]:
     dirs[:] = [d for d in dirs if d != "checkpoints"]  # periodic train states: resume aids, not results
     for name in files:
       kind = os.path.splitext(name)[1][1:]
-      if kind in ("npz", "json", "jsonl"):
+      if kind in ("npz", "npy", "json", "jsonl") and name not in INPUTS:
         found[os.path.normpath(os.path.join(rel, name))] = kind
   return found
 
@@ -77,6 +78,8 @@ def differences(a_root: str, b_root: str) -> list[str]:
     elif a[rel] == "npz":
       with np.load(pa, allow_pickle=False) as fa, np.load(pb, allow_pickle=False) as fb:
         differing = same_arrays(dict(fa.items()), dict(fb.items()))
+    elif a[rel] == "npy":
+      differing = same_arrays({"array": np.load(pa)}, {"array": np.load(pb)})
     else:
       read = io.read_jsonl if a[rel] == "jsonl" else io.read_json
       differing = ["values"] if _without_wall_clock(read(pa)) != _without_wall_clock(read(pb)) else []

@@ -7,7 +7,7 @@ import os
 import ml_collections
 
 from mialth_jax import data, errors
-from mialth_jax.attacks import attack_sets
+from mialth_jax.attacks import attack_sets, registry
 from mialth_jax.data import augment
 from mialth_jax.experiments.protocols import PROTOCOLS
 from mialth_jax.lottery import masks, recipes, train_state
@@ -75,6 +75,11 @@ def base() -> ml_collections.ConfigDict:
   config.attacks.num_bootstrap = 1000
   config.attacks.batch_size = 512      # confidence extraction batch
 
+  config.zoo = ml_collections.ConfigDict()  # reference models of the zoo protocol (LiRA, RMIA attacks)
+  config.zoo.num_models = 16           # S models, each on a seeded random half of every example of the dataset
+  config.zoo.queries = ("identity", "flip")  # test-time queries of each image (augment.QUERIES)
+  config.zoo.sparsities = ()           # ticket zoos to train: a subset of lottery.sparsities (empty: all of them)
+
   config.checkpoint_every_steps = 0     # 0: only at the end of each phase
   return config
 
@@ -101,10 +106,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise errors.ConfigError(f"{field}={value!r} is unknown; expected one of {', '.join(allowed)}")
   for s in config.lottery.sparsities:
     masks.check_sparsity(s, "lottery.sparsities")
+  for s in config.zoo.sparsities:
+    if s not in config.lottery.sparsities:
+      raise errors.ConfigError(f"zoo.sparsities: {s} is not one of lottery.sparsities {tuple(config.lottery.sparsities)}")
+  if config.zoo.num_models < 2 or any(q not in augment.QUERIES for q in config.zoo.queries):
+    raise errors.ConfigError(f"zoo.num_models must be >= 2 and zoo.queries a subset of {', '.join(augment.QUERIES)}; "
+                             f"got {config.zoo.num_models} and {tuple(config.zoo.queries)}")
   for control in config.lottery.controls:
     recipes.RECIPES.lookup(control, "lottery.controls")
   for protocol in config.attacks.protocols:
     PROTOCOLS.lookup(protocol, "attacks.protocols")
+  calibrated = registry.learning_from(config.attacks.models.to_dict(), "references")
+  if calibrated and "zoo" not in config.attacks.protocols:
+    raise errors.ConfigError(f"attacks.models: {', '.join(calibrated)} learn from reference models and run only "
+                             "under the zoo protocol; add 'zoo' to attacks.protocols")
   for size in config.attacks.sizes:
     if size != -1:
       attack_sets.check_size(size, "attacks.sizes")

@@ -100,6 +100,11 @@ class RunLayout:
     stem = os.path.join(self.attack_dir(size), protocol, pair, attack)
     return stem + ".json", stem + ".npz"
 
+  # The reference-model zoo (zoo protocol: LiRA, RMIA): zoo.json, keep.npy, ids.npy, seeds.npy, w0/, and per model
+  # kind <name>/ with mask/ (stacked), final/, checkpoints/, metrics.jsonl, logits.npy [S, N, A, C], summary.json.
+  def zoo(self, *parts: str) -> str:
+    return self.path("shadows", *parts)
+
   def finished_results(self) -> list[tuple[str, str]]:
     """(json, npz) of every finished attack result (its .json exists), sorted."""
     found = sorted(glob.glob(self.path("attacks", "n*", "*", "*", "*.json")))

@@ -15,6 +15,7 @@ import numpy as np
 
 from mialth_jax import inference
 from mialth_jax.attacks import inputs as inputs_lib
+from mialth_jax.data import augment
 from mialth_jax.data.examples import ExampleSource
 from mialth_jax.utils import io
 
@@ -44,6 +45,14 @@ class Target:
     logits_fn = inference.make_logits_fn(self.model, self.mean, self.std, self.mesh)
     return inference.predict_logits(logits_fn, self.variables, self.source, ids, self.batch_size, self.mesh)
 
+  def query_logits(self, ids: np.ndarray, queries: tuple[str, ...]) -> np.ndarray:
+    """float32 [M, A, C]: logits of each example under each test-time query (augment.QUERIES: identity, flip);
+    the identity query is the cached one."""
+    logits_fn = inference.make_logits_fn(self.model, self.mean, self.std, self.mesh)
+    return np.stack([self.outputs(ids).logits if query == "identity" else inference.predict_logits(
+        logits_fn, self.variables, _Queried(self.source, query), ids, self.batch_size, self.mesh)
+        for query in queries], axis=1)
+
   def outputs(self, ids: np.ndarray) -> inputs_lib.AttackInputs:
     """AttackInputs for `ids` (in that order); only ids not in the cache are extracted."""
     ids = np.asarray(ids)
@@ -61,3 +70,13 @@ class Target:
       io.write_npz(self.cache_path, ids=cached["ids"], logits=cached["logits"],
                    labels=self.source.labels(cached["ids"]))
     return outputs
+
+
+class _Queried:
+  """Images of a source under one test-time query (e.g. mirrored)."""
+
+  def __init__(self, source: ExampleSource, query: str):
+    self.source, self.transform = source, augment.QUERIES[query]
+
+  def __getitem__(self, ids: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(self.transform(self.source[ids]))

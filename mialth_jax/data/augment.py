@@ -9,6 +9,8 @@ import jax.numpy as jnp
 from mialth_jax import errors
 
 AUGMENTATIONS = ("none", "cifar")
+# Test-time queries of reference-model attacks (LiRA queries each image as is and mirrored), on NHWC batches.
+QUERIES = {"identity": lambda x: x, "flip": lambda x: x[:, :, ::-1]}
 
 
 def normalise(images: jax.Array, mean: jax.Array, std: jax.Array, dtype=jnp.float32) -> jax.Array:

@@ -58,7 +58,7 @@ class AttackRun:
   def __init__(self, ctx, size: int):
     self.ctx, self.size = ctx, size
     self.split = attack_split(ctx, size)
-    self._targets = {}
+    self._targets, self._test_inputs = {}, {}
 
   def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
     return part(self.split, name)
@@ -75,28 +75,41 @@ class AttackRun:
     source_train(source) -> (AttackInputs, is_member): what the attacker learns from. Results are written under the
     run's layout; returns {(source label, target label, attack name): metrics}.
     """
-    ctx, layout = self.ctx, self.ctx.layout
-    test_ids, test_member = self.part("test")
+    layout = self.ctx.layout
     train_inputs = _once_per_target(source_train)  # each model's outputs are read once, not once per attack and pair
-    test_inputs = _once_per_target(lambda target: target.outputs(test_ids))
     results = {}
     for source in sources:
       targets = targets_for(source)
-      for name, attack_config in attack_configs.items():
+      for name, attack_config in registry.learning_from(attack_configs, "labelled_outputs").items():
         paths = {t.label: layout.result(self.size, protocol, source.label, t.label, name) for t in targets}
         todo = [t for t in targets if not os.path.exists(paths[t.label][0])]
         if todo:
           attack = registry.make_attack(dict(attack_config)).fit(*train_inputs(source))
         for target in todo:
-          result, per_example = registry.evaluate(attack, test_inputs(target), test_member,
-                                                  num_bootstrap=ctx.config.attacks.num_bootstrap, seed=ctx.config.seed)
-          result.update(protocol=protocol, source=source.label, target=target.label, attack=name, size=self.size,
-                        attack_config=dict(attack_config))
-          io.write_npz(paths[target.label][1], ids=test_ids, **per_example)
-          io.write_json(paths[target.label][0], result)
+          self.record(protocol, source.label, target, name, attack_config, attack)
         for target in targets:
           results[(source.label, target.label, name)] = io.read_json(paths[target.label][0])
     return results
+
+  def test_inputs(self, target):
+    """The target's outputs on attack-test (read once per target)."""
+    if target.label not in self._test_inputs:
+      self._test_inputs[target.label] = target.outputs(self.part("test")[0])
+    return self._test_inputs[target.label]
+
+  def record(self, protocol: str, source_label: str, target, name: str, attack_config: dict, fitted) -> dict:
+    """Scores a fitted attack (anything with score / predict of AttackInputs) on the target's attack-test outputs
+    and writes its per-example .npz, then its metrics .json (last: a result exists once its .json does)."""
+    json_path, npz_path = self.ctx.layout.result(self.size, protocol, source_label, target.label, name)
+    test_ids, test_member = self.part("test")
+    config = self.ctx.config
+    result, per_example = registry.evaluate(fitted, self.test_inputs(target), test_member,
+                                            num_bootstrap=config.attacks.num_bootstrap, seed=config.seed)
+    result.update(protocol=protocol, source=source_label, target=target.label, attack=name, size=self.size,
+                  attack_config=dict(attack_config))
+    io.write_npz(npz_path, ids=test_ids, **per_example)
+    io.write_json(json_path, result)
+    return result
 
 
 def _once_per_target(fn):

@@ -44,8 +44,26 @@ def fig4_transfer(config: ml_collections.ConfigDict) -> None:
   config.attacks.models = {k: PAPER_ATTACKS[k] for k in ("sklearn_mlp", "loss")}
 
 
+STRONG_ATTACKS = {
+    "lira": {"type": "lira"},                                   # online, per-example variance (Carlini et al.)
+    "lira_offline": {"type": "lira", "online": False},
+    "lira_fixed_var": {"type": "lira", "fixed_variance": True},
+    "rmia": {"type": "rmia"},                                   # online (Zarifzadeh et al.)
+    "rmia_offline": {"type": "rmia", "online": False},
+}
+
+
+def strong_attacks(config: ml_collections.ConfigDict) -> None:
+  """Beyond the paper: LiRA and RMIA on a zoo of reference models, next to the paper's attack and the loss threshold
+  (configs/experiments/lira.py)."""
+  config.attacks.protocols = ("paper", "zoo")
+  config.attacks.models = {**{k: PAPER_ATTACKS[k] for k in ("sklearn_mlp", "mlp", "loss")}, **STRONG_ATTACKS}
+  if config.data.name == "tfds":
+    config.zoo.num_models = 64 if config.data.tfds_name != "imagenet2012" else 16
+
+
 EXPERIMENTS = {f.__name__: f for f in (table1, fig1_accuracy_vs_sparsity, fig2_attack_vs_sparsity,
-                                       fig3_attack_vs_samples, fig4_transfer)}
+                                       fig3_attack_vs_samples, fig4_transfer, strong_attacks)}
 
 
 def experiment(name: str, arg: str | None) -> ml_collections.ConfigDict:

@@ -35,7 +35,7 @@ def open_run(workdir: str, field: str) -> context_lib.Context:
       raise io.UnreadableFileError(f"{field}: {workdir} holds no run ({os.path.basename(path)} missing)")
   config = ml_collections.ConfigDict(io.read_json(layout.config))
   dataset = load_dataset(config.data)
-  return context_lib.build(config, layout, dataset, splits_lib.load(layout.splits))
+  return context_lib.build(config, layout, dataset, splits_lib.load(layout.splits), for_training=False)
 
 
 def finished_targets(ctx: context_lib.Context, prefix: str = "", cache: RunLayout | None = None) -> list:

@@ -12,7 +12,7 @@ from mialth_jax import errors, inference, run_dir
 from mialth_jax.data import load_dataset, splits as splits_lib
 from mialth_jax.data.examples import ExampleSource
 from mialth_jax.layout import RunLayout
-from mialth_jax.lottery import masks
+from mialth_jax.lottery import masks, zoo
 from mialth_jax.lottery import train as train_lib
 from mialth_jax.lottery import train_state as state_lib
 from mialth_jax.models import resnet
@@ -93,6 +93,21 @@ class Context:
         out_shardings=self.replicated))
     return start(variables, mask, np.int32(first_step), extra)
 
+  def zoo_pool(self) -> tuple[jax.Array, jax.Array]:
+    """Every example of the dataset by global id (the zoo's population pool): images and labels on device."""
+    if not self.dataset.in_memory:
+      raise errors.ConfigError("zoo protocol: the dataset must fit in memory (digits, npz, tfds CIFAR)")
+    source = ExampleSource(self.dataset)
+    ids = np.arange(len(source))
+    return self._compiled("zoo_pool", lambda: (inference.global_array(source[ids], self.replicated),
+                                               inference.global_array(source.labels(ids), self.replicated)))
+
+  def zoo_step(self, num_models: int):
+    """The vectorised train step of a zoo of `num_models` (compiled once per run and zoo size)."""
+    return self._compiled(("zoo_step", num_models), lambda: zoo.make_zoo_step(
+        self.model, self.tx, zoo.augment_seed(self.config.seed), self.config.data.augment, self.data.mean,
+        self.data.std, self.mesh, num_models))
+
   @property
   def logits_fn(self):
     return inference.make_logits_fn(self.model, self.data.mean, self.data.std, self.mesh)
@@ -111,8 +126,13 @@ def channel_stats(dataset) -> tuple[np.ndarray, np.ndarray]:
   return x.mean(0).astype(np.float32), np.maximum(x.std(0), 1e-3).astype(np.float32)
 
 
-def build(config: ml_collections.ConfigDict, layout: RunLayout, dataset, splits: splits_lib.Splits) -> Context:
-  """The context of a run whose data and member split are known; reads and writes nothing in the run folder."""
+def build(config: ml_collections.ConfigDict, layout: RunLayout, dataset, splits: splits_lib.Splits,
+          for_training: bool = True) -> Context:
+  """The context of a run whose data and member split are known; reads and writes nothing in the run folder.
+
+  for_training=False (reading a finished run) skips the checks that only training needs (the batch must divide over
+  this machine's devices; inference pads its batches for any device count).
+  """
   model = resnet.create_model(config.model.name, dataset.num_classes, config.model.stem,
                               config.model.width_multiplier, config.model.dtype)
   total_steps, steps_per_epoch = state_lib.num_train_steps(config.train, len(splits.members))
@@ -120,7 +140,7 @@ def build(config: ml_collections.ConfigDict, layout: RunLayout, dataset, splits:
     raise errors.ConfigError(f"lottery.rewind_step={config.lottery.rewind_step} must be below the {total_steps} "
                              "train steps")
   mesh = inference.make_mesh()
-  if config.train.batch_size % mesh.size:
+  if for_training and config.train.batch_size % mesh.size:
     raise errors.ConfigError(f"train.batch_size={config.train.batch_size} is not a multiple of the {mesh.size} "
                              "devices")
   mean, std = channel_stats(dataset)

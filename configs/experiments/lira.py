@@ -1,0 +1,18 @@
+"""Beyond the paper: LiRA (Carlini et al. 2022) and RMIA (Zarifzadeh et al. 2024) on a zoo of reference models, for
+the dense model and its tickets, next to the paper's MLP attack and the loss threshold (zoo protocol).
+
+Runs on the workdir of a finished (or to-be-finished) run and reuses its models; the zoo trains once in shadows/:
+  python -m launch.main --config=configs/experiments/lira.py:default --workdir=runs/default \
+      --config.zoo.sparsities='(0.8,)'                                          # digits, 16 models, CPU
+  python -m launch.main --config=configs/experiments/lira.py:cifar10_resnet18:subset --workdir=runs/cifar10_r18_subset \
+      --config.zoo.sparsities='(0.8,)'                                          # CPU-sized subset zoo
+  python -m launch.report --workdir=runs/default
+The zoo has config.zoo.num_models models (16 on CPU configs, 64 for full CIFAR via tfds, 16 for ImageNet), each
+trained on a random half of every example of the dataset with the run's recipe; zoo.sparsities limits the ticket
+zoos (each costs as much as the dense zoo). docs/strong_attacks.md holds measured results.
+"""
+from mialth_jax.experiments import paper
+
+
+def get_config(arg: str | None = None):
+  return paper.experiment("strong_attacks", arg)

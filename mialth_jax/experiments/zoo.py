@@ -1,0 +1,83 @@
+"""The zoo protocol: attacks calibrated on many reference models (LiRA, Carlini et al. 2022; RMIA, Zarifzadeh et al.
+2024), each model trained on a random half of every example of the dataset (`lottery.zoo`).
+
+A target model is attacked with the zoo of its own kind: dense with the dense zoo, a ticket with the zoo tickets of
+its sparsity (each zoo model pruned from its own dense model and rewound, as the target was), chosen by the
+summary.json fields (kind, sparsity). The attack scores the target's outputs on attack-test under the zoo's queries
+(identity and flip); RMIA compares with a population of attack-train non-members. Members are predicted by the
+attack's own rule (no threshold is fitted on the target), so attack-train is used only as RMIA's population.
+"""
+import os
+
+import numpy as np
+from absl import logging
+
+from mialth_jax import layout as layout_lib
+from mialth_jax.attacks import reference as reference_lib, registry
+from mialth_jax.data.examples import ExampleSource
+from mialth_jax.experiments.protocols import PROTOCOLS, Protocol
+from mialth_jax.lottery import zoo_pipeline
+from mialth_jax.utils import io
+
+
+class _Scored:
+  """A fitted reference attack's scores and decisions on attack-test, in the score / predict shape `record` takes."""
+
+  def __init__(self, scores: np.ndarray, predicted: np.ndarray):
+    self.scores, self.predicted = scores, predicted
+
+  def score(self, inputs) -> np.ndarray:
+    return self.scores
+
+  def predict(self, inputs) -> np.ndarray:
+    return self.predicted
+
+
+def reference_outputs(ctx, zoo_name: str) -> reference_lib.ReferenceOutputs:
+  """The zoo of one kind as ReferenceOutputs (read from shadows/: logits [S, N, A, C], keep [S, N])."""
+  layout = ctx.layout
+  ids = np.load(layout.zoo("ids.npy"))
+  return reference_lib.ReferenceOutputs(ids=ids, labels=ExampleSource(ctx.dataset).labels(ids),
+                                        logits=np.load(layout.zoo(zoo_name, "logits.npy")),
+                                        keep=np.load(layout.zoo("keep.npy")))
+
+
+@PROTOCOLS.register("zoo")
+class Zoo(Protocol):
+  title = "zoo protocol (LiRA / RMIA, calibrated on reference models trained on random halves of the data)"
+
+  def run(self, attack_run, models, attack_configs):
+    configs = registry.learning_from(attack_configs, "references")
+    if not configs:
+      return {}
+    ctx, layout = attack_run.ctx, attack_run.ctx.layout
+    zoo_summaries = zoo_pipeline.train_zoo(ctx)
+    queries = tuple(ctx.config.zoo.queries)
+    test_ids = attack_run.part("test")[0]
+    train_ids, train_member = attack_run.part("train")
+    population_ids = train_ids[~train_member]
+    summaries = layout.summaries()
+    references = {}  # one ReferenceOutputs per zoo kind: phi of every pool example is computed once
+    results = {}
+    for name in models:
+      matching = layout_lib.select(zoo_summaries, kind=summaries[name]["kind"], sparsity=summaries[name]["sparsity"])
+      if not matching:
+        logging.info("zoo protocol: no zoo of %s's kind (%s); not attacked", name, summaries[name]["kind"])
+        continue
+      if matching[0] not in references:
+        references[matching[0]] = reference_outputs(ctx, matching[0])
+      reference = references[matching[0]]
+      target = attack_run.target(name)
+      source = ExampleSource(ctx.dataset)
+      examples = (target.query_logits(test_ids, queries), source.labels(test_ids), reference.rows(test_ids))
+      population = (target.query_logits(population_ids, queries), source.labels(population_ids),
+                    reference.rows(population_ids))
+      for attack_name, attack_config in configs.items():
+        json_path, _ = layout.result(attack_run.size, "zoo", name, name, attack_name)
+        if not os.path.exists(json_path):
+          attack = registry.make_attack(dict(attack_config)).fit_reference(reference)
+          scores = attack.score_examples(*examples, population=population)
+          fitted = _Scored(scores, scores > attack.decision_threshold)  # the attack's own rule, predict_examples
+          attack_run.record("zoo", name, target, attack_name, attack_config, fitted)
+        results[(name, name, attack_name)] = io.read_json(json_path)
+    return results

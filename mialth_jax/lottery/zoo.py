@@ -1,0 +1,131 @@
+"""A zoo of S reference models trained in one jitted program: the models axis is sharded over the mesh.
+
+Each model trains on its own seeded random half of a population pool (`random_halves`): every example is IN for
+half of the models (the membership matrix `keep [S, N]`) and OUT for the rest: what LiRA and RMIA calibrate
+against. Parameters, batch statistics, optimiser states and masks are stacked on a leading models axis, split over
+the devices; every model gathers its own batch from the device-resident pool inside the step. Each model's init, data order and batches are
+those of a sequential run with its seed (`tests/test_zoo.py` checks the two agree to float tolerance); augmentation
+draws are the zoo's (one seed for all models at a step).
+
+The train step is the package's (`train.train_step`, masked, with the recipe's loss), mapped over each device's
+models (`make_zoo_step`).
+"""
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from mialth_jax import inference
+from mialth_jax.data import augment
+from mialth_jax.lottery import masks
+from mialth_jax.lottery import train as train_lib
+from mialth_jax.lottery import train_state as state_lib
+
+
+def random_halves(num_models: int, pool_size: int, seed: int) -> np.ndarray:
+  """keep [S, N]: every example is a member of exactly S // 2 seeded random models (LiRA's construction, so online
+  LiRA has IN and OUT models for every example); each model gets about half of the pool."""
+  rng = np.random.default_rng([seed, 0x200])
+  return rng.random((num_models, pool_size)).argsort(axis=0) < num_models // 2
+
+
+ZOO_SEED_OFFSET = 2000  # zoo seeds differ from the target's (seed) and the single shadow's (seed + 1000)
+
+
+def augment_seed(seed: int) -> int:
+  """The zoo's augmentation seed (one for all its models at a step)."""
+  return seed + ZOO_SEED_OFFSET
+
+
+def model_seeds(seed: int, num_models: int) -> np.ndarray:
+  """The seed of each zoo model (its init and data order)."""
+  return seed + ZOO_SEED_OFFSET + 1 + np.arange(num_models)
+
+
+def models_sharding(mesh: Mesh, num_models: int) -> NamedSharding:
+  """Models spread over the mesh when they divide evenly (8 devices, 16 models: 2 each), else replicated."""
+  return NamedSharding(mesh, P(inference.DATA_AXIS) if num_models % mesh.size == 0 else P())
+
+
+def stack(trees: list):
+  """One pytree whose leaves stack the given trees' leaves on a new leading models axis."""
+  return jax.tree.map(lambda *leaves: jnp.stack([jnp.asarray(x) for x in leaves]), *trees)
+
+
+def unstack(tree, index: int):
+  """Model `index` of a stacked pytree, as numpy."""
+  return jax.tree.map(lambda x: np.asarray(x[index]), tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class Batches:
+  """Each model's batches: the pool positions of model s at a step are those a sequential run of s would draw."""
+  keep: np.ndarray          # bool [S, N]
+  seeds: np.ndarray         # int [S]
+  batch_size: int
+  steps_per_epoch: int
+
+  def positions(self, step: int) -> np.ndarray:
+    """int32 [S, B] pool positions of every model's batch at `step`."""
+    rows = []
+    for keep, seed in zip(self.keep, self.seeds):
+      members = np.flatnonzero(keep)
+      rows.append(members[train_lib.batch_indices(int(seed), step, len(members), self.batch_size,
+                                                  self.steps_per_epoch)])
+    return np.stack(rows).astype(np.int32)
+
+
+def make_zoo_step(model, tx, seed: int, augment_kind: str, mean, std, mesh: Mesh, num_models: int,
+                  loss_fn=train_lib.cross_entropy):
+  """jit(states, pool images, pool labels, positions [S, B]) -> (states, metrics [S]); states donated.
+
+  The models axis is split over the devices (`shard_map`); each device steps its own models, with `vmap` on
+  accelerators (small convolutions batched into one) and `lax.map` on CPUs, where XLA runs a vmapped (grouped)
+  convolution slower than the plain one it loops over (benchmarks/shadow_zoo.py).
+  """
+  single = functools.partial(train_lib.train_step, model=model, tx=tx, seed=seed, augment_kind=augment_kind,
+                             mean=mean, std=std, loss_fn=loss_fn)
+
+  def one(state, images, labels, pos):
+    return single(state, images[pos], labels[pos])
+
+  def local(states, images, labels, positions):
+    if mesh.devices.flat[0].platform != "cpu":
+      return jax.vmap(one, in_axes=(0, None, None, 0))(states, images, labels, positions)
+    return jax.lax.map(lambda args: one(args[0], images, labels, args[1]), (states, positions))
+  by_model, replicated = models_sharding(mesh, num_models), NamedSharding(mesh, P())
+  step = jax.shard_map(local, mesh=mesh, in_specs=(by_model.spec, P(), P(), by_model.spec),
+                       out_specs=(by_model.spec, by_model.spec), check_vma=False)
+  return jax.jit(step, donate_argnums=0, in_shardings=(by_model, replicated, replicated, by_model),
+                 out_shardings=(by_model, by_model))
+
+
+def start_states(variables: list[dict], model_masks: list[dict], tx, first_step: int,
+                 sharding: NamedSharding) -> state_lib.TrainState:
+  """The stacked train state of S models, placed with `sharding`: each model's start masked by its mask."""
+  return jax.device_put(stack([state_lib.create_state(masks.apply_mask(v["params"], m), v["batch_stats"],
+                                       jax.tree.map(jnp.asarray, m), tx, first_step)
+                for v, m in zip(variables, model_masks)]), sharding)
+
+
+@functools.lru_cache(maxsize=8)
+def _zoo_logits_fn(model, mean: tuple, std: tuple, shape: tuple, queries: tuple, mesh: Mesh):
+  mean, std = np.reshape(np.asarray(mean, np.float32), shape), np.reshape(np.asarray(std, np.float32), shape)
+
+  def per_model(variables, images):
+    x = augment.normalise(images, mean, std, model.dtype)
+    return jnp.stack([model.apply(variables, augment.QUERIES[q](x), train=False) for q in queries], axis=1)
+  return jax.jit(jax.vmap(per_model, in_axes=(0, None)), out_shardings=NamedSharding(mesh, P()))
+
+
+def zoo_logits(model, variables, images: np.ndarray, mean, std, mesh: Mesh, queries: tuple[str, ...],
+               batch_size: int = 512) -> np.ndarray:
+  """float32 [S, N, A, C]: every model's eval-mode logits on every image under each query (identity, flip)."""
+  fn = _zoo_logits_fn(model, tuple(np.ravel(mean).tolist()), tuple(np.ravel(std).tolist()), np.shape(mean),
+                      tuple(queries), mesh)
+  out = [np.asarray(fn(variables, images[start:start + batch_size]))
+         for start in range(0, len(images), batch_size)]
+  return np.concatenate(out, axis=1)

@@ -1,0 +1,140 @@
+"""Trains (or finishes) a run's reference-model zoo: the dense zoo, then a ticket zoo per sparsity (each zoo model
+pruned from its own trained dense model and rewound to its own w0, as the target's tickets are), and writes every
+zoo model's logits on every pool example. Resumable like every phase: each kind is skipped when its summary.json
+exists and resumed from its latest stacked checkpoint otherwise.
+
+  <workdir>/shadows/zoo.json keep.npy ids.npy seeds.npy w0/  <name>/{mask,final,checkpoints,metrics.jsonl,
+                                                                      logits.npy,summary.json}
+"""
+import os
+import time
+
+import jax
+import numpy as np
+from absl import logging
+
+from mialth_jax import errors, inference
+from mialth_jax.data.examples import ExampleSource
+from mialth_jax.lottery import masks, recipes, train_state as state_lib, zoo
+from mialth_jax.utils import checkpoint, io, progress
+
+
+def zoo_settings(ctx) -> dict:
+  """What defines the zoo's models; a zoo recorded with other settings is refused, not mixed with new models."""
+  return {"num_models": ctx.config.zoo.num_models, "queries": list(ctx.config.zoo.queries), "seed": ctx.config.seed,
+          "pool_size": len(ExampleSource(ctx.dataset))}
+
+
+def record_zoo(ctx) -> tuple[np.ndarray, np.ndarray]:
+  """(keep [S, N], seeds [S]), recorded in shadows/ on first use and checked against the config afterwards."""
+  layout, settings = ctx.layout, zoo_settings(ctx)
+  if os.path.exists(layout.zoo("zoo.json")):
+    recorded = io.read_json(layout.zoo("zoo.json"))
+    if recorded != settings:
+      raise errors.ConfigError(f"{layout.zoo('zoo.json')}: the zoo was trained with other settings ({recorded}); "
+                               "move shadows/ away to train a new one")
+    return np.load(layout.zoo("keep.npy")), np.load(layout.zoo("seeds.npy"))
+  keep = zoo.random_halves(settings["num_models"], settings["pool_size"], ctx.config.seed)
+  seeds = zoo.model_seeds(ctx.config.seed, settings["num_models"])
+  for name, array in (("keep.npy", keep), ("seeds.npy", seeds), ("ids.npy", np.arange(settings["pool_size"]))):
+    with io.atomic_path(layout.zoo(name)) as tmp, open(tmp, "wb") as f:
+      np.save(f, array)
+  io.write_json(layout.zoo("zoo.json"), settings)
+  return keep, seeds
+
+
+def zoo_plan(ctx) -> list[recipes.ModelSpec]:
+  """The zoo's model kinds: dense and the one-shot tickets of zoo.sparsities (the recipes the zoo vectorises)."""
+  if ctx.config.lottery.method != "oneshot":
+    raise errors.ConfigError("zoo protocol: lottery.method=imp is not supported by the zoo; use oneshot")
+  wanted = ctx.config.zoo.sparsities or ctx.config.lottery.sparsities
+  return [s for s in recipes.plan(ctx.config) if s.kind == "dense" or (s.kind == "ticket" and s.sparsity in wanted)]
+
+
+def train_zoo(ctx) -> dict[str, dict]:
+  """Every zoo kind trained and its logits written; returns {name: summary}."""
+  keep, seeds = record_zoo(ctx)
+  if not checkpoint.exists(ctx.layout.zoo("w0")):
+    checkpoint.save(ctx.layout.zoo("w0"), zoo.stack([ctx.init_variables(int(s)) for s in seeds]))
+  return {spec.name: train_kind(ctx, spec, keep, seeds) for spec in zoo_plan(ctx)}
+
+
+def _model_masks(ctx, spec: recipes.ModelSpec, num_models: int) -> list[dict]:
+  dense = ctx.dense_mask()
+  if spec.kind == "dense":
+    return [dense] * num_models
+  finals = checkpoint.restore(ctx.layout.zoo(spec.mask_from, "final"), _abstract_zoo(ctx, num_models))["params"]
+  return [masks.prune(zoo.unstack(finals, s), dense, spec.sparsity, spec.rule, seed=ctx.config.seed)
+          for s in range(num_models)]
+
+
+def _abstract_zoo(ctx, num_models: int):
+  """Target tree for restoring the stacked {params, batch_stats} of a zoo (on the host: restore spreads them)."""
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct((num_models, *s.shape), s.dtype), ctx.variable_shapes)
+
+
+def train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray) -> dict:
+  """Trains the zoo of one model kind (or resumes it), then writes its logits on the whole pool."""
+  layout, num_models = ctx.layout, len(seeds)
+  if os.path.exists(layout.zoo(spec.name, "summary.json")):
+    return io.read_json(layout.zoo(spec.name, "summary.json"))
+  started = time.time()
+  model_masks = _model_masks(ctx, spec, num_models)
+  if not checkpoint.exists(layout.zoo(spec.name, "mask")):
+    checkpoint.save(layout.zoo(spec.name, "mask"), zoo.stack(model_masks))
+  w0 = checkpoint.restore(layout.zoo("w0"), _abstract_zoo(ctx, num_models))
+  first_step = 0 if spec.kind == "dense" else ctx.config.lottery.rewind_step
+  if first_step:
+    raise errors.ConfigError("zoo protocol: late rewinding (lottery.rewind_step > 0) is not supported by the zoo")
+  state = zoo.start_states([zoo.unstack(w0, s) for s in range(num_models)], model_masks, ctx.tx, first_step,
+                           zoo.models_sharding(ctx.mesh, num_models))
+  total_steps, steps_per_epoch = state_lib.num_train_steps(ctx.config.train, int(keep.sum(1).min()))
+  batches = zoo.Batches(keep, seeds, ctx.config.train.batch_size, steps_per_epoch)
+  state = _loop(ctx, spec.name, state, batches, total_steps)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  if not checkpoint.exists(layout.zoo(spec.name, "final")):
+    checkpoint.save(layout.zoo(spec.name, "final"), variables)
+  source = ExampleSource(ctx.dataset)
+  logits = zoo.zoo_logits(ctx.model, variables, source[np.arange(len(source))], ctx.data.mean, ctx.data.std,
+                          ctx.mesh, tuple(ctx.config.zoo.queries), ctx.config.attacks.batch_size)
+  with io.atomic_path(layout.zoo(spec.name, "logits.npy")) as tmp, open(tmp, "wb") as f:
+    np.save(f, logits.astype(np.float32))
+  summary = {"name": spec.name, "kind": spec.kind, "sparsity": masks.sparsity_report(model_masks[0])["sparsity"],
+             "num_models": num_models, "steps": total_steps, "wall_seconds": time.time() - started}
+  if jax.process_index() == 0:
+    io.write_json(layout.zoo(spec.name, "summary.json"), summary)
+  return summary
+
+
+def _loop(ctx, name: str, state, batches: zoo.Batches, total_steps: int):
+  """Runs the vectorised step from the state's step (or its latest checkpoint) to `total_steps`."""
+  num_models = len(batches.seeds)
+  by_model = zoo.models_sharding(ctx.mesh, num_models)
+  manager = checkpoint.manager(ctx.layout.zoo(name, "checkpoints"))
+  resumed, state = checkpoint.restore_latest(manager, state, by_model)
+  if resumed is not None:
+    logging.info("[zoo %s] resumed from the checkpoint at step %d", name, resumed)
+  log = io.MetricsLog(ctx.layout.zoo(name, "metrics.jsonl"))
+  log.truncate_after(int(state.step[0]))
+  pool = ctx.zoo_pool()
+  step_fn = ctx.zoo_step(num_models)
+  meter = progress.Meter(f"zoo {name}", total_steps, int(state.step[0]), batches.batch_size * num_models)
+  every, checkpoint_every = max(1, ctx.config.train.log_every_steps), ctx.config.checkpoint_every_steps
+  for step in range(int(state.step[0]), total_steps):
+    positions = inference.global_array(batches.positions(step), by_model)
+    state, metrics = step_fn(state, *pool, positions)
+    done = step + 1
+    save = checkpoint_every and done % checkpoint_every == 0 and done < total_steps
+    if done % every == 0 or done == total_steps or save:  # checked before any checkpoint: NaN is never saved
+      fetched = jax.device_get(metrics)
+      if not np.all(fetched["finite"]):
+        raise errors.UserError(f"[zoo {name}] a zoo model's loss or parameters became NaN or Inf at step {done}; "
+                               "lower train.learning_rate")
+      log({"phase": "train", "step": done, "loss_mean": float(fetched["loss"].mean()),
+           "loss_max": float(fetched["loss"].max()), "accuracy_mean": float(fetched["accuracy"].mean())})
+      meter.update(done, float(fetched["loss"].mean()), float(fetched["accuracy"].mean()))
+    if save:
+      manager.save(done, args=checkpoint.ocp.args.StandardSave(state))
+      manager.wait_until_finished()
+  manager.close()
+  return state
