@@ -46,7 +46,7 @@ def main(argv):
   setting = harness.setting(num_models=F.num_models, width=F.width, batch_size=F.batch_size, image="8x8x1")
   harness.print_setting(setting)
   seeds = zoo.model_seeds(0, F.num_models)
-  keep = zoo.random_halves(F.num_models, len(ExampleSource(ctx.dataset)), 0)
+  keep = zoo.random_subsets(F.num_models, len(ExampleSource(ctx.dataset)), 898, 0)
   batches = zoo.Batches(keep, seeds, F.batch_size, 7)
   dense = ctx.dense_mask()
   starts = [ctx.init_variables(int(s)) for s in seeds]

@@ -76,7 +76,7 @@ def base() -> ml_collections.ConfigDict:
   config.attacks.batch_size = 512      # confidence extraction batch
 
   config.zoo = ml_collections.ConfigDict()  # reference models of the zoo protocol (LiRA, RMIA attacks)
-  config.zoo.num_models = 16           # S models, each on a seeded random half of every example of the dataset
+  config.zoo.num_models = 16           # S models, each on as many seeded random examples (of all) as the members
   config.zoo.queries = ("identity", "flip")  # test-time queries of each image (augment.QUERIES)
   config.zoo.sparsities = ()           # ticket zoos to train: a subset of lottery.sparsities (empty: all of them)
 

@@ -1,4 +1,4 @@
-"""The reference-model zoo: random halves, the vectorised program equals sequential training, logits, the phase."""
+"""The reference-model zoo: balanced random subsets, the vectorised program equals sequential training, logits, the phase."""
 import functools
 import os
 
@@ -31,15 +31,17 @@ def ctx(tmp_path_factory):
 
 
 def test_each_model_trains_on_a_random_half_and_each_example_is_in_about_half():
-  keep = zoo.random_halves(64, 1001, seed=0)
+  keep = zoo.random_subsets(64, 1001, 500, seed=0)
   assert keep.shape == (64, 1001) and np.all(keep.sum(0) == 32)
   assert np.all(np.abs(keep.sum(1) - 500.5) < 0.1 * 500)
-  assert np.array_equal(keep, zoo.random_halves(64, 1001, seed=0))
-  assert not np.array_equal(keep, zoo.random_halves(64, 1001, seed=1))
+  assert np.array_equal(keep, zoo.random_subsets(64, 1001, 500, seed=0))
+  assert not np.array_equal(keep, zoo.random_subsets(64, 1001, 500, seed=1))
+  third = zoo.random_subsets(16, 900, 300, seed=0)  # a target trained on a third of the pool
+  assert np.all(third.sum(0) == 5) and np.all(np.abs(third.sum(1) - 281) < 0.15 * 281)
 
 
 def test_the_vectorised_zoo_equals_sequential_training_of_the_same_models(ctx):
-  keep = zoo.random_halves(NUM_MODELS, len(ExampleSource(ctx.dataset)), seed=0)
+  keep = zoo.random_subsets(NUM_MODELS, len(ExampleSource(ctx.dataset)), 898, seed=0)
   seeds = zoo.model_seeds(0, NUM_MODELS)
   dense = ctx.dense_mask()
   starts = [ctx.init_variables(int(s)) for s in seeds]

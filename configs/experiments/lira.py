@@ -8,8 +8,8 @@ Runs on the workdir of a finished (or to-be-finished) run and reuses its models;
       --config.zoo.sparsities='(0.8,)'                                          # CPU-sized subset zoo
   python -m launch.report --workdir=runs/default
 The zoo has config.zoo.num_models models (16 on CPU configs, 64 for full CIFAR via tfds, 16 for ImageNet), each
-trained on a random half of every example of the dataset with the run's recipe; zoo.sparsities limits the ticket
-zoos (each costs as much as the dense zoo). docs/strong_attacks.md holds measured results.
+trained with the run's recipe on as many random examples of the dataset as the target's members; zoo.sparsities
+limits the ticket zoos (each costs as much as the dense zoo). docs/strong_attacks.md holds measured results.
 """
 from mialth_jax.experiments import paper
 

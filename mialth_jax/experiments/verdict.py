@@ -1,7 +1,8 @@
 """Did pruning change leakage? Each ticket against the dense model of its run, from the saved per-example scores.
 
-Paper protocol, its largest attack set. The attack is the strongest on the dense model (highest ROC AUC); the ticket
-is attacked by the same attack on the same attack-test examples, and a paired bootstrap (`attacks.compare`) gives the
+Largest attack set of the paper protocol. The attack is the strongest on the dense model (highest ROC AUC) among the
+paper protocol's attacks and the zoo protocol's (LiRA, RMIA: the same attack-test examples); the ticket is attacked
+by the same attack on the same examples, and a paired bootstrap (`attacks.compare`) gives the
 difference in ROC AUC (ticket - dense) with its 95 % interval and p-value. "higher" / "lower" only when that interval
 excludes 0. Choosing the attack on the dense model's own results favours the dense model slightly (the best of a few
 attacks is an optimistic estimate), so a "lower" that only just excludes 0 is weak evidence.
@@ -18,7 +19,8 @@ from mialth_jax.attacks.inputs import AttackError
 from mialth_jax.lottery import recipes
 from mialth_jax.utils import io
 
-PROTOCOL = "paper"
+PROTOCOL = "paper"            # sets the attack set; its results are always candidates
+PROTOCOLS = ("paper", "zoo")  # whose attacks on a model's own outputs compete for "strongest"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +28,7 @@ class Verdict:
   """One ticket against the dense model: ROC AUC and attack accuracy differences, ticket - dense."""
   ticket: str
   dense: str
+  protocol: str
   attack: str
   size: int               # the attack set (members + non-members); metrics use its attack-test part
   num_examples: int       # attack-test examples compared
@@ -41,7 +44,7 @@ class Verdict:
     said = self.direction if self.direction.startswith("no ") else f"leakage {self.direction}"
     return (f"{self.ticket} vs {self.dense}: {said} (AUC {d.other:.3f} vs {d.base:.3f}, difference "
             f"{d.difference:+.3f} [95 % CI {d.ci[0]:+.3f}, {d.ci[1]:+.3f}], paired bootstrap p={d.p_value:.3f}, "
-            f"strongest attack {self.attack})")
+            f"strongest attack {self.attack}{'' if self.protocol == PROTOCOL else f' ({self.protocol} protocol)'})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +59,8 @@ class Judgement:
     if not self.verdicts:
       return f"No verdict ({PROTOCOL} protocol, every ticket vs the dense model)."
     v = self.verdicts[0]
-    return (f"{PROTOCOL.capitalize()} protocol, attack set n{v.size} ({v.num_examples} attack-test examples), the "
-            f"attack with the highest ROC AUC on {v.dense}; paired bootstrap of the ROC AUC difference (ticket - "
+    return (f"Attack set n{v.size} ({v.num_examples} attack-test examples), the attack with the highest ROC AUC on "
+            f"{v.dense} among the {' and '.join(PROTOCOLS)} protocols' attacks; paired bootstrap of the ROC AUC difference (ticket - "
             f"{v.dense}); \"higher\" / \"lower\" only when its 95 % CI excludes 0.")
 
   @property
@@ -65,32 +68,34 @@ class Judgement:
     return [v.line() for v in self.verdicts] + self.notes
 
 
-def _scores(layout: layout_lib.RunLayout, size: int, model: str, attack: str) -> dict | None:
-  """The per-example arrays of `attack` on `model` (paper protocol), or None when that result is not finished."""
-  json_path, npz_path = layout.result(size, PROTOCOL, model, model, attack)
+def _scores(layout: layout_lib.RunLayout, size: int, model: str, protocol: str, attack: str) -> dict | None:
+  """The per-example arrays of `attack` on `model`'s own outputs, or None when that result is not finished."""
+  json_path, npz_path = layout.result(size, protocol, model, model, attack)
   return io.read_npz(npz_path) if os.path.exists(json_path) else None
 
 
-def _paper_attacks(layout: layout_lib.RunLayout) -> dict[int, set]:
-  """{attack-set size: attack names} of the finished paper-protocol results on a model's own outputs."""
+def _own_output_attacks(layout: layout_lib.RunLayout) -> dict[int, set]:
+  """{attack-set size: {(protocol, attack)}} of the finished results of PROTOCOLS on a model's own outputs, for the
+  sizes the paper protocol has."""
   found = {}
   for json_path, _ in layout.finished_results():
     meta = io.read_json(json_path)
-    if meta["protocol"] == PROTOCOL and meta["source"] == meta["target"]:
-      found.setdefault(meta["size"], set()).add(meta["attack"])
-  return found
+    if meta["protocol"] in PROTOCOLS and meta["source"] == meta["target"]:
+      found.setdefault(meta["size"], set()).add((meta["protocol"], meta["attack"]))
+  return {size: pairs for size, pairs in found.items() if any(p == PROTOCOL for p, _ in pairs)}
 
 
-def _compare(layout, size, dense, ticket, attack, base: dict, num_bootstrap: int, seed: int) -> Verdict | str:
-  other = _scores(layout, size, ticket, attack)
+def _compare(layout, size, dense, ticket, protocol, attack, base: dict, num_bootstrap: int,
+             seed: int) -> Verdict | str:
+  other = _scores(layout, size, ticket, protocol, attack)
   if other is None:
-    return f"{ticket} vs {dense}: no `{attack}` result on {ticket} (attack set n{size})"
+    return f"{ticket} vs {dense}: no `{attack}` ({protocol} protocol) result on {ticket} (attack set n{size})"
   if not (np.array_equal(base["ids"], other["ids"]) and np.array_equal(base["is_member"], other["is_member"])):
-    raise AttackError(f"{layout.result(size, PROTOCOL, ticket, ticket, attack)[1]}: holds other attack-test examples "
-                      f"than {layout.result(size, PROTOCOL, dense, dense, attack)[1]}")
+    raise AttackError(f"{layout.result(size, protocol, ticket, ticket, attack)[1]}: holds other attack-test examples "
+                      f"than {layout.result(size, protocol, dense, dense, attack)[1]}")
   diff = compare.paired_difference(base["is_member"], base["scores"], base["predicted"], other["scores"],
                                    other["predicted"], num_bootstrap=num_bootstrap, seed=seed)
-  return Verdict(ticket, dense, attack, size, len(base["ids"]), diff["roc_auc"], diff["accuracy"])
+  return Verdict(ticket, dense, protocol, attack, size, len(base["ids"]), diff["roc_auc"], diff["accuracy"])
 
 
 def judge(workdir: str, num_bootstrap: int = 1000, seed: int = 0) -> Judgement:
@@ -100,20 +105,20 @@ def judge(workdir: str, num_bootstrap: int = 1000, seed: int = 0) -> Judgement:
   dense = layout_lib.select(summaries, kind="dense")
   tickets = sorted((n for n, s in summaries.items() if s["kind"] in recipes.TICKET_KINDS),
                    key=lambda n: (summaries[n]["sparsity"], n))
-  by_size = _paper_attacks(layout)
+  by_size = _own_output_attacks(layout)
   if not dense or not tickets:
     return Judgement([], [f"no verdict: {workdir} holds no finished {'dense model' if not dense else 'ticket'}"])
   if not by_size:
     return Judgement([], [f"no verdict: {workdir} has no {PROTOCOL}-protocol attack results (attacks.protocols must "
                           f"include {PROTOCOL})"])
   size = max(by_size)
-  base = {a: s for a in sorted(by_size[size]) if (s := _scores(layout, size, dense[0], a)) is not None}
+  base = {pa: s for pa in sorted(by_size[size]) if (s := _scores(layout, size, dense[0], *pa)) is not None}
   if not base:
     return Judgement([], [f"no verdict: no {PROTOCOL}-protocol result on {dense[0]} at attack set n{size}"])
   auc = {a: metrics_lib.attack_metrics(s["scores"], s["is_member"], s["predicted"], num_bootstrap=0)["roc_auc"]
          for a, s in base.items()}
   attack = max(auc, key=lambda a: (auc[a], a))
-  found = [_compare(layout, size, dense[0], t, attack, base[attack], num_bootstrap, seed) for t in tickets]
+  found = [_compare(layout, size, dense[0], t, *attack, base[attack], num_bootstrap, seed) for t in tickets]
   return Judgement([v for v in found if isinstance(v, Verdict)], [v for v in found if isinstance(v, str)])
 
 

@@ -1,5 +1,5 @@
 """The zoo protocol: attacks calibrated on many reference models (LiRA, Carlini et al. 2022; RMIA, Zarifzadeh et al.
-2024), each model trained on a random half of every example of the dataset (`lottery.zoo`).
+2024), each model trained on as many random examples of the dataset as the target's members (`lottery.zoo`).
 
 A target model is attacked with the zoo of its own kind: dense with the dense zoo, a ticket with the zoo tickets of
 its sparsity (each zoo model pruned from its own dense model and rewound, as the target was), chosen by the
@@ -44,7 +44,7 @@ def reference_outputs(ctx, zoo_name: str) -> reference_lib.ReferenceOutputs:
 
 @PROTOCOLS.register("zoo")
 class Zoo(Protocol):
-  title = "zoo protocol (LiRA / RMIA, calibrated on reference models trained on random halves of the data)"
+  title = "zoo protocol (LiRA / RMIA, calibrated on reference models trained on random subsets of the data)"
 
   def run(self, attack_run, models, attack_configs):
     configs = registry.learning_from(attack_configs, "references")

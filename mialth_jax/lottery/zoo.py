@@ -1,7 +1,8 @@
 """A zoo of S reference models trained in one jitted program: the models axis is sharded over the mesh.
 
-Each model trains on its own seeded random half of a population pool (`random_halves`): every example is IN for
-half of the models (the membership matrix `keep [S, N]`) and OUT for the rest: what LiRA and RMIA calibrate
+Each model trains on its own seeded random subset of a population pool, as large as the target's member set
+(`random_subsets`; half of the pool when the target trained on half): every example is IN for a fixed share of the
+models (the membership matrix `keep [S, N]`) and OUT for the rest: what LiRA and RMIA calibrate
 against. Parameters, batch statistics, optimiser states and masks are stacked on a leading models axis, split over
 the devices; every model gathers its own batch from the device-resident pool inside the step. Each model's init, data order and batches are
 those of a sequential run with its seed (`tests/test_zoo.py` checks the two agree to float tolerance); augmentation
@@ -25,11 +26,14 @@ from mialth_jax.lottery import train as train_lib
 from mialth_jax.lottery import train_state as state_lib
 
 
-def random_halves(num_models: int, pool_size: int, seed: int) -> np.ndarray:
-  """keep [S, N]: every example is a member of exactly S // 2 seeded random models (LiRA's construction, so online
-  LiRA has IN and OUT models for every example); each model gets about half of the pool."""
+def random_subsets(num_models: int, pool_size: int, subset_size: int, seed: int) -> np.ndarray:
+  """keep [S, N]: each model trains on about `subset_size` seeded random examples of the pool (the target's member
+  count: LiRA's reference models must train like the target), and every example is a member of exactly
+  round(S * subset_size / N) models, at least one and at most S - 1 (LiRA's balanced construction: online LiRA
+  has IN and OUT models for every example). subset_size = N / 2 gives random halves."""
   rng = np.random.default_rng([seed, 0x200])
-  return rng.random((num_models, pool_size)).argsort(axis=0) < num_models // 2
+  per_example = min(max(int(round(num_models * subset_size / pool_size)), 1), num_models - 1)
+  return rng.random((num_models, pool_size)).argsort(axis=0) < per_example
 
 
 ZOO_SEED_OFFSET = 2000  # zoo seeds differ from the target's (seed) and the single shadow's (seed + 1000)

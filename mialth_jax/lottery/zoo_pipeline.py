@@ -22,7 +22,7 @@ from mialth_jax.utils import checkpoint, io, progress
 def zoo_settings(ctx) -> dict:
   """What defines the zoo's models; a zoo recorded with other settings is refused, not mixed with new models."""
   return {"num_models": ctx.config.zoo.num_models, "queries": list(ctx.config.zoo.queries), "seed": ctx.config.seed,
-          "pool_size": len(ExampleSource(ctx.dataset))}
+          "pool_size": len(ExampleSource(ctx.dataset)), "subset_size": len(ctx.splits.members)}
 
 
 def record_zoo(ctx) -> tuple[np.ndarray, np.ndarray]:
@@ -34,7 +34,7 @@ def record_zoo(ctx) -> tuple[np.ndarray, np.ndarray]:
       raise errors.ConfigError(f"{layout.zoo('zoo.json')}: the zoo was trained with other settings ({recorded}); "
                                "move shadows/ away to train a new one")
     return np.load(layout.zoo("keep.npy")), np.load(layout.zoo("seeds.npy"))
-  keep = zoo.random_halves(settings["num_models"], settings["pool_size"], ctx.config.seed)
+  keep = zoo.random_subsets(settings["num_models"], settings["pool_size"], len(ctx.splits.members), ctx.config.seed)
   seeds = zoo.model_seeds(ctx.config.seed, settings["num_models"])
   for name, array in (("keep.npy", keep), ("seeds.npy", seeds), ("ids.npy", np.arange(settings["pool_size"]))):
     with io.atomic_path(layout.zoo(name)) as tmp, open(tmp, "wb") as f:

@@ -215,6 +215,13 @@ def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamb
       title = getattr(PROTOCOLS.get(protocol), "title", protocol)
       doc += [f"### {run.label}: every attack, {title} ({size} attack samples)", "",
               *attacks_table(run, protocol, size), ""]
+    zoo = sorted({r["attack"] for r in collect.select(run.attacks, protocol="zoo", size=size)})
+    if zoo:
+      pairs = [("zoo", a) for a in zoo if a in ("lira", "rmia")] + [("paper", a) for a in (PAPER_ATTACK, "loss")]
+      strong = plots.roc_attacks(run, [n for n in ("dense", run.table1_ticket) if n in run.models], pairs, size,
+                                 os.path.join(plot_dir, f"roc_strong_{run.label}.png"))
+      doc += ["LiRA and RMIA (zoo protocol) against the paper's attack and the loss threshold, dense and the Table 1 "
+              "ticket:", "", f"![strong attacks {run.label}]({rel(strong)})", ""]
     roc = plots.roc_curves(run, leak_attack, size, os.path.join(plot_dir, f"roc_{run.label}.png"))
     names, labels = [n for n in ("dense", run.table1_ticket) if n in run.models], class_names(run)
     per = plots.per_class(run, leak_attack, size, names, labels, os.path.join(plot_dir, f"per_class_{run.label}.png"))

@@ -145,18 +145,32 @@ def transfer_heatmap(run: collect.Run, attack: str, size: int, path: str) -> str
   return _save(fig, path)
 
 
-def roc_curves(run: collect.Run, attack: str, size: int, path: str) -> str:
-  """ROC curves on log-log axes (the low-FPR regime that matters, Carlini et al. 2022), dense vs tickets."""
+def _log_log_roc(curves: list[tuple[str, dict]], title: str, path: str) -> str:
+  """ROC curves of (label, result) pairs on log-log axes (the low-FPR regime that matters, Carlini et al. 2022)."""
   fig, ax = plt.subplots(figsize=(6.5, 4.5))
-  for name in tickets(run):
-    for r in collect.select(run.attacks, protocol="paper", source=name, target=name, attack=attack, size=size):
-      scores = io.read_npz(r["scores_path"])
-      fpr, tpr, _ = metrics_lib.roc_curve(scores["scores"], scores["is_member"])
-      ax.plot(np.maximum(fpr, 1e-4), np.maximum(tpr, 1e-4), label=name)
+  for label, r in curves:
+    scores = io.read_npz(r["scores_path"])
+    fpr, tpr, _ = metrics_lib.roc_curve(scores["scores"], scores["is_member"])
+    ax.plot(np.maximum(fpr, 1e-4), np.maximum(tpr, 1e-4), label=label)
   ax.plot([1e-4, 1], [1e-4, 1], color="grey", ls="--", lw=0.8, label="chance")
   _finish(ax, xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1), xlabel="false positive rate",
-          ylabel="true positive rate", title=f"{run.label}: ROC, {attack}")
+          ylabel="true positive rate", title=title)
   return _save(fig, path)
+
+
+def roc_curves(run: collect.Run, attack: str, size: int, path: str) -> str:
+  """One attack (paper protocol), dense vs tickets."""
+  return _log_log_roc([(name, r) for name in tickets(run) for r in collect.select(
+      run.attacks, protocol="paper", source=name, target=name, attack=attack, size=size)],
+                      f"{run.label}: ROC, {attack}", path)
+
+
+def roc_attacks(run: collect.Run, models: list[str], attacks: list[tuple[str, str]], size: int, path: str) -> str:
+  """Several attacks ((protocol, attack) pairs: LiRA, RMIA, the paper's MLP, the loss threshold) on each model."""
+  return _log_log_roc([(f"{name}: {attack}", r) for name in models for protocol, attack in attacks
+                       for r in collect.select(run.attacks, protocol=protocol, source=name, target=name,
+                                               attack=attack, size=size)],
+                      f"{run.label}: ROC of the strong and the paper's attacks", path)
 
 
 def per_class(run: collect.Run, attack: str, size: int, names: list[str], class_names: list[str],
