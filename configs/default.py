@@ -6,10 +6,12 @@ Needs no download. Expected on a 2-core CPU (about 2 minutes): dense test accura
 sparsity within a point of it; the attacks on 8x8 digits stay near chance (accuracy 0.5-0.6), as the paper's CIFAR-10
 numbers do.
 """
-from mialth_jax import config_lib
+from mialth_jax import config_lib, errors
 
 
 def get_config(arg: str | None = None):
+  if arg not in (None, "smoke"):  # a typo must not run the full default
+    raise errors.ConfigError(f"config variant {arg!r} is unknown; expected none or 'smoke'")
   config = config_lib.base()
   config.model.width_multiplier = 0.25
   config.train.batch_size = 64

@@ -1,24 +1,33 @@
 """Runs the lottery pipeline (and the attacks) for a config.
 
   python -m launch.main --config=configs/default.py --workdir=runs/default [--config.train.num_epochs=5] [--restart]
+  python -m launch.main --help      # the flags, then every config field with its default and meaning
 
 A bad flag, setting or file, a full disk, or a diverging run (the project's `errors.UserError`s) ends the launch with
 one line `error: ...` on stderr and exit status 2; anything else is a bug and shows its traceback (exit status 1).
-A relaunch of the same command resumes a killed run.
+Ctrl-C ends it with one line and exit status 130. A relaunch of the same command resumes a stopped or killed run.
 """
+import ast
+import functools
+import io
 import os
 import re
 import sys
+import tokenize
 from typing import NoReturn
 
-import jax
-from absl import app, flags, logging
-from jax.experimental import multihost_utils
-from ml_collections import config_flags
-
-from mialth_jax import errors, run_dir
-from mialth_jax.experiments import launch
 from mialth_jax.utils import logs
+
+logs.patient_cpu_collectives()  # XLA reads $XLA_FLAGS once, when jax is imported below
+
+import jax  # noqa: E402
+import ml_collections  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+from jax.experimental import multihost_utils  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from mialth_jax import config_lib, errors, run_dir  # noqa: E402
+from mialth_jax.experiments import launch  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run folder (created; resumed if it holds the same run)")
@@ -29,7 +38,12 @@ _CPU_DEVICES = flags.DEFINE_integer(
     "cpu_devices", 0, "on a CPU, run as this many XLA devices (0: JAX's default, one): each runs its share of the "
     "batch on its own thread; 8 trains CIFAR-sized networks 1.4-1.8x faster on 2 cores (docs/performance.md), "
     "results then differ from a one-device run in the last bits. Ignored on GPUs and TPUs", lower_bound=0)
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache", None, "folder of JAX's persistent compilation cache, so that a relaunch does not compile "
+    "again; 'none' turns it off. Default: $JAX_COMPILATION_CACHE_DIR if set, else "
+    f"<workdir>/{run_dir.COMPILATION_CACHE} (one launch at a time holds a workdir: concurrent launches never share it)")
 flags.mark_flags_as_required(["config", "workdir"])
+_HELP_FLAGS = ("-?", "--help", "-help", "--helpshort", "-helpshort", "--helpfull", "-helpfull")
 
 
 def fail(message) -> NoReturn:
@@ -50,13 +64,63 @@ def _override_naming(argv: list[str], field: str) -> str:
   return next((n for n in names if field in n.split(".")), "--config")
 
 
+def _user_error_in(error: BaseException) -> errors.UserError | None:
+  """The innermost project UserError in `error`'s chain: get_config's own (config_flags re-raises it as the same
+  type with a traceback for a message, inside an absl flag error)."""
+  found = None
+  while error is not None:
+    found = error if isinstance(error, errors.UserError) else found
+    error = error.__cause__ or error.__context__
+  return found
+
+
+def config_fields() -> list[tuple[str, object, str]]:
+  """(field, default, comment) of each assignment in config_lib.base(), in its order; a section's default is None.
+
+  The comments are the ones written beside the fields in config_lib.py, read from its source: written once.
+  """
+  source = open(config_lib.__file__).read()
+  comments = {t.start[0]: t.string.lstrip("#").strip()
+              for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT}
+  base = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "base")
+  defaults, fields = config_lib.base(), []
+  for node in base.body:
+    if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute):
+      name = ast.unparse(node.targets[0]).removeprefix("config.")
+      value = functools.reduce(lambda section, key: section[key], name.split("."), defaults)
+      is_section = isinstance(node.value, ast.Call) and not node.value.args
+      if isinstance(value, ml_collections.ConfigDict):
+        value = None if is_section else value.to_dict()
+      comment = " ".join(comments[n] for n in range(node.lineno, node.end_lineno + 1) if n in comments)
+      fields.append((name, value, comment))
+  return fields
+
+
+def config_help() -> str:
+  """Every config field with its default and comment, for --help."""
+  lines = ["\nconfig fields (defaults of mialth_jax/config_lib.py; a config file changes some of them; override any "
+           "with --config.<field>=<value>):"]
+  for name, value, comment in config_fields():
+    entry = f"[{name}]" if value is None else f"  {name} = {value!r}"
+    lines.append(f"{entry:<46} {comment}".rstrip() if comment else entry)
+  return "\n".join(lines)
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a bad flag, config file or config override reported by `fail`."""
+  """absl's flag parsing, with a bad flag, config file or config override reported by `fail`; --help lists the
+  config fields too and exits 0."""
+  if any(a in _HELP_FLAGS for a in argv[1:]):
+    app.usage(shorthelp=not any("helpfull" in a for a in argv[1:]), writeto_stdout=True)
+    print(config_help())
+    sys.exit(0)
   try:
     args = flags.FLAGS(argv)
     _CONFIG.value.keys()  # config_flags defers a config file's load error until the config is used
     return args
   except flags.Error as e:
+    user_error = _user_error_in(e)  # get_config refused its argument, e.g. an unknown variant
+    if user_error:
+      fail(f"{next((a for a in argv if a.startswith('--config=')), '--config')}: {user_error}")
     fail(_last_line(e))
   except (AttributeError, KeyError) as e:
     # ml_collections nests the missing key's repr, maybe with a hint: '\'trian\'\nDid you mean "train" ...?'
@@ -68,28 +132,40 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(f"--config: cannot load the config file ({_last_line(e)})")
 
 
+def _use_compilation_cache(flag: str | None, workdir: str) -> None:
+  """--compilation_cache, else $JAX_COMPILATION_CACHE_DIR, else <workdir>/.jax_cache ('none': no cache). With a
+  persistent cache a relaunch (a resumed run, another attack config) does not compile the train step again."""
+  folder = flag or os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(workdir, run_dir.COMPILATION_CACHE)
+  if folder.lower() == "none":
+    jax.config.update("jax_enable_compilation_cache", False)
+  else:
+    jax.config.update("jax_compilation_cache_dir", folder)
+
+
 def main(argv):
   del argv
   logs.quiet_libraries()
-  # Tickets share their dense model's train step: with a persistent cache it compiles once per machine, not per model.
-  jax.config.update("jax_compilation_cache_dir", os.environ.get(
-      "JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "mialth_jax", "jax_cache")))
+  _use_compilation_cache(_COMPILATION_CACHE.value, _WORKDIR.value)
   if _CPU_DEVICES.value:
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)   # before anything starts the backend
-  if _MULTIHOST.value:
-    jax.distributed.initialize()
-  logging.info("process %d of %d, %d local / %d global devices (%s)", jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count(), jax.devices()[0].platform)
   try:
+    if _MULTIHOST.value:
+      jax.distributed.initialize()
+    logging.info("process %d of %d, %d local / %d global devices (%s)", jax.process_index(), jax.process_count(),
+                 jax.local_device_count(), jax.device_count(), jax.devices()[0].platform)
     if _RESTART.value and jax.process_index() == 0:
       moved = run_dir.restart(_CONFIG.value, _WORKDIR.value)
       if moved:
         logging.warning("--restart: moved the run with a different config to %s", moved)
     if _RESTART.value and jax.process_count() > 1:
       multihost_utils.sync_global_devices("restart")
+    logging.info("loading the data (data.name=%s) and preparing %s ...", _CONFIG.value.data.name, _WORKDIR.value)
     launch.run(_CONFIG.value, _WORKDIR.value)
   except errors.UserError as e:
     fail(e)
+  except KeyboardInterrupt:
+    print("interrupted: relaunch the same command to resume", file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

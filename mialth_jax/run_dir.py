@@ -84,14 +84,20 @@ def restart(config: ml_collections.ConfigDict, workdir: str) -> str | None:
     return target
 
 
+COMPILATION_CACHE = ".jax_cache"  # the default folder of JAX's compilation cache inside a workdir (launch.main)
+
+
 @contextlib.contextmanager
 def locked(workdir: str):
   """Holds an exclusive lock on the workdir for one launch; a second launch on it fails at once.
 
-  flock locks are released by the kernel when the process dies, so a killed run never leaves a stale lock.
+  flock locks are released by the kernel when the process dies, so a killed run never leaves a stale lock. A launch
+  that created the workdir and is refused (or fails) before training a model removes it again: a refused launch
+  leaves nothing behind.
   """
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise RunDirError(f"--workdir={workdir} is a file, not a folder")
+  created = _missing_folders(workdir)
   path = RunLayout(workdir).lock
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -111,7 +117,48 @@ def locked(workdir: str):
     f.write(str(os.getpid()))
     f.flush()
     remove_partial_files(workdir)
-    yield
+    try:
+      yield
+    except BaseException:
+      if created and _holds_only_setup_records(workdir):
+        _remove_created(created)
+      raise
+
+
+def _missing_folders(workdir: str) -> list[str]:
+  """The folders that creating `workdir` makes, deepest first."""
+  missing, folder = [], os.path.abspath(workdir)
+  while not os.path.exists(folder):
+    missing.append(folder)
+    folder = os.path.dirname(folder)
+  return missing
+
+
+def _holds_only_setup_records(workdir: str) -> bool:
+  """Whether the workdir holds only what a launch writes before training (and half-written files): all of it is
+  rebuilt from the config by a relaunch."""
+  layout = RunLayout(workdir)
+  records = {os.path.basename(p) for p in (layout.lock, layout.config, layout.splits, layout.w0)}
+  return all(name in records or name == COMPILATION_CACHE or name.startswith(io.TMP_PREFIX)
+             or checkpoint.TMP_SUFFIX in name for name in os.listdir(workdir))
+
+
+def _remove_created(folders: list[str]) -> None:
+  """Removes the workdir this launch created, then the parents it created; the launch's own error is what shows.
+
+  A checkpoint save that failed (a full disk) returns while Orbax's writer threads may still create files in its
+  temporary folder: while one is there, the removal is repeated for 10 s, until those threads have given up.
+  """
+  in_flight = any(checkpoint.TMP_SUFFIX in name for name in os.listdir(folders[0]))
+  for _ in range(20 if in_flight else 1):
+    shutil.rmtree(folders[0], ignore_errors=True)
+    time.sleep(0.5 if in_flight else 0)
+  try:
+    for folder in folders:
+      if os.path.exists(folder):
+        os.rmdir(folder)
+  except OSError as e:
+    logging.warning("could not remove %s, which this failed launch created (%s)", folders[0], e)
 
 
 def remove_partial_files(workdir: str) -> None:

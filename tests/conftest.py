@@ -1,10 +1,15 @@
-"""Test-wide JAX settings: 8 simulated CPU devices, the fast PRNG and a persistent compilation cache.
+"""Test-wide JAX settings: 8 simulated CPU devices, the fast PRNG and a persistent compilation cache shared by the
+tests (launches in tests use it too, instead of a cache in each workdir), and the launcher's patient XLA:CPU
+collectives (tests run 8 devices on a machine that other tests keep busy).
 
 These must be set before jax is imported anywhere, which is why they live here.
 """
 import os
 
+from mialth_jax.utils import logs
+
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+logs.patient_cpu_collectives()
 os.environ.setdefault("JAX_DEFAULT_PRNG_IMPL", "rbg")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.expanduser("~/.cache/mialth_jax/jax_cache"))

@@ -1,7 +1,8 @@
 """Bad flags, settings, files and folders: each stops `python -m launch.main` with one `error:` line and status 2.
 
 Every case is launched as a user would (a subprocess, 8 simulated devices inherited from conftest), a few at a time,
-and must leave every file that existed before it byte for byte unchanged and train nothing.
+and must leave every file that existed before it byte for byte unchanged, train nothing, and, on a new --workdir,
+leave no folder behind.
 """
 import concurrent.futures
 import fcntl
@@ -99,7 +100,11 @@ CASES = [
      "--config.train.learning_rat: the config has no field 'learning_rat'; did you mean 'learning_rate'?"),
     ("unknown_choice", [CONFIG, "--config.train.schedule=linear"],
      "train.schedule='linear' is unknown; expected one of cosine, step, constant"),
+    ("config_variant_typo", ["--config=configs/default.py:smok"],
+     "--config=configs/default.py:smok: config variant 'smok' is unknown; expected none or 'smoke'"),
     ("sparsity_of_one", [CONFIG, "--config.lottery.sparsities=(0.8,1.0)"], "lottery.sparsities: 1.0 is outside [0, 1)"),
+    ("sparsity_not_a_number", [CONFIG, "--config.lottery.sparsities=(0.5,'a')"],
+     "lottery.sparsities: 'a' is not a number in [0, 1)"),
     ("negative_rewind_step", [CONFIG, "--config.lottery.rewind_step=-1"], "lottery.rewind_step must be >= 0, got -1"),
     ("batch_not_a_multiple_of_devices", [CONFIG, "--config.train.batch_size=60"],
      "train.batch_size=60 is not a multiple of the 8 devices"),
@@ -118,6 +123,10 @@ CASES = [
     ("npz_labels_out_of_range",
      lambda tmp: [CONFIG, *_npz(tmp / "d.npz", y_test=np.arange(32) % 5, class_names=np.array(["a", "b", "c"]))],
      "d.npz:test: labels must lie in [0, 3), got [0, 4]"),
+    ("npz_channels_first",
+     lambda tmp: [CONFIG, *_npz(tmp / "d.npz", x_train=np.zeros((64, 3, 8, 8), np.uint8),
+                                x_test=np.zeros((32, 3, 8, 8), np.uint8))],
+     "d.npz:train: images of shape (64, 3, 8, 8) look channels-first (NCHW); expected NHWC uint8 images"),
     ("splits_npz_garbage", _garbage_splits, "run/splits.npz: not a readable npz without pickle (File is not a zip"),
     ("splits_npz_of_another_run", _other_members,
      "run/splits.npz: records other members, unused_train ids than this config draws (data.num_train, seed)"),
@@ -148,16 +157,18 @@ def _hashes(folder):
           for root, _, files in os.walk(folder) for f in files}
 
 
+def _workdir(flags):
+  return next((f.split("=", 1)[1] for f in flags if f.startswith("--workdir=")), None)
+
+
 def _launch(name, flags, tmp):
-  if name != "missing_workdir" and not any(f.startswith("--workdir") for f in flags):
-    flags = [*flags, f"--workdir={tmp / 'run'}"]
   launcher = ["-c", LIMITED_LAUNCHER] if name == "disk_write_fails" else ["-m", "launch.main"]
   return subprocess.run([sys.executable, *launcher, *flags], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
-  """{case id: (result, files before, files after, case folder)}, three launches at a time."""
+  """{case id: (result, files before, files after, case folder, --workdir)}, three launches at a time."""
   prepared = {}
   for case in CASES:
     name, make_flags = (case.values if hasattr(case, "values") else case)[:2]
@@ -165,22 +176,28 @@ def outcomes(tmp_path_factory):
       continue
     tmp = tmp_path_factory.mktemp(name)
     flags = make_flags(tmp) if callable(make_flags) else make_flags
+    if name != "missing_workdir" and not _workdir(flags):
+      flags = [*flags, f"--workdir={tmp / 'run'}"]
     prepared[name] = (flags, tmp, _hashes(tmp))
   with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
     futures = {name: pool.submit(_launch, name, flags, tmp) for name, (flags, tmp, _) in prepared.items()}
     results = {name: f.result() for name, f in futures.items()}
   for lock in _HELD_LOCKS:
     lock.close()
-  return {name: (results[name], before, _hashes(tmp), tmp) for name, (_, tmp, before) in prepared.items()}
+  return {name: (results[name], before, _hashes(tmp), tmp, _workdir(flags))
+          for name, (flags, tmp, before) in prepared.items()}
 
 
 @pytest.mark.parametrize("name,make_flags,message", CASES, ids=[_case_id(c) for c in CASES])
 def test_bad_input_stops_with_one_line_and_changes_nothing(outcomes, name, make_flags, message):
   del make_flags
-  result, before, after, tmp = outcomes[name]
+  result, before, after, tmp, workdir = outcomes[name]
   assert result.returncode == 2, result.stderr[-3000:]
   errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
   assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
+  assert result.stderr.count(message) == 1, result.stderr[-3000:]  # not logged a second time
+  if workdir and not any(path.startswith(workdir) for path in before) and not os.path.isfile(workdir):
+    assert not os.path.exists(workdir), os.listdir(workdir)  # a refused launch on a new folder leaves none
   if name != "disk_write_fails":  # Orbax also logs its writer threads' tracebacks
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
   assert {path: after.get(path) for path in before} == before

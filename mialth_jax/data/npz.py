@@ -24,6 +24,13 @@ def _read(path: str) -> dict[str, np.ndarray]:
   return {k: arrays[k] for k in (*REQUIRED_KEYS, "class_names") if k in arrays}
 
 
+def _refuse_channels_first(name: str, shape: tuple[int, ...]) -> None:
+  """NCHW images (N, 3, 32, 32) would be read as 3x32 images with 32 channels and train without complaint."""
+  if shape[-1] not in (1, 3, 4) and any(d in (1, 3) for d in shape[1:3]):
+    raise base.DataError(f"{name}: images of shape {shape} look channels-first (NCHW); expected NHWC uint8 images "
+                         "[N, H, W, C] with C = 1, 3 or 4")
+
+
 def load(path: str) -> base.Dataset:
   """Loads and validates an npz dataset; the class count is the largest label + 1 (or len(class_names))."""
   arrays = _read(path)
@@ -33,6 +40,7 @@ def load(path: str) -> base.Dataset:
   num_classes = len(names) or int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
   for split in ("train", "test"):
     base.validate_arrays(f"{path}:{split}", arrays[f"x_{split}"], arrays[f"y_{split}"], num_classes)
+    _refuse_channels_first(f"{path}:{split}", arrays[f"x_{split}"].shape)
   if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
     raise base.DataError(f"{path}: train images {arrays['x_train'].shape[1:]} and test images "
                          f"{arrays['x_test'].shape[1:]} differ in shape")

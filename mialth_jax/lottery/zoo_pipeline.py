@@ -69,8 +69,10 @@ def _model_masks(ctx, spec: recipes.ModelSpec, num_models: int) -> list[dict]:
 
 
 def _abstract_zoo(ctx, num_models: int):
-  """Target tree for restoring the stacked {params, batch_stats} of a zoo (on the host: restore spreads them)."""
-  return jax.tree.map(lambda s: jax.ShapeDtypeStruct((num_models, *s.shape), s.dtype), ctx.variable_shapes)
+  """Target tree for restoring the stacked {params, batch_stats} of a zoo, replicated over this run's mesh (which may
+  have another number of devices than the one that saved it)."""
+  return jax.tree.map(lambda s: jax.ShapeDtypeStruct((num_models, *s.shape), s.dtype, sharding=ctx.replicated),
+                      ctx.variable_shapes)
 
 
 def train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray) -> dict:

@@ -1,0 +1,79 @@
+"""What `python -m launch.main` shows and where it puts things: --help lists every config field, start-up says what
+it is doing, the compilation cache lives in the workdir (or where the user says), Ctrl-C ends a launch with one line.
+"""
+import os
+import signal
+import subprocess
+import sys
+
+import ml_collections
+
+from mialth_jax import config_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A dense model only, 4 steps on digits: the quickest launch that compiles and runs the train step.
+QUICK = ["--config=configs/default.py:smoke", "--config.lottery.sparsities=()", "--config.attacks.protocols=()"]
+
+
+def _launch(*flags, env=None, **kwargs):
+  return subprocess.run([sys.executable, "-m", "launch.main", *flags], cwd=REPO, capture_output=True, text=True,
+                        timeout=600, env=env, **kwargs)
+
+
+def _fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+  """Dotted names of every field of `config`; attack configs ({name: {type, ...}}) count as one field each."""
+  names = []
+  for key, value in config.items():
+    name = f"{prefix}{key}"
+    nested = isinstance(value, ml_collections.ConfigDict) and not prefix.startswith("attacks.models")
+    names += _fields(value, name + ".") if nested else [name]
+  return names
+
+
+def test_help_exits_0_and_lists_every_config_field_with_its_default_and_comment():
+  for flag in ("--help", "--helpfull"):
+    result = _launch(flag)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "--workdir: run folder" in out and "--compilation_cache:" in out and "--cpu_devices:" in out
+    assert ("--verbosity" in out) == (flag == "--helpfull")  # --helpfull adds every module's flags (absl.logging's)
+    listed = out[out.index("config fields"):]
+    for name in _fields(config_lib.base()):
+      assert f"  {name} = " in listed, name
+  assert "  train.batch_size = 128" in listed and "global batch, a multiple of the device count" in listed
+  line = next(line for line in listed.splitlines() if line.startswith("  data.name = "))
+  assert line.split() == ["data.name", "=", "'digits'", "digits", "|", "npz", "|", "tfds"]
+
+
+def test_a_launch_says_what_it_does_and_caches_compilations_in_its_workdir(tmp_path):
+  """Without $JAX_COMPILATION_CACHE_DIR the cache is <workdir>/.jax_cache; --compilation_cache=none turns it off."""
+  env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+  result = _launch(*QUICK, f"--workdir={tmp_path / 'run'}", env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  lines = result.stderr.splitlines()
+  said = [next(i for i, line in enumerate(lines) if text in line)
+          for text in ("loading the data (data.name=digits)", "compiling the train step", "[dense] step 4/4")]
+  assert said == sorted(said), lines
+  assert "libtpu" not in result.stderr and "Unable to initialize backend" not in result.stderr
+  assert any(name.startswith("jit_gather_and_step") for name in os.listdir(tmp_path / "run" / ".jax_cache"))
+  off = _launch(*QUICK, f"--workdir={tmp_path / 'off'}", "--compilation_cache=none", env=env)
+  assert off.returncode == 0, off.stderr[-3000:]
+  assert os.path.exists(tmp_path / "off" / "models" / "dense" / "summary.json")
+  assert not os.path.exists(tmp_path / "off" / ".jax_cache")
+
+
+def test_ctrl_c_ends_a_launch_with_one_line_and_status_130(tmp_path):
+  """SIGINT after the first progress line; the tests' $JAX_COMPILATION_CACHE_DIR wins over <workdir>/.jax_cache."""
+  launch = subprocess.Popen([sys.executable, "-m", "launch.main", "--config=tests/resume_case.py",
+                             f"--workdir={tmp_path / 'run'}"], cwd=REPO, stderr=subprocess.PIPE, text=True)
+  seen = []
+  for line in launch.stderr:
+    seen.append(line)
+    if "[dense] step " in line:
+      launch.send_signal(signal.SIGINT)
+      break
+  rest = launch.communicate(timeout=300)[1]
+  assert launch.returncode == 130, "".join(seen) + rest
+  assert rest.strip().splitlines()[-1] == "interrupted: relaunch the same command to resume", rest[-3000:]
+  assert "Traceback" not in rest and "KeyboardInterrupt" not in rest, rest[-3000:]
+  assert not os.path.exists(tmp_path / "run" / ".jax_cache")
