@@ -1,0 +1,36 @@
+"""kill -9 in the middle of the zoo's training and relaunch: the zoo, its logits and the LiRA results end bit for bit
+where an uninterrupted run's do (`launch.compare_runs`)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMAND = [sys.executable, "-m", "launch.main", "--config=tests/zoo_resume_case.py"]
+
+
+def _zoo_checkpoints(workdir, kind):
+  folder = os.path.join(workdir, "shadows", kind, "checkpoints")
+  return sorted(int(s) for s in os.listdir(folder) if s.isdigit()) if os.path.isdir(folder) else []
+
+
+def test_a_zoo_killed_mid_training_resumes_to_the_same_result(tmp_path):
+  reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
+  done = subprocess.run([*COMMAND, f"--workdir={reference}"], cwd=REPO, capture_output=True, text=True, timeout=900)
+  assert done.returncode == 0, done.stderr[-3000:]
+  with open(tmp_path / "killed.log", "w") as log:
+    proc = subprocess.Popen([*COMMAND, f"--workdir={killed}"], cwd=REPO, stdout=log, stderr=log)
+    while proc.poll() is None and 8 not in _zoo_checkpoints(killed, "dense"):
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, open(tmp_path / "killed.log").read()[-3000:]
+  assert not os.path.exists(os.path.join(killed, "shadows", "dense", "summary.json"))
+  again = subprocess.run([*COMMAND, f"--workdir={killed}"], cwd=REPO, capture_output=True, text=True, timeout=900)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "[zoo dense] resumed from the checkpoint at step 8" in again.stderr
+  compared = subprocess.run([sys.executable, "-m", "launch.compare_runs", f"--a={reference}", f"--b={killed}"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert compared.returncode == 0, compared.stdout[-3000:]
+  assert "shadows/dense/logits.npy" not in compared.stdout  # compared and equal, not missing
+  assert os.path.exists(os.path.join(killed, "shadows", "ticket_s80", "logits.npy"))
