@@ -59,6 +59,9 @@ def test_every_documented_artefact_is_written(default_run):
 def test_progress_shows_rate_and_eta(default_run):
   err = default_run[1]
   assert "img/s" in err and "ETA" in err and "forward FLOPs per image" in err
+  # The whole pipeline's progress, not only each model's: models done and the time the others need.
+  for done in (1, 2, 3):
+    assert f"{done} of 4 models done; the other {4 - done} need about " in err
 
 
 def test_second_launch_on_a_busy_workdir_is_refused(default_run):

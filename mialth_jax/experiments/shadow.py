@@ -45,6 +45,7 @@ def shadow_models(attack_run: attack_runs.AttackRun) -> tuple[pipeline.Context, 
     config.seed = ctx.config.seed + SHADOW_SEED_OFFSET
   shadow_splits = splits_lib.Splits(members=members, unused_train=np.zeros(0, np.int64), test=np.zeros(0, np.int64))
   shadow_ctx = pipeline.setup(config, ctx.layout.shadow_run(size).workdir, dataset=ctx.dataset, splits=shadow_splits)
+  shadow_ctx.log_prefix = f"{ctx.layout.shadow_run(size).label}/"  # "[shadow_n898/dense]", not "[dense]" again
   pipeline.ensure_w0(shadow_ctx)
   for spec in recipes.plan(config):
     pipeline.train_model(shadow_ctx, spec)

@@ -98,6 +98,13 @@ def _compare(layout, size, dense, ticket, protocol, attack, base: dict, num_boot
   return Verdict(ticket, dense, protocol, attack, size, len(base["ids"]), diff["roc_auc"], diff["accuracy"])
 
 
+def _strongest(layout, size: int, ticket: str, dense_auc: dict) -> tuple[str, str]:
+  """The (protocol, attack) with the highest ROC AUC on dense among those with a result on `ticket` too (a zoo may
+  hold only some sparsities), else the strongest overall (reported as missing for that ticket)."""
+  both = [pa for pa in dense_auc if os.path.exists(layout.result(size, pa[0], ticket, ticket, pa[1])[0])]
+  return max(both or dense_auc, key=lambda pa: (dense_auc[pa], pa))
+
+
 def judge(workdir: str, num_bootstrap: int = 1000, seed: int = 0) -> Judgement:
   """Every ticket (summary kind ticket or imp) of the run in `workdir` against its dense model."""
   layout = layout_lib.RunLayout(workdir)
@@ -117,8 +124,8 @@ def judge(workdir: str, num_bootstrap: int = 1000, seed: int = 0) -> Judgement:
     return Judgement([], [f"no verdict: no {PROTOCOL}-protocol result on {dense[0]} at attack set n{size}"])
   auc = {a: metrics_lib.attack_metrics(s["scores"], s["is_member"], s["predicted"], num_bootstrap=0)["roc_auc"]
          for a, s in base.items()}
-  attack = max(auc, key=lambda a: (auc[a], a))
-  found = [_compare(layout, size, dense[0], t, *attack, base[attack], num_bootstrap, seed) for t in tickets]
+  found = [_compare(layout, size, dense[0], t, *_strongest(layout, size, t, auc), base[_strongest(
+      layout, size, t, auc)], num_bootstrap, seed) for t in tickets]
   return Judgement([v for v in found if isinstance(v, Verdict)], [v for v in found if isinstance(v, str)])
 
 

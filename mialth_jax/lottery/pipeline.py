@@ -14,7 +14,7 @@ from absl import logging
 from mialth_jax import inference
 from mialth_jax.lottery import context as context_lib, masks, recipes
 from mialth_jax.lottery import train as train_lib
-from mialth_jax.utils import checkpoint, io
+from mialth_jax.utils import checkpoint, io, progress
 
 Context = context_lib.Context
 setup = context_lib.setup
@@ -37,7 +37,7 @@ def train_model(ctx: Context, spec: recipes.ModelSpec) -> dict:
   """Trains one model to completion (or resumes it) and writes its folder; returns its summary."""
   layout = ctx.layout
   if layout.is_finished(spec.name):
-    logging.info("[%s] already finished", spec.name)
+    logging.info("[%s%s] already finished", ctx.log_prefix, spec.name)
     return io.read_json(layout.summary(spec.name))
   started = time.time()
   recipe = recipes.RECIPES.lookup(spec.kind)()
@@ -47,7 +47,8 @@ def train_model(ctx: Context, spec: recipes.ModelSpec) -> dict:
   report = masks.sparsity_report(mask)
   io.write_json(layout.sparsity_report(spec.name), report)
   state = start_state(ctx, spec, mask)
-  logging.info("[%s] %s, sparsity %.4f (%d of %d prunable weights kept), steps %d..%d", spec.name, spec.kind,
+  logging.info("[%s%s] %s, sparsity %.4f (%d of %d prunable weights kept), steps %d..%d", ctx.log_prefix, spec.name,
+               spec.kind,
                report["sparsity"], report["kept"], report["total"], int(state.step), ctx.total_steps)
   loop = ctx.loop(spec.name, **recipe.loop_overrides(ctx, spec))
   state, final_eval = train_lib.run_loop(state, ctx.train_step(recipe.loss, recipe.step_fn), ctx.logits_fn, loop,
@@ -75,11 +76,24 @@ def log_model_size(ctx: Context) -> None:
                len(ctx.dataset.y_test), ctx.mesh.size, ctx.total_steps, ctx.steps_per_epoch)
 
 
+def _log_remaining(ctx: Context, plan: list, done: int, elapsed: float) -> None:
+  """The whole pipeline's progress: models done, and the time the others need at this launch's pace so far (every
+  model trains as many steps, so the per-model time of this launch is the estimate; attacks come after)."""
+  if done < len(plan):
+    logging.info("%s%d of %d models done; the other %d need about %s at this launch's pace (then the attacks)",
+                 ctx.log_prefix, done, len(plan), len(plan) - done,
+                 progress.hms(elapsed / done * (len(plan) - done)))
+
+
 def run_models(ctx: Context) -> dict:
   """Runs (or finishes) every phase of the lottery pipeline; returns {model name: summary}."""
   log_model_size(ctx)
   ensure_w0(ctx)
-  summaries = {spec.name: train_model(ctx, spec) for spec in recipes.plan(ctx.config)}
+  plan = recipes.plan(ctx.config)
+  summaries, started = {}, time.time()
+  for done, spec in enumerate(plan, 1):
+    summaries[spec.name] = train_model(ctx, spec)
+    _log_remaining(ctx, plan, done, time.time() - started)
   if jax.process_index() == 0:
     io.write_json(ctx.layout.lottery_summary, summaries)
   for name, s in summaries.items():
