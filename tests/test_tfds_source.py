@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import textwrap
 import time
 
 import numpy as np
@@ -19,7 +20,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from mialth_jax.data import DataError, label_cache, tfds_source
+from mialth_jax.data import DataError, label_cache, npz, tfds_source
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CROP = 32   # ImageNet crop in these tests; the shorter side is first resized to round(32 * 256 / 224) = 37
@@ -302,3 +303,15 @@ def test_unprepared_data_dir_is_named(tmp_path):
 def test_unknown_name_lists_the_supported_ones(tmp_path):
   with pytest.raises(DataError, match="'mnist' is not supported; expected one of cifar10, cifar100, imagenet2012"):
     tfds_source.load_tfds("mnist", str(tmp_path))
+
+
+def test_readme_recipe_makes_a_cifar_subset_from_tfds(cifar10_dir, tmp_path, monkeypatch):
+  """The README's recipe for CIFAR subsets without ../shared/data, run on CIFAR prepared for tfds."""
+  readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")).read()
+  block = readme[readme.index("```python", readme.index("Without `../shared/data`")) + len("```python"):]
+  code = textwrap.dedent(block[:block.index("```")])
+  monkeypatch.chdir(tmp_path)
+  exec(code.replace('"DATA_DIR"', repr(cifar10_dir)), {})
+  subset = npz.load(str(tmp_path / "cifar10_small.npz"))
+  assert subset.x_train.shape == (10000, 32, 32, 3) and subset.x_test.shape == (860, 32, 32, 3)
+  assert np.bincount(subset.y_train).tolist() == [1000] * 10 and np.bincount(subset.y_test).tolist() == [86] * 10
