@@ -1,6 +1,7 @@
 """kill -9 in the middle of the zoo's training and relaunch: the zoo, its logits and the LiRA results end bit for bit
 where an uninterrupted run's do (`launch.compare_runs`)."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ def test_a_zoo_killed_mid_training_resumes_to_the_same_result(tmp_path):
   assert not os.path.exists(os.path.join(killed, "shadows", "dense", "summary.json"))
   again = subprocess.run([*COMMAND, f"--workdir={killed}"], cwd=REPO, capture_output=True, text=True, timeout=900)
   assert again.returncode == 0, again.stderr[-3000:]
-  assert "[zoo dense] resumed from the checkpoint at step 8" in again.stderr
+  assert re.search(r"\[zoo dense\] resumed from the checkpoint at step (8|12)\b", again.stderr), again.stderr[-3000:]
   compared = subprocess.run([sys.executable, "-m", "launch.compare_runs", f"--a={reference}", f"--b={killed}"],
                             cwd=REPO, capture_output=True, text=True, timeout=300)
   assert compared.returncode == 0, compared.stdout[-3000:]
