@@ -124,8 +124,8 @@ def judge(workdir: str, num_bootstrap: int = 1000, seed: int = 0) -> Judgement:
     return Judgement([], [f"no verdict: no {PROTOCOL}-protocol result on {dense[0]} at attack set n{size}"])
   auc = {a: metrics_lib.attack_metrics(s["scores"], s["is_member"], s["predicted"], num_bootstrap=0)["roc_auc"]
          for a, s in base.items()}
-  found = [_compare(layout, size, dense[0], t, *_strongest(layout, size, t, auc), base[_strongest(
-      layout, size, t, auc)], num_bootstrap, seed) for t in tickets]
+  chosen = {t: _strongest(layout, size, t, auc) for t in tickets}
+  found = [_compare(layout, size, dense[0], t, *chosen[t], base[chosen[t]], num_bootstrap, seed) for t in tickets]
   return Judgement([v for v in found if isinstance(v, Verdict)], [v for v in found if isinstance(v, str)])
 
 

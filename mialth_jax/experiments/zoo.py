@@ -57,6 +57,7 @@ class Zoo(Protocol):
     train_ids, train_member = attack_run.part("train")
     population_ids = train_ids[~train_member]
     summaries = layout.summaries()
+    source = ExampleSource(ctx.dataset)
     references = {}  # one ReferenceOutputs per zoo kind: phi of every pool example is computed once
     results = {}
     for name in models:
@@ -68,7 +69,6 @@ class Zoo(Protocol):
         references[matching[0]] = reference_outputs(ctx, matching[0])
       reference = references[matching[0]]
       target = attack_run.target(name)
-      source = ExampleSource(ctx.dataset)
       examples = (target.query_logits(test_ids, queries), source.labels(test_ids), reference.rows(test_ids))
       population = (target.query_logits(population_ids, queries), source.labels(population_ids),
                     reference.rows(population_ids))

@@ -37,8 +37,7 @@ def record_zoo(ctx) -> tuple[np.ndarray, np.ndarray]:
   keep = zoo.random_subsets(settings["num_models"], settings["pool_size"], len(ctx.splits.members), ctx.config.seed)
   seeds = zoo.model_seeds(ctx.config.seed, settings["num_models"])
   for name, array in (("keep.npy", keep), ("seeds.npy", seeds), ("ids.npy", np.arange(settings["pool_size"]))):
-    with io.atomic_path(layout.zoo(name)) as tmp, open(tmp, "wb") as f:
-      np.save(f, array)
+    io.write_npy(layout.zoo(name), array)
   io.write_json(layout.zoo("zoo.json"), settings)
   return keep, seeds
 
@@ -99,8 +98,7 @@ def train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray
   source = ExampleSource(ctx.dataset)
   logits = zoo.zoo_logits(ctx.model, variables, source[np.arange(len(source))], ctx.data.mean, ctx.data.std,
                           ctx.mesh, tuple(ctx.config.zoo.queries), ctx.config.attacks.batch_size)
-  with io.atomic_path(layout.zoo(spec.name, "logits.npy")) as tmp, open(tmp, "wb") as f:
-    np.save(f, logits.astype(np.float32))
+  io.write_npy(layout.zoo(spec.name, "logits.npy"), logits.astype(np.float32))
   summary = {"name": spec.name, "kind": spec.kind, "sparsity": masks.sparsity_report(model_masks[0])["sparsity"],
              "num_models": num_models, "steps": total_steps, "wall_seconds": time.time() - started}
   if jax.process_index() == 0:

@@ -84,6 +84,12 @@ def write_npz(path: str, **arrays: np.ndarray) -> None:
     np.savez(f, **arrays)
 
 
+def write_npy(path: str, array: np.ndarray) -> None:
+  """Writes one array as .npy atomically (readable by any tool with np.load)."""
+  with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    np.save(f, array)
+
+
 def read_npz(path: str) -> dict[str, np.ndarray]:
   """Reads every array of an .npz without pickle; anything else (object arrays, garbage) raises naming the file."""
   try:
