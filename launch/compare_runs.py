@@ -4,8 +4,10 @@
 
 Checkpoints (w0, rewind, every model's mask and final weights) are restored and compared leaf by leaf, bit for bit;
 every .npz / .npy array (splits, attack splits, confidences, per-example scores, zoo logits) byte for byte; every JSON
-and JSON-lines value exactly, except wall-clock fields. config.json is the input, not a result, and is not compared. Exits 0 when both folders hold the same artefacts with the same contents,
-1 otherwise, printing each difference. Used to show that a refactoring changed no result.
+and JSON-lines value exactly, except wall-clock fields. config.json is the input, not a result, and is not compared.
+Exits 0 when both folders hold the same artefacts with the same contents, 1 otherwise, printing each difference. Used
+to show that a refactoring changed no result. With --allow_added_fields, JSON fields that only the second run has (a
+metric added since the first was made) are listed but not counted: every value both runs have must still be equal.
 """
 import os
 import sys
@@ -19,6 +21,7 @@ from mialth_jax.utils import io
 
 _A = flags.DEFINE_string("a", None, "first run folder")
 _B = flags.DEFINE_string("b", None, "second run folder")
+_ALLOW_ADDED = flags.DEFINE_bool("allow_added_fields", False, "JSON fields only in --b are listed, not differences")
 flags.mark_flags_as_required(["a", "b"])
 
 WALL_CLOCK = {"wall_seconds"}  # the only fields that may differ between two identical runs
@@ -66,8 +69,21 @@ def _without_wall_clock(value):
   return value
 
 
-def differences(a_root: str, b_root: str) -> list[str]:
-  """One line per difference between the two run folders; empty when they hold the same results."""
+def _drop_added(a, b, path: str, added: list[str]):
+  """b without the dict keys that a lacks (recorded in `added`), at every depth where both are dicts or lists."""
+  if isinstance(a, dict) and isinstance(b, dict):
+    added += [f"{path}/{k}" for k in sorted(set(b) - set(a))]
+    return {k: _drop_added(a[k], v, f"{path}/{k}", added) for k, v in b.items() if k in a}
+  if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+    return [_drop_added(x, y, f"{path}[{i}]", added) for i, (x, y) in enumerate(zip(a, b))]
+  return b
+
+
+def differences(a_root: str, b_root: str, added: list[str] | None = None) -> list[str]:
+  """One line per difference between the two run folders; empty when they hold the same results.
+
+  When `added` is a list, JSON fields only the second run has are appended to it instead of counting as differences.
+  """
   a, b = artefacts(a_root), artefacts(b_root)
   out = [f"only in {root}: {rel}" for rel, root in
          [(r, a_root) for r in sorted(set(a) - set(b))] + [(r, b_root) for r in sorted(set(b) - set(a))]]
@@ -82,7 +98,10 @@ def differences(a_root: str, b_root: str) -> list[str]:
       differing = same_arrays({"array": np.load(pa)}, {"array": np.load(pb)})
     else:
       read = io.read_jsonl if a[rel] == "jsonl" else io.read_json
-      differing = ["values"] if _without_wall_clock(read(pa)) != _without_wall_clock(read(pb)) else []
+      va, vb = _without_wall_clock(read(pa)), _without_wall_clock(read(pb))
+      if added is not None:
+        vb = _drop_added(va, vb, rel, added)
+      differing = ["values"] if va != vb else []
     out += [f"differs: {rel} ({', '.join(differing)})"] if differing else []
   return out
 
@@ -95,9 +114,12 @@ def _to_numpy(path: str):
 
 def main(argv):
   del argv
-  found = differences(_A.value, _B.value)
+  added = [] if _ALLOW_ADDED.value else None
+  found = differences(_A.value, _B.value, added)
   for line in found:
     print(line)
+  if added:
+    print(f"fields only in {_B.value} (not compared): {', '.join(sorted({p.rsplit('/', 1)[-1] for p in added}))}")
   count = len(artefacts(_A.value))
   print(f"{count} artefacts compared: {'identical' if not found else f'{len(found)} differences'}")
   sys.exit(1 if found else 0)

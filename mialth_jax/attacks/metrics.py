@@ -13,7 +13,7 @@ import numpy as np
 from mialth_jax.attacks.inputs import AttackError
 
 FPR_LEVELS = (0.001, 0.01)
-CI_METRICS = ("accuracy", "precision", "roc_auc", "advantage")
+CI_METRICS = ("accuracy", "precision", "roc_auc", "advantage", *(f"tpr_at_fpr_{level}" for level in FPR_LEVELS))
 _CHUNK_ELEMENTS = 2_000_000  # examples x resamples per vectorised chunk: bounds memory at ~100 MB
 
 
@@ -48,17 +48,19 @@ def roc_curve(scores: np.ndarray, is_member: np.ndarray) -> tuple[np.ndarray, np
 
 def _weighted_metrics(weights: np.ndarray, member: np.ndarray, predicted: np.ndarray,
                       group_end: np.ndarray) -> dict[str, np.ndarray]:
-  """Accuracy, precision, AUC and advantage [B] of each row of example weights (examples in score order)."""
+  """CI_METRICS [B] of each row of example weights (examples in score order)."""
   tp, fp = _roc_counts(weights, member, group_end)
   with np.errstate(invalid="ignore", divide="ignore"):  # a resample without members (or non-members) gives NaN
     tpr, fpr = tp / tp[:, -1:], fp / fp[:, -1:]
     flagged = (weights * predicted).sum(axis=1)
     hits = (weights * (predicted & member)).sum(axis=1)
+    undefined = np.where(np.isnan(fpr[:, -1]) | np.isnan(tpr[:, -1]), np.nan, 0.0)
     return {
         "accuracy": (weights * (predicted == member)).sum(axis=1) / weights.sum(axis=1),
         "precision": np.where(flagged > 0, hits / np.maximum(flagged, 1), 0.0),
         "roc_auc": (np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1])).sum(axis=1) / 2,
         "advantage": (tpr - fpr).max(axis=1),
+        **{f"tpr_at_fpr_{level}": np.where(fpr <= level, tpr, 0.0).max(axis=1) + undefined for level in FPR_LEVELS},
     }
 
 
@@ -121,12 +123,9 @@ def attack_metrics(scores: np.ndarray, is_member: np.ndarray, predicted: np.ndar
   member, decided = is_member[order], predicted[order]
   point = {k: float(v[0]) for k, v in _weighted_metrics(np.ones((1, len(scores))), member, decided, group_end).items()}
   recall = float((predicted & is_member).sum() / is_member.sum())
-  fpr, tpr = _rates(member, group_end)
   result = dict(point, recall=recall, num_members=int(is_member.sum()), num_nonmembers=int((~is_member).sum()))
   precision = point["precision"]
   result["f1"] = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
-  for level in FPR_LEVELS:
-    result[f"tpr_at_fpr_{level}"] = float(tpr[fpr <= level].max())
   if num_bootstrap > 0:
     result.update(_bootstrap(member, decided, group_end, num_bootstrap, seed))
   if classes is not None:

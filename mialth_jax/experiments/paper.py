@@ -19,27 +19,27 @@ PAPER_ATTACKS = {
 }
 
 
-def table1(config: ml_collections.ConfigDict) -> None:
+def table1(config: ml_collections.ConfigDict, variant: str | None) -> None:
   config.attacks.protocols = ("paper", "shadow")
 
 
-def fig1_accuracy_vs_sparsity(config: ml_collections.ConfigDict) -> None:
+def fig1_accuracy_vs_sparsity(config: ml_collections.ConfigDict, variant: str | None) -> None:
   config.attacks.protocols = ()
   config.lottery.controls = ("random_prune", "random_reinit")
 
 
-def fig2_attack_vs_sparsity(config: ml_collections.ConfigDict) -> None:
+def fig2_attack_vs_sparsity(config: ml_collections.ConfigDict, variant: str | None) -> None:
   config.attacks.protocols = ("paper",)
 
 
-def fig3_attack_vs_samples(config: ml_collections.ConfigDict) -> None:
+def fig3_attack_vs_samples(config: ml_collections.ConfigDict, variant: str | None) -> None:
   config.attacks.protocols = ("paper",)
   config.attacks.sizes = ((1000, 2000, 4000, -1) if config.data.name != "tfds" else
                           (20_000, 60_000, 100_000) if config.data.tfds_name == "imagenet2012" else
                           (2000, 5000, 10_000, 20_000))
 
 
-def fig4_transfer(config: ml_collections.ConfigDict) -> None:
+def fig4_transfer(config: ml_collections.ConfigDict, variant: str | None) -> None:
   config.attacks.protocols = ("transfer",)
   config.attacks.models = {k: PAPER_ATTACKS[k] for k in ("sklearn_mlp", "loss")}
 
@@ -53,13 +53,19 @@ STRONG_ATTACKS = {
 }
 
 
-def strong_attacks(config: ml_collections.ConfigDict) -> None:
+def strong_attacks(config: ml_collections.ConfigDict, variant: str | None) -> None:
   """Beyond the paper: LiRA and RMIA on a zoo of reference models, next to the paper's attack and the loss threshold
   (configs/experiments/lira.py)."""
   config.attacks.protocols = ("paper", "zoo")
   config.attacks.models = {**{k: PAPER_ATTACKS[k] for k in ("sklearn_mlp", "mlp", "loss")}, **STRONG_ATTACKS}
   if config.data.name == "tfds":
     config.zoo.num_models = 64 if config.data.tfds_name != "imagenet2012" else 16
+  if variant == "subset":
+    # CPU-sized (a target and four zoos in about an hour per dataset on 2 cores): half the width of the subset run,
+    # no augmentation and 8 epochs (the models overfit, as in the LiRA paper's regime), 8 zoo models per kind, each
+    # on 5,000 of the 10,860 (CIFAR-10) or 12,000 (CIFAR-100) images, so every example is IN for ~4 of them.
+    config.model.width_multiplier, config.data.augment, config.train.num_epochs = 0.125, "none", 8.0
+    config.lottery.sparsities, config.zoo.num_models = (0.5, 0.8, 0.9), 8
 
 
 EXPERIMENTS = {f.__name__: f for f in (table1, fig1_accuracy_vs_sparsity, fig2_attack_vs_sparsity,
@@ -77,5 +83,5 @@ def experiment(name: str, arg: str | None) -> ml_collections.ConfigDict:
   run_name, _, variant = arg.partition(":")
   config = importlib.import_module(f"configs.{run_name}").get_config(variant or None)
   config.attacks.models = PAPER_ATTACKS
-  EXPERIMENTS[name](config)
+  EXPERIMENTS[name](config, variant or None)
   return config

@@ -16,8 +16,11 @@ def _f(x, digits=3) -> str:
   return "-" if x is None else f"{x:.{digits}f}"
 
 
-def _ci(r) -> str:
-  return f"{r['accuracy']:.3f} [{r['accuracy_ci'][0]:.3f}, {r['accuracy_ci'][1]:.3f}]"
+def _ci(r, key="accuracy") -> str:
+  """The value with its 95 % bootstrap interval where the result has one (TPR intervals came later than the rest)."""
+  if f"{key}_ci" not in r:
+    return _f(r[key])
+  return f"{r[key]:.3f} [{r[key + '_ci'][0]:.3f}, {r[key + '_ci'][1]:.3f}]"
 
 
 def main_size(run: collect.Run) -> int | None:
@@ -92,8 +95,8 @@ def attacks_table(run, protocol: str, size: int) -> list[str]:
     for r in sorted(collect.select(run.attacks, protocol=protocol, source=name, target=name, size=size),
                     key=lambda r: r["attack"]):
       lines.append(f"| {name} | {r['attack']} | {_ci(r)} | {_f(r['precision'])} | {_f(r['recall'])} | "
-                   f"{_f(r['roc_auc'])} | {_f(r['advantage'])} | {_f(r['tpr_at_fpr_0.001'])} | "
-                   f"{_f(r['tpr_at_fpr_0.01'])} |")
+                   f"{_f(r['roc_auc'])} | {_f(r['advantage'])} | {_ci(r, 'tpr_at_fpr_0.001')} | "
+                   f"{_ci(r, 'tpr_at_fpr_0.01')} |")
   return lines
 
 
