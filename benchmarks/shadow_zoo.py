@@ -1,6 +1,7 @@
 """A zoo of S reference models: trained one after another vs in one vectorised program (`lottery.zoo`).
 
   python benchmarks/shadow_zoo.py [--num_models=16 --width=0.25 --steps=10 --reps=3 --cpu_devices=8]
+  python benchmarks/shadow_zoo.py --npz=../shared/data/cifar10_small.npz --num_models=8 --width=0.125 --batch_size=128
 
 Both candidates train the same S ResNet-18 models (digits 8x8 images, the default run's width and batch) for the same
 steps from the same starts: "sequential" runs the package's jitted train step once per model and step (one compiled
@@ -28,6 +29,7 @@ flags.DEFINE_float("width", 0.25, "ResNet-18 width multiplier (the default digit
 flags.DEFINE_integer("batch_size", 64, "images per model and step")
 flags.DEFINE_integer("steps", 10, "steps per candidate and repetition")
 flags.DEFINE_integer("reps", 3, "interleaved repetitions")
+flags.DEFINE_string("npz", "", "a CIFAR subset .npz (../shared/data) instead of digits")
 flags.DEFINE_integer("cpu_devices", 8, "XLA devices on a CPU (ignored on GPUs)")
 F = flags.FLAGS
 TARGET_CPU, TARGET_GPU = 2.0, 5.0
@@ -40,13 +42,16 @@ def main(argv):
   config = config_lib.base()
   config.model.width_multiplier, config.train.batch_size = F.width, F.batch_size
   config.train.num_epochs, config.train.num_steps = -1.0, 10_000
-  dataset = load_dataset(config.data)  # digits; the context reads and writes nothing on disk
+  if F.npz:
+    config.data.name, config.data.path = "npz", F.npz
+  dataset = load_dataset(config.data)  # the context reads and writes nothing on disk
   ctx = context_lib.build(config, RunLayout(os.devnull), dataset,
                           splits.make_splits(len(dataset.y_train), len(dataset.y_test), -1, 0))
-  setting = harness.setting(num_models=F.num_models, width=F.width, batch_size=F.batch_size, image="8x8x1")
+  setting = harness.setting(num_models=F.num_models, width=F.width, batch_size=F.batch_size, image="x".join(map(str, dataset.image_shape)))
   harness.print_setting(setting)
   seeds = zoo.model_seeds(0, F.num_models)
-  keep = zoo.random_subsets(F.num_models, len(ExampleSource(ctx.dataset)), 898, 0)
+  pool_size = len(ExampleSource(ctx.dataset))
+  keep = zoo.random_subsets(F.num_models, pool_size, pool_size // 2, 0)
   batches = zoo.Batches(keep, seeds, F.batch_size, 7)
   dense = ctx.dense_mask()
   starts = [ctx.init_variables(int(s)) for s in seeds]

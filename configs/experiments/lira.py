@@ -4,8 +4,8 @@ the dense model and its tickets, next to the paper's MLP attack and the loss thr
 Runs on the workdir of a finished (or to-be-finished) run and reuses its models; the zoo trains once in shadows/:
   python -m launch.main --config=configs/experiments/lira.py:default --workdir=runs/default \
       --config.zoo.sparsities='(0.8,)'                                          # digits, 16 models, CPU
-  python -m launch.main --config=configs/experiments/lira.py:cifar10_resnet18:subset --workdir=runs/cifar10_r18_subset \
-      --config.zoo.sparsities='(0.8,)'                                          # CPU-sized subset zoo
+  python -m launch.main --config=configs/experiments/lira.py:cifar10_resnet18:subset --workdir=runs/lira_cifar10
+      # its own run: width x1/8, no augmentation, 8 epochs, 8 zoo models (the CPU zoo is still too slow at 32x32)
   python -m launch.report --workdir=runs/default
 The zoo has config.zoo.num_models models (16 on CPU configs, 64 for full CIFAR via tfds, 16 for ImageNet), each
 trained with the run's recipe on as many random examples of the dataset as the target's members; zoo.sparsities
