@@ -23,17 +23,29 @@ logs.patient_cpu_collectives()  # XLA reads $XLA_FLAGS once, when jax is importe
 import jax  # noqa: E402
 import ml_collections  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
-from jax.experimental import multihost_utils  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from mialth_jax import config_lib, errors, run_dir  # noqa: E402
 from mialth_jax.experiments import launch  # noqa: E402
+from mialth_jax.utils import hosts  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run folder (created; resumed if it holds the same run)")
 _RESTART = flags.DEFINE_bool("restart", False, "if --workdir holds a run with a different config, move it aside to "
                              "<workdir>.old-<time> and start over (a run of the same config is resumed)")
-_MULTIHOST = flags.DEFINE_bool("multihost", False, "call jax.distributed.initialize() (TPU pods, multi-host GPU)")
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", False, "one process of a multi-process job: start JAX's distributed runtime (TPU pod slices, "
+    "multi-node GPU). Cloud TPU, SLURM and Open MPI jobs are detected; elsewhere give the three flags below")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", os.environ.get("JAX_COORDINATOR_ADDRESS"), "HOST:PORT of process 0's coordinator, the "
+    "same for every process (default $JAX_COORDINATOR_ADDRESS); implies --multihost")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "processes in the job (default $JAX_NUM_PROCESSES); implies --multihost")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "this process's rank, 0..num_processes-1 (default $JAX_PROCESS_ID); implies --multihost")
+_DISTRIBUTED_TIMEOUT = flags.DEFINE_integer(
+    "distributed_timeout", 300, "multi-process jobs: seconds to wait for every process to connect, and after "
+    "which a process that stopped answering ends the others", lower_bound=1)
 _CPU_DEVICES = flags.DEFINE_integer(
     "cpu_devices", 0, "on a CPU, run as this many XLA devices (0: JAX's default, one): each runs its share of the "
     "batch on its own thread; 8 trains CIFAR-sized networks 1.4-1.8x faster on 2 cores (docs/performance.md), "
@@ -49,7 +61,7 @@ _HELP_FLAGS = ("-?", "--help", "-help", "--helpshort", "-helpshort", "--helpfull
 def fail(message) -> NoReturn:
   """Prints `error: message` as one line and exits with status 2."""
   print("error: " + " ".join(str(message).split()), file=sys.stderr)
-  sys.exit(2)
+  _exit(2)
 
 
 def _last_line(error: Exception) -> str:
@@ -142,6 +154,33 @@ def _use_compilation_cache(flag: str | None, workdir: str) -> None:
     jax.config.update("jax_compilation_cache_dir", folder)
 
 
+def _env_int(flag, name: str) -> int | None:
+  """--flag if given, else the integer in $name, else None."""
+  if flag.present or name not in os.environ:
+    return flag.value
+  try:
+    return int(os.environ[name])
+  except ValueError:
+    raise hosts.DistributedError(f"${name}={os.environ[name]!r}: expected an integer (--{flag.name})") from None
+
+
+def _start_distributed() -> None:
+  """jax.distributed.initialize with the flags (or $JAX_*), if --multihost or any of them was given."""
+  num_processes, process_id = _env_int(_NUM_PROCESSES, "JAX_NUM_PROCESSES"), _env_int(_PROCESS_ID, "JAX_PROCESS_ID")
+  given = [f for f in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID) if f.present]
+  if _MULTIHOST.value or given:
+    hosts.initialize(_COORDINATOR.value, num_processes, process_id, _DISTRIBUTED_TIMEOUT.value)
+
+
+def _exit(status: int) -> NoReturn:
+  """Exits; a process of a multi-process job skips JAX's shutdown barrier, which would wait for the others."""
+  if jax.distributed.is_initialized():
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+  sys.exit(status)
+
+
 def main(argv):
   del argv
   logs.quiet_libraries()
@@ -149,23 +188,28 @@ def main(argv):
   if _CPU_DEVICES.value:
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)   # before anything starts the backend
   try:
-    if _MULTIHOST.value:
-      jax.distributed.initialize()
+    _start_distributed()
     logging.info("process %d of %d, %d local / %d global devices (%s)", jax.process_index(), jax.process_count(),
                  jax.local_device_count(), jax.device_count(), jax.devices()[0].platform)
-    if _RESTART.value and jax.process_index() == 0:
-      moved = run_dir.restart(_CONFIG.value, _WORKDIR.value)
-      if moved:
-        logging.warning("--restart: moved the run with a different config to %s", moved)
-    if _RESTART.value and jax.process_count() > 1:
-      multihost_utils.sync_global_devices("restart")
+    if _RESTART.value:
+      hosts.decided_by_process_zero(functools.partial(_restart, _CONFIG.value, _WORKDIR.value), run_dir.RunDirError)
     logging.info("loading the data (data.name=%s) and preparing %s ...", _CONFIG.value.data.name, _WORKDIR.value)
     launch.run(_CONFIG.value, _WORKDIR.value)
   except errors.UserError as e:
     fail(e)
+  except jax.errors.JaxRuntimeError as e:
+    if not hosts.is_peer_lost(e):
+      raise
+    fail(hosts.peer_lost_message(e))
   except KeyboardInterrupt:
     print("interrupted: relaunch the same command to resume", file=sys.stderr)
-    sys.exit(130)
+    _exit(130)
+
+
+def _restart(config, workdir: str) -> None:
+  moved = run_dir.restart(config, workdir)
+  if moved:
+    logging.warning("--restart: moved the run with a different config to %s", moved)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import ml_collections
 from mialth_jax import data, errors
 from mialth_jax.attacks import attack_sets, registry
 from mialth_jax.data import augment
+from mialth_jax.defences import settings as defence_settings
+from mialth_jax.experiments import adversarial
 from mialth_jax.experiments.protocols import PROTOCOLS
 from mialth_jax.lottery import masks, recipes, train_state
 from mialth_jax.models import resnet
@@ -61,6 +63,7 @@ def base() -> ml_collections.ConfigDict:
   config.lottery.keep_classifier = False
   config.lottery.rewind_step = 0       # 0: rewind to w0 (the paper); k > 0: late rewinding to step k
   config.lottery.controls = ()         # any of: random_prune, random_reinit (or another registered recipe)
+  config.lottery.input_gradient_penalty = 0.01  # the input_gradient_penalty control: weight of mean ||grad_x loss||^2
 
   config.attacks = ml_collections.ConfigDict()
   config.attacks.protocols = ("paper",)  # any of: paper, transfer, shadow (or another registered protocol)
@@ -79,6 +82,18 @@ def base() -> ml_collections.ConfigDict:
   config.zoo.num_models = 16           # S models, each on as many seeded random examples (of all) as the members
   config.zoo.queries = ("identity", "flip")  # test-time queries of each image (augment.QUERIES)
   config.zoo.sparsities = ()           # ticket zoos to train: a subset of lottery.sparsities (empty: all of them)
+
+  config.adversarial = ml_collections.ConfigDict()  # the adversarial protocol (experiments/adversarial.py)
+  config.adversarial.num_examples = -1  # examples per attack-split part (half members) it attacks (-1: all)
+  config.adversarial.models = ()  # the models it attacks (empty: every finished model)
+  config.adversarial.batch_size = 128  # examples per sharded batch of the white-box and label-only signals
+  config.adversarial.smoothing_sigma = 0.0  # defence D1: pixel-noise std of output smoothing (0: no smoothed targets)
+  config.adversarial.smoothing_samples = 16  # noisy copies averaged per query
+  config.adversarial.smoothed_models = ("dense",)  # the models attacked with smoothing too
+  config.adversarial.smoothed_attacks = ()  # attacks.models run on the smoothed ones (empty: all; each query costs
+                                           # smoothing_samples forward passes there)
+
+  config.defences = defence_settings.defaults()  # the defence recipes of lottery.controls (defences/settings.py)
 
   config.checkpoint_every_steps = 0     # 0: only at the end of each phase
   return config
@@ -116,6 +131,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     recipes.RECIPES.lookup(control, "lottery.controls")
   for protocol in config.attacks.protocols:
     PROTOCOLS.lookup(protocol, "attacks.protocols")
+  defence_settings.validate(config)
+  adversarial.validate(config)
   calibrated = registry.learning_from(config.attacks.models.to_dict(), "references")
   if calibrated and "zoo" not in config.attacks.protocols:
     raise errors.ConfigError(f"attacks.models: {', '.join(calibrated)} learn from reference models and run only "

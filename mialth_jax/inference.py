@@ -1,7 +1,8 @@
 """Exact sharded inference: logits for a list of example indices, in order, every example kept.
 
-Batches are padded to a multiple of the device count and sharded along the mesh's data axis; a validity mask drops the
-padding after the results are gathered. Used for evaluation during training and for confidence extraction.
+Batches are padded to a multiple of the device count and sharded along the mesh's data axis (each process reads only
+its devices' part); a validity mask drops the padding after the results are gathered. Used for evaluation during
+training and for confidence extraction.
 """
 import functools
 
@@ -23,6 +24,19 @@ def make_mesh() -> Mesh:
 def global_array(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
   """A global jax.Array from a host array that every process holds in full (works multi-host)."""
   return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def process_local_batch(source, indices: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  """The global array `source[indices]` (any `ImageSource`, or a numpy array) sharded along its first axis, of which
+  this process reads (and decodes) only the rows that its own devices hold: with N hosts each reads 1/N of a batch.
+
+  Which rows a process holds follows from the sharding alone, so the batch (the data order) does not depend on the
+  number of processes. One process reads every row, as `global_array` does.
+  """
+  slices = sharding.addressable_devices_indices_map((len(indices),)).values()
+  rows = np.unique(np.concatenate([np.arange(len(indices))[index[0]] for index in slices]))
+  local = np.asarray(source[np.asarray(indices)[rows]])
+  return jax.make_array_from_process_local_data(sharding, local, (len(indices), *local.shape[1:]))
 
 
 def global_array_tree(tree, sharding: NamedSharding):
@@ -64,7 +78,7 @@ def predict_logits(logits_fn, variables, images, indices: np.ndarray, batch_size
   batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
   outputs = []
   for batch_idx, num_valid in padded_batches(np.asarray(indices), batch_size, mesh.size):
-    batch = global_array(np.asarray(images[batch_idx]), batch_sharding)
+    batch = process_local_batch(images, batch_idx, batch_sharding)
     outputs.append((logits_fn(variables, batch), num_valid))
   return np.concatenate([np.asarray(out)[:n] for out, n in outputs]) if outputs else np.zeros((0, 0), np.float32)
 

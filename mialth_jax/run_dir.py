@@ -53,13 +53,14 @@ def differing_config(config: ml_collections.ConfigDict, workdir: str) -> list[st
   return differing_fields(io.read_json(path), json.loads(config.to_json()))  # tuples become lists, as in the file
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Checks that the workdir is new or holds a run of the same models; a new one gets config.json."""
+def prepare(config: ml_collections.ConfigDict, workdir: str, write: bool = True) -> None:
+  """Checks that the workdir is new or holds a run of the same models; a new one gets config.json (if `write`: the
+  process that writes for a multi-process job)."""
   differing = differing_config(config, workdir)
   if differing:
     raise RunDirError(f"{workdir} holds a run with a different config ({', '.join(differing)}); use a new "
                       "--workdir, the same config, or --restart to move that run aside and start over")
-  if not os.path.exists(RunLayout(workdir).config):
+  if write and not os.path.exists(RunLayout(workdir).config):
     record_config(config, workdir)
 
 

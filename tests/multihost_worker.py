@@ -15,7 +15,10 @@ jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
 
 def main(port: str, process_id: str, num_processes: str, out: str) -> None:
-  jax.distributed.initialize(f"localhost:{port}", num_processes=int(num_processes), process_id=int(process_id))
+  from mialth_jax.utils import hosts  # noqa: E402
+  # The launcher's start: connects the collectives while both processes are here, so that the one which finds the
+  # compiled forward pass in the cache does not give up (gloo waits 30 s to connect) on one still compiling it.
+  hosts.initialize(f"localhost:{port}", int(num_processes), int(process_id), timeout_s=300)
   import numpy as np  # noqa: E402
   from mialth_jax import inference  # noqa: E402
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

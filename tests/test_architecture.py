@@ -22,10 +22,12 @@ ALLOWED = {
     "inference": FOUNDATIONS | {"data"},
     "run_dir": FOUNDATIONS,
     "lottery": FOUNDATIONS | {"data", "models", "inference", "run_dir"},
+    "defences": FOUNDATIONS | {"data", "models", "inference", "run_dir", "lottery"},
     "attacks": FOUNDATIONS | {"data", "models", "inference"},
-    "experiments": FOUNDATIONS | {"data", "models", "inference", "run_dir", "lottery", "attacks", "config_lib"},
-    "config_lib": FOUNDATIONS | {"data", "models", "lottery", "attacks", "experiments"},
-    "report": FOUNDATIONS | {"data", "models", "lottery", "attacks", "experiments"},
+    "experiments": FOUNDATIONS | {"data", "models", "inference", "run_dir", "lottery", "attacks", "config_lib",
+                                  "defences"},
+    "config_lib": FOUNDATIONS | {"data", "models", "lottery", "attacks", "experiments", "defences"},
+    "report": FOUNDATIONS | {"data", "models", "lottery", "attacks", "experiments", "defences"},
     "api": FOUNDATIONS | {"data", "inference", "lottery", "attacks", "experiments"},
 }
 

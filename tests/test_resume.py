@@ -16,9 +16,9 @@ import time
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
+import run_files
 from mialth_jax.experiments import launch
 from mialth_jax.lottery import pipeline
 from mialth_jax.models import resnet
@@ -63,32 +63,6 @@ def _attack_results(workdir):
   return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files if f.endswith(".json")]
 
 
-def _artefacts(workdir):
-  """{relative path: kind} of every result: Orbax checkpoint folders as a whole, files by extension."""
-  found = {}
-  for root, dirs, files in os.walk(workdir):
-    rel = os.path.relpath(root, workdir)
-    if "_CHECKPOINT_METADATA" in files:
-      found[rel], dirs[:] = "checkpoint", []
-      continue
-    found.update({os.path.normpath(os.path.join(rel, f)): os.path.splitext(f)[1] for f in files if f != ".lock"})
-  return found
-
-
-def _tree(path):
-  """Every leaf of an Orbax checkpoint, read with no target tree (independently of the pipeline's restore)."""
-  if os.path.isdir(os.path.join(path, "default")):  # a CheckpointManager step holds its state in an item folder
-    path = os.path.join(path, "default")
-  with ocp.StandardCheckpointer() as c:
-    return jax.device_get(c.restore(os.path.abspath(path)))
-
-
-def _without_wall_time(tree):
-  if isinstance(tree, dict):
-    return {k: _without_wall_time(v) for k, v in tree.items() if k != "wall_seconds"}
-  return tree
-
-
 def _assert_same_leaves(path, a, b):
   leaves_a, leaves_b = jax.tree_util.tree_leaves_with_path(a), jax.tree_util.tree_leaves_with_path(b)
   assert [p for p, _ in leaves_a] == [p for p, _ in leaves_b], path
@@ -98,15 +72,15 @@ def _assert_same_leaves(path, a, b):
 
 def _assert_same_run(reference, run):
   """Every artefact of `run` equals the reference's: checkpoints bitwise, JSON but wall time, npz, metrics lines."""
-  expected, found = _artefacts(reference), _artefacts(run)
+  expected, found = run_files.artefacts(reference), run_files.artefacts(run)
   assert sorted(found) == sorted(expected)
   assert not [p for p in found if any(t in p for t in TEMPORARY)]
   for rel, kind in expected.items():
     a, b = os.path.join(reference, rel), os.path.join(run, rel)
     if kind == "checkpoint":
-      _assert_same_leaves(rel, _tree(a), _tree(b))
+      _assert_same_leaves(rel, run_files.read_checkpoint(a), run_files.read_checkpoint(b))
     elif kind == ".json":
-      assert _without_wall_time(io.read_json(b)) == _without_wall_time(io.read_json(a)), rel
+      assert run_files.without_wall_time(io.read_json(b)) == run_files.without_wall_time(io.read_json(a)), rel
     elif kind == ".npz":
       x, y = io.read_npz(a), io.read_npz(b)
       assert sorted(x) == sorted(y), rel
@@ -127,7 +101,7 @@ def reference(tmp_path_factory):
 
 
 def test_reference_run_is_what_the_comparison_expects(reference):
-  artefacts = _artefacts(reference)
+  artefacts = run_files.artefacts(reference)
   assert sum(k == "checkpoint" for k in artefacts.values()) == 10  # w0, rewind; per model mask, final, 2 states
   assert _checkpoint_steps(reference, "dense") == [16, 20]
   assert len(_attack_results(reference)) == 2 * 2 + 4 * 2 + 1  # paper, transfer (all pairs), summary.json
@@ -197,7 +171,7 @@ def test_a_diverging_run_stops_at_the_step_and_keeps_its_last_good_checkpoint(tm
   assert 7 <= step <= 8 and "the checkpoint of step 4 is kept" in errors[0]
   dense = os.path.join(workdir, "models", "dense")
   assert _checkpoint_steps(workdir, "dense") == [4]
-  state = _tree(os.path.join(dense, "checkpoints", "4"))
+  state = run_files.read_checkpoint(os.path.join(dense, "checkpoints", "4"))
   assert state["step"] == 4 and all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
   assert not os.path.exists(os.path.join(dense, "final")) and not os.path.exists(os.path.join(dense, "summary.json"))
 

@@ -10,7 +10,7 @@ import inspect
 import numpy as np
 
 from mialth_jax.attacks import metrics as metrics_lib
-from mialth_jax.attacks import lira, optax_mlp, rmia, sklearn_attacks, threshold
+from mialth_jax.attacks import adversarial_attacks, lira, optax_mlp, rmia, sklearn_attacks, threshold
 from mialth_jax.attacks.inputs import AttackError, AttackInputs
 from mialth_jax.utils.registry import Registry
 
@@ -31,6 +31,8 @@ ATTACKS = Registry("attack type", AttackError, {
     "threshold_mentropy": threshold.MentropyThreshold,
     "lira": lira.LiRA,
     "rmia": rmia.RMIA,
+    **adversarial_attacks.SIGNAL_ATTACKS,  # learns_from = "target": white-box, label-only (experiments/adversarial)
+    "adversarial_features": adversarial_attacks.AdversarialFeatures,
 })
 
 
@@ -57,8 +59,9 @@ def make_attack(config: dict):
 
 
 def learning_from(attack_configs: dict, kind: str) -> dict:
-  """The attack configs whose attack class learns from `kind`: "labelled_outputs" (fit(inputs, is_member)) or
-  "references" (fit_reference: LiRA, RMIA; see attacks.reference)."""
+  """The attack configs whose attack class learns from `kind`: "labelled_outputs" (fit(inputs, is_member)),
+  "references" (fit_reference: LiRA, RMIA; see attacks.reference) or "target" (statistic(target, ids), then fit on
+  it: white-box and label-only attacks, attacks.adversarial_attacks)."""
   return {name: c for name, c in attack_configs.items()
           if getattr(ATTACKS.lookup(c.get("type")), "learns_from", "labelled_outputs") == kind}
 

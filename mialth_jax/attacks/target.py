@@ -17,7 +17,7 @@ from mialth_jax import inference
 from mialth_jax.attacks import inputs as inputs_lib
 from mialth_jax.data import augment
 from mialth_jax.data.examples import ExampleSource
-from mialth_jax.utils import io
+from mialth_jax.utils import hosts, io
 
 
 @dataclasses.dataclass
@@ -66,9 +66,9 @@ class Target:
     rows = np.searchsorted(cached["ids"], ids)
     # Built (and validated: NaN / Inf are refused) before the cache is written, so a bad extraction is never cached.
     outputs = inputs_lib.AttackInputs.from_logits(cached["logits"][rows], self.source.labels(ids))
-    if len(missing) and jax.process_index() == 0:
-      io.write_npz(self.cache_path, ids=cached["ids"], logits=cached["logits"],
-                   labels=self.source.labels(cached["ids"]))
+    if len(missing):  # every process then reads the cache that process 0 wrote
+      hosts.on_process_zero(lambda: io.write_npz(self.cache_path, ids=cached["ids"], logits=cached["logits"],
+                                                 labels=self.source.labels(cached["ids"])))
     return outputs
 
 

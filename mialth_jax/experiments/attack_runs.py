@@ -8,15 +8,19 @@ import os
 import numpy as np
 
 from mialth_jax.attacks import attack_sets, registry
+from mialth_jax.defences import reference
 from mialth_jax.experiments import targets as targets_lib
-from mialth_jax.utils import io
+from mialth_jax.utils import hosts, io
 
 
 def nonmember_pool(ctx) -> np.ndarray:
-  """Global ids of non-members: the test split (the paper), optionally plus the unused training images."""
+  """Global ids of non-members: the test split (the paper), optionally plus the unused training images, less the
+  Min-Max defender's reference set (defences.reference), which no evaluation may use."""
   pool = ctx.splits.test + len(ctx.dataset.y_train)
+  reserved = reference.draw(ctx.config, ctx.splits)
   if ctx.config.attacks.nonmembers == "test+unused_train":
-    pool = np.concatenate([pool, ctx.splits.unused_train])
+    pool = np.concatenate([pool, np.setdiff1d(ctx.splits.unused_train, reserved) if reserved.size
+                          else ctx.splits.unused_train])
   return np.sort(pool)
 
 
@@ -42,7 +46,7 @@ def attack_split(ctx, size: int, write: bool = True) -> attack_sets.AttackSplit:
   split = attack_sets.make_attack_split(ctx.splits.members, nonmember_pool(ctx), size,
                                         ctx.config.attacks.test_fraction, seed=ctx.config.seed)
   if write:
-    io.write_npz(path, **split.to_arrays())
+    hosts.on_process_zero(lambda: io.write_npz(path, **split.to_arrays()))
   return split
 
 
@@ -107,8 +111,10 @@ class AttackRun:
                                             num_bootstrap=config.attacks.num_bootstrap, seed=config.seed)
     result.update(protocol=protocol, source=source_label, target=target.label, attack=name, size=self.size,
                   attack_config=dict(attack_config))
-    io.write_npz(npz_path, ids=test_ids, **per_example)
-    io.write_json(json_path, result)
+    def write():
+      io.write_npz(npz_path, ids=test_ids, **per_example)
+      io.write_json(json_path, result)
+    hosts.on_process_zero(write)  # every process then finds the result done
     return result
 
 

@@ -4,23 +4,25 @@ import contextlib
 import jax
 import ml_collections
 from absl import logging
-from jax.experimental import multihost_utils
 
 from mialth_jax import config_lib, run_dir
 from mialth_jax.attacks import registry
 from mialth_jax.experiments import attack_runs, verdict
 from mialth_jax.experiments.protocols import PROTOCOLS
 from mialth_jax.lottery import pipeline
-from mialth_jax.utils import io
+from mialth_jax.utils import hosts, io
 
 
 @contextlib.contextmanager
 def _locked_setup(config: ml_collections.ConfigDict, workdir: str):
-  """Validates, takes the workdir's lock (process 0) and yields the run's context."""
+  """Validates, takes the workdir's lock and yields the run's context.
+
+  In a multi-process job process 0 holds the lock (and sweeps what a killed launch left) before anyone writes; if it
+  cannot, every process stops with its message, so a second job on the workdir is refused on all its processes.
+  """
   config_lib.validate(config)
-  with run_dir.locked(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
-    if jax.process_count() > 1:  # nobody writes before process 0 holds the lock and swept the killed launch's files
-      multihost_utils.sync_global_devices("workdir locked")
+  with contextlib.ExitStack() as lock:
+    hosts.decided_by_process_zero(lambda: lock.enter_context(run_dir.locked(workdir)), run_dir.RunDirError)
     yield pipeline.setup(config, workdir)
 
 

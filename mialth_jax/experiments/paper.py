@@ -68,8 +68,80 @@ def strong_attacks(config: ml_collections.ConfigDict, variant: str | None) -> No
     config.lottery.sparsities, config.zoo.num_models = (0.5, 0.8, 0.9), 8
 
 
+def adversarial_attacks(data_name: str) -> dict:
+  """The attacks of configs/experiments/adversarial.py: output-based, white-box (the total-variation proxy over an
+  eps sweep, FGSM, the loss variation, the gradient norm, the minimal perturbation, several as features of an MLP) and
+  label-only (HopSkipJump, augmentations), with CPU-sized budgets (docs/adversarial.md)."""
+  tv = lambda eps, **o: {"type": "adversarial_tv", "eps": eps, **o}  # noqa: E731  PGD-10, alpha = eps / 4
+  sweep = {f"tv_linf_{k}": tv(k / 255) for k in (1, 2, 4, 8)} | {"tv_l2_0p25": tv(0.25, norm="l2")}
+  white_box = {
+      "fgsm_tv_linf_4": tv(4 / 255, steps=1, step_fraction=1.0),
+      "loss_var_linf_4": tv(4 / 255, output="loss"),
+      "grad_norm_linf": {"type": "input_gradient_norm", "norm": "linf"},
+      "min_eps_linf": {"type": "minimal_perturbation", "norm": "linf", "max_eps": 16 / 255, "search_steps": 6,
+                       "steps": 5},
+  }
+  label_only = {
+      "hopskipjump": {"type": "hopskipjump", "iterations": 5, "init_eval": 20, "max_eval": 200, "init_size": 50},
+      "augmentation": {"type": "augmentation_robustness", "max_shift": 1 if data_name == "digits" else 2},
+  }
+  features = {"adversarial_mlp": {"type": "adversarial_features", "learner": {"type": "optax_mlp"}, "signals": {
+      "tv_linf_1": sweep["tv_linf_1"], "tv_linf_4": sweep["tv_linf_4"], "grad_norm": white_box["grad_norm_linf"],
+      "min_eps": white_box["min_eps_linf"]}}}
+  outputs = {k: PAPER_ATTACKS[k] for k in ("mlp", "loss", "confidence", "mentropy")}
+  return {**outputs, **sweep, **white_box, **label_only, **features}
+
+
+SMOOTHED_ATTACKS = ("mlp", "loss", "confidence", "mentropy", "tv_linf_4", "fgsm_tv_linf_4", "grad_norm_linf",
+                    "augmentation")  # on the smoothed model each query costs smoothing_samples forward passes
+
+
+def adversarial(config: ml_collections.ConfigDict, variant: str | None) -> None:
+  """Membership inference via adversarial examples (Kadoche et al. 2022) and label-only attacks, on the dense model,
+  its tickets and two defences of ours (configs/experiments/adversarial.py, docs/adversarial.md). The same models as
+  the strong-attacks experiment (its CPU-sized `subset` training included), so one run folder serves both."""
+  strong_attacks(config, variant)
+  config.attacks.protocols = ("paper", "adversarial")
+  config.attacks.models = adversarial_attacks(config.data.name)
+  config.lottery.controls = (*config.lottery.controls, "input_gradient_penalty")
+  settings = config.adversarial
+  settings.smoothing_sigma, settings.smoothing_samples, settings.smoothed_attacks = 0.1, 8, SMOOTHED_ATTACKS
+  # CPU-sized: every attack on the same few hundred examples per attack-split part (LeakPro's HopSkipJump also
+  # audits a fraction of the set); on digits the Table 1 ticket only, next to dense and the penalty model.
+  settings.num_examples = 400 if config.data.name == "digits" else 500
+  if config.data.name == "digits":
+    settings.models = ("dense", "ticket_s80", "input_gradient_penalty")
+
+
+DEFENCES = ("finetune", "admm", "minmax", "admm_minmax")  # the recipes (lottery.controls) of docs/defences.md
+
+
+def defences(config: ml_collections.ConfigDict, variant: str | None) -> None:
+  """Pruning as a defence (Wang et al., IJCAI 2021) against adversarial regularisation (Nasr et al., CCS 2018):
+  tickets, prune-and-fine-tune, ADMM pruning, Min-Max (a lambda sweep) and ADMM + Min-Max, attacked by adaptive
+  attackers only: every attack learns from the defended model's own outputs (paper protocol) or from shadows trained
+  with the same defence (shadow protocol). configs/experiments/defences.py, docs/defences.md."""
+  config.lottery.controls = DEFENCES
+  config.lottery.rule = config.defences.rule  # tickets take the same per-layer counts: rewind vs fine-tune vs ADMM
+  config.attacks.protocols = ("paper", "shadow")
+  config.attacks.models = {**{k: PAPER_ATTACKS[k] for k in ("sklearn_mlp", "mlp", "loss", "loss_per_class",
+                                                            "confidence", "mentropy")},
+                           "mlp_label": {"type": "optax_mlp", "with_label": True}}  # Nasr et al.'s attack reads y
+  if config.data.name == "digits":  # 600 of 898 members: half of the other 298 train images are the reference set
+    config.data.num_train, config.lottery.sparsities = 600, (0.5, 0.9)
+    config.defences.minmax.lambdas = (1.0, 3.0)
+  elif config.data.name == "tfds":  # GPU-sized: Nasr et al.'s split (half the train set) and lambda sweep
+    config.data.num_train, config.attacks.nonmembers = 25_000, "test+unused_train"
+    config.defences.minmax.lambdas, config.defences.minmax.combined_lambdas = (0.5, 1.0, 2.0, 3.0, 6.0), (1.0, 3.0)
+  if variant == "subset":
+    # CPU-sized (about an hour per dataset on 2 cores, shadows included): the strong-attacks subset's models (width
+    # x1/8, no augmentation, 8 epochs: they overfit), two sparsities, two lambdas and one combined lambda.
+    config.model.width_multiplier, config.data.augment, config.train.num_epochs = 0.125, "none", 8.0
+    config.lottery.sparsities, config.defences.minmax.lambdas = (0.5, 0.9), (1.0, 3.0)
+
+
 EXPERIMENTS = {f.__name__: f for f in (table1, fig1_accuracy_vs_sparsity, fig2_attack_vs_sparsity,
-                                       fig3_attack_vs_samples, fig4_transfer, strong_attacks)}
+                                       fig3_attack_vs_samples, fig4_transfer, strong_attacks, adversarial, defences)}
 
 
 def experiment(name: str, arg: str | None) -> ml_collections.ConfigDict:

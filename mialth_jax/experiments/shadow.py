@@ -8,10 +8,11 @@ import numpy as np
 
 from mialth_jax.attacks import attack_sets
 from mialth_jax.data import splits as splits_lib
+from mialth_jax.defences import reference
 from mialth_jax.experiments import attack_runs, targets as targets_lib
 from mialth_jax.experiments.protocols import PROTOCOLS, Protocol
 from mialth_jax.lottery import pipeline, recipes
-from mialth_jax.utils import io
+from mialth_jax.utils import hosts, io
 
 SHADOW_SEED_OFFSET = 1000  # the shadow's init and data order differ from the target's: the attacker knows neither
 
@@ -39,13 +40,14 @@ def shadow_models(attack_run: attack_runs.AttackRun) -> tuple[pipeline.Context, 
   """Trains (or finds) one shadow per model the config plans, in the shadow run folder; returns its context."""
   ctx, size = attack_run.ctx, attack_run.size
   members, split = shadow_split(attack_run)
-  io.write_npz(ctx.layout.shadow_split(size), members=members, **split.to_arrays())
+  hosts.on_process_zero(lambda: io.write_npz(ctx.layout.shadow_split(size), members=members, **split.to_arrays()))
   config = ctx.config.copy_and_resolve_references()
   with config.unlocked():
     config.seed = ctx.config.seed + SHADOW_SEED_OFFSET
   shadow_splits = splits_lib.Splits(members=members, unused_train=np.zeros(0, np.int64), test=np.zeros(0, np.int64))
   shadow_ctx = pipeline.setup(config, ctx.layout.shadow_run(size).workdir, dataset=ctx.dataset, splits=shadow_splits)
   shadow_ctx.log_prefix = f"{ctx.layout.shadow_run(size).label}/"  # "[shadow_n898/dense]", not "[dense]" again
+  reference.hand_to_shadow(ctx, shadow_ctx.layout)  # Min-Max shadows train on the target's reference non-members
   pipeline.ensure_w0(shadow_ctx)
   for spec in recipes.plan(config):
     pipeline.train_model(shadow_ctx, spec)

@@ -163,8 +163,9 @@ def setup(config: ml_collections.ConfigDict, workdir: str, dataset=None,
   splits = splits or splits_lib.make_splits(len(dataset.y_train), len(dataset.y_test), config.data.num_train,
                                             config.seed)
   ctx = build(config, layout, dataset, splits)
-  run_dir.prepare(config, workdir)
-  splits_lib.record(layout.splits, splits, write=jax.process_index() == 0)
+  writes = jax.process_index() == 0  # the one process that writes JSON and npz files
+  run_dir.prepare(config, workdir, write=writes)
+  splits_lib.record(layout.splits, splits, write=writes)
   return ctx
 
 

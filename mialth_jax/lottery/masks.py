@@ -133,6 +133,33 @@ def _random_like(magnitude_masks, old_masks, seed: int) -> list[np.ndarray]:
   return out
 
 
+def prunable_leaves(tree, mask) -> list:
+  """The leaves of `tree` (params, gradients, numpy or traced) at the mask's prunable positions, in leaf order."""
+  return [x for x, m in zip(jax.tree.leaves(tree), jax.tree.leaves(mask)) if np.ndim(m)]
+
+
+def keep_largest(scores: list, pruned: jax.Array) -> list:
+  """`prune`'s magnitude rule in jnp, for use inside jit (ADMM's projection): keep masks that drop the `pruned`
+  smallest scores of each leaf (`pruned` int [L], layerwise) or of all leaves together (`pruned` int [], global).
+
+  One stable sort of every score keyed by (leaf, score) ranks each score within its leaf (or within all of them), ties
+  by position exactly as `_lowest` breaks them, so on the same |w| it returns the masks `prune` returns.
+  """
+  sizes = [int(np.size(s)) for s in scores]
+  flat = jnp.concatenate([jnp.ravel(s) for s in scores])
+  # Computed at run time: XLA would otherwise spend minutes folding weight-sized constants out of the iota.
+  position = jax.lax.optimization_barrier(jnp.arange(flat.size, dtype=jnp.int32))
+  if jnp.ndim(pruned):
+    starts = jnp.asarray(np.cumsum([0, *sizes[:-1]]), jnp.int32)
+    segment = (jnp.searchsorted(starts, position, side="right") - 1).astype(jnp.int32)
+  else:
+    segment, starts, pruned = jnp.zeros_like(position), jnp.zeros(1, jnp.int32), jnp.reshape(pruned, (1,))
+  _, _, order = jax.lax.sort((segment, flat, position), num_keys=2, is_stable=True)
+  rank = jnp.zeros_like(position).at[order].set(position) - starts[segment]
+  keep = rank >= pruned[segment]
+  return [k.reshape(jnp.shape(s)) for k, s in zip(jnp.split(keep, np.cumsum(sizes)[:-1].tolist()), scores)]
+
+
 def imp_sparsity(fraction: float, rounds: int) -> float:
   """Sparsity after `rounds` of pruning `fraction` of the survivors: 1 - (1 - f)^L."""
   return 1.0 - (1.0 - fraction) ** rounds

@@ -14,7 +14,7 @@ from absl import logging
 from mialth_jax import inference
 from mialth_jax.lottery import context as context_lib, masks, recipes
 from mialth_jax.lottery import train as train_lib
-from mialth_jax.utils import checkpoint, io, progress
+from mialth_jax.utils import checkpoint, hosts, io, progress
 
 Context = context_lib.Context
 setup = context_lib.setup
@@ -45,7 +45,8 @@ def train_model(ctx: Context, spec: recipes.ModelSpec) -> dict:
   if not checkpoint.exists(layout.mask(spec.name)):
     checkpoint.save(layout.mask(spec.name), mask)
   report = masks.sparsity_report(mask)
-  io.write_json(layout.sparsity_report(spec.name), report)
+  if jax.process_index() == 0:
+    io.write_json(layout.sparsity_report(spec.name), report)
   state = start_state(ctx, spec, mask)
   logging.info("[%s%s] %s, sparsity %.4f (%d of %d prunable weights kept), steps %d..%d", ctx.log_prefix, spec.name,
                spec.kind,
@@ -60,8 +61,7 @@ def train_model(ctx: Context, spec: recipes.ModelSpec) -> dict:
              "pruned_from": spec.mask_from, "init": spec.init, "rewind_step": ctx.config.lottery.rewind_step,
              "steps": ctx.total_steps, "devices": ctx.mesh.size, "platform": ctx.mesh.devices.flat[0].platform,
              "wall_seconds": time.time() - started, **final_eval}
-  if jax.process_index() == 0:
-    io.write_json(layout.summary(spec.name), summary)
+  hosts.on_process_zero(lambda: io.write_json(layout.summary(spec.name), summary))  # others then see it finished
   return summary
 
 
@@ -94,8 +94,7 @@ def run_models(ctx: Context) -> dict:
   for done, spec in enumerate(plan, 1):
     summaries[spec.name] = train_model(ctx, spec)
     _log_remaining(ctx, plan, done, time.time() - started)
-  if jax.process_index() == 0:
-    io.write_json(ctx.layout.lottery_summary, summaries)
+  hosts.on_process_zero(lambda: io.write_json(ctx.layout.lottery_summary, summaries))
   for name, s in summaries.items():
     logging.info("%-22s sparsity %.3f  test acc %.4f  train acc %.4f", name, s["sparsity"], s["test_accuracy"],
                  s["train_accuracy"])

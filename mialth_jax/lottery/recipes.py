@@ -30,7 +30,12 @@ class ModelSpec:
   sparsity: float = 0.0
   mask_from: str = ""       # the finished model whose weights (and mask) are pruned
   rule: str = ""
-  init: str = "rewind"      # rewind (w0 or the late-rewind point) | reinit (a fresh random init)
+  init: str = "rewind"      # rewind (w0 or the late-rewind point) | reinit (a fresh random init) | trained
+  options: tuple = ()       # a recipe's own settings as (name, value) pairs, e.g. (("lambda", 1.0),)
+
+  def option(self, name: str):
+    """The value of one of `options` (a KeyError names a recipe bug: plans set the options their recipe reads)."""
+    return dict(self.options)[name]
 
 
 def sparsity_tag(sparsity: float) -> str:
@@ -87,6 +92,13 @@ class Rewound(Recipe):
 
   def first_step(self, ctx, spec: ModelSpec) -> int:
     return ctx.config.lottery.rewind_step
+
+
+class FromTrained(Recipe):
+  """Starts from the final weights of the finished model `spec.mask_from` (fine-tuning after pruning: no rewind)."""
+
+  def start(self, ctx, spec: ModelSpec) -> dict:
+    return ctx.restore_variables(ctx.layout.final(spec.mask_from))
 
 
 @RECIPES.register("dense")
@@ -172,3 +184,6 @@ def plan(config: ml_collections.ConfigDict) -> list[ModelSpec]:
   for kind in ("dense", METHOD_RECIPES[config.lottery.method], *config.lottery.controls):
     specs += RECIPES.lookup(kind, "lottery.controls")().plan(config, specs)
   return specs
+
+
+from mialth_jax.lottery import input_gradient_penalty  # noqa: E402,F401  (registers the input_gradient_penalty control)

@@ -119,7 +119,8 @@ def make_jitted_step(model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh, d
 
 
 def step_inputs(loop: LoopConfig, data: TrainData, mesh: Mesh, first_step: int):
-  """Yields each step's inputs from `first_step` on; streamed batches are read two steps ahead on a thread."""
+  """Yields each step's inputs from `first_step` on; streamed batches are read two steps ahead on a thread, each
+  process reading and decoding only its own devices' part of the global batch."""
   batch_sharding = NamedSharding(mesh, P(inference.DATA_AXIS))
   num_members = len(data.host_labels)
 
@@ -127,8 +128,8 @@ def step_inputs(loop: LoopConfig, data: TrainData, mesh: Mesh, first_step: int):
     idx = batch_indices(loop.seed, step, num_members, loop.batch_size, loop.steps_per_epoch)
     if data.images is not None:
       return data.images, data.labels, inference.global_array(idx.astype(np.int32), batch_sharding)
-    return (inference.global_array(np.asarray(data.host_images[idx]), batch_sharding),
-            inference.global_array(data.host_labels[idx], batch_sharding))
+    return (inference.process_local_batch(data.host_images, idx, batch_sharding),
+            inference.process_local_batch(data.host_labels, idx, batch_sharding))
   if data.images is not None:
     yield from (make(step) for step in range(first_step, loop.total_steps))
     return
@@ -158,6 +159,7 @@ def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: 
              checkpoint_dir: str, log: io.MetricsLog) -> tuple[TrainState, dict]:
   """Trains from `state` (or its latest checkpoint in checkpoint_dir) to `loop.total_steps` with `jitted_step`
   (`make_jitted_step`), evaluating with `logits_fn` (`inference.make_logits_fn`)."""
+  log = log if jax.process_index() == 0 else _NotWritten()
   manager = checkpoint.manager(checkpoint_dir)
   resumed_from, state = checkpoint.restore_latest(manager, state, NamedSharding(mesh, P()))
   if resumed_from is not None:
@@ -188,6 +190,16 @@ def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: 
       manager.wait_until_finished()
   manager.close()
   return state, last_eval
+
+
+class _NotWritten:
+  """The metrics log of processes other than 0: every process computes the same lines, process 0 writes them."""
+
+  def truncate_after(self, step: int) -> None:
+    del step
+
+  def __call__(self, record: dict) -> None:
+    del record
 
 
 def _flush(pending, first_step: int, loop: LoopConfig, meter, log, manager) -> None:

@@ -16,7 +16,7 @@ from absl import logging
 from mialth_jax import errors, inference
 from mialth_jax.data.examples import ExampleSource
 from mialth_jax.lottery import masks, recipes, train_state as state_lib, zoo
-from mialth_jax.utils import checkpoint, io, progress
+from mialth_jax.utils import checkpoint, hosts, io, progress
 
 
 def zoo_settings(ctx) -> dict:
@@ -36,9 +36,12 @@ def record_zoo(ctx) -> tuple[np.ndarray, np.ndarray]:
     return np.load(layout.zoo("keep.npy")), np.load(layout.zoo("seeds.npy"))
   keep = zoo.random_subsets(settings["num_models"], settings["pool_size"], len(ctx.splits.members), ctx.config.seed)
   seeds = zoo.model_seeds(ctx.config.seed, settings["num_models"])
-  for name, array in (("keep.npy", keep), ("seeds.npy", seeds), ("ids.npy", np.arange(settings["pool_size"]))):
-    io.write_npy(layout.zoo(name), array)
-  io.write_json(layout.zoo("zoo.json"), settings)
+
+  def write():
+    for name, array in (("keep.npy", keep), ("seeds.npy", seeds), ("ids.npy", np.arange(settings["pool_size"]))):
+      io.write_npy(layout.zoo(name), array)
+    io.write_json(layout.zoo("zoo.json"), settings)  # last: the zoo's membership is recorded once this exists
+  hosts.on_process_zero(write)
   return keep, seeds
 
 
@@ -98,7 +101,7 @@ def train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray
   source = ExampleSource(ctx.dataset)
   logits = zoo.zoo_logits(ctx.model, variables, source[np.arange(len(source))], ctx.data.mean, ctx.data.std,
                           ctx.mesh, tuple(ctx.config.zoo.queries), ctx.config.attacks.batch_size)
-  io.write_npy(layout.zoo(spec.name, "logits.npy"), logits.astype(np.float32))
+  hosts.on_process_zero(lambda: io.write_npy(layout.zoo(spec.name, "logits.npy"), logits.astype(np.float32)))
   summary = {"name": spec.name, "kind": spec.kind, "sparsity": masks.sparsity_report(model_masks[0])["sparsity"],
              "num_models": num_models, "steps": total_steps, "wall_seconds": time.time() - started}
   if jax.process_index() == 0:

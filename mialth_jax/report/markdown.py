@@ -6,7 +6,7 @@ import numpy as np
 
 from mialth_jax.experiments import verdict
 from mialth_jax.experiments.protocols import PROTOCOLS
-from mialth_jax.report import collect, plots
+from mialth_jax.report import adversarial, collect, defences, plots
 from mialth_jax.utils import io
 
 PAPER_ATTACK = "sklearn_mlp"  # the paper's attack: scikit-learn's MLPClassifier on the softmax vector
@@ -181,7 +181,7 @@ def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamb
          f"Generated from {', '.join(r.workdir for r in runs)} on {platform.node()} ({platform.machine()}). Every "
          "attack metric below is recomputed from the saved per-example scores (`attacks/**/<attack>.npz`). "
          f"Paper: {paper['source']}.", "", "## Did pruning change leakage?", "", *verdict_section(runs),
-         "## Runs", "", *runs_table(runs), "",
+         *defences.section(runs, main_size, plot_dir, rel), "## Runs", "", *runs_table(runs), "",
          "## Table 1: attack accuracy and precision, dense vs lottery ticket (ours vs the paper)", "",
          f"Paper protocol, attack = `{PAPER_ATTACK}` (the paper's scikit-learn MLP) and `mlp` (our Optax MLP); "
          "ticket = the one-shot ticket at 80 % sparsity (the paper does not say which sparsity its Table 1 uses; its "
@@ -225,6 +225,7 @@ def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamb
                                  os.path.join(plot_dir, f"roc_strong_{run.label}.png"))
       doc += ["LiRA and RMIA (zoo protocol) against the paper's attack and the loss threshold, dense and the Table 1 "
               "ticket:", "", f"![strong attacks {run.label}]({rel(strong)})", ""]
+    doc += adversarial.section(run, size, plot_dir, rel)
     roc = plots.roc_curves(run, leak_attack, size, os.path.join(plot_dir, f"roc_{run.label}.png"))
     names, labels = [n for n in ("dense", run.table1_ticket) if n in run.models], class_names(run)
     per = plots.per_class(run, leak_attack, size, names, labels, os.path.join(plot_dir, f"per_class_{run.label}.png"))

@@ -1,0 +1,49 @@
+"""The privacy-utility chart of the defences section: test accuracy against the strongest adaptive attack's ROC AUC
+and TPR at 0.1 % FPR, one point per model, one marker per defence family."""
+import numpy as np
+
+from mialth_jax.report import plots
+from mialth_jax.utils import io
+
+plt = plots.plt  # matplotlib with the Agg backend, as plots sets it up
+MARKERS = {"dense": "*", "ticket": "o", "imp": "o", "finetune": "s", "admm": "D", "minmax": "^", "admm_minmax": "v"}
+
+
+def _tag(row) -> str:
+  return " ".join(([f"s{row.sparsity * 100:.0f}"] if row.sparsity else []) +
+                  ([f"l{row.lam:g}"] if row.lam is not None else []))
+
+
+def privacy_utility(runs, found: dict, path: str) -> str:
+  """One row of two panels per run (AUC, TPR @ 0.1 % FPR vs test accuracy), 95 % intervals on both axes; ADMM's
+  W-phase models (not pruned yet) are left out."""
+  shown = [run for run in runs if found.get(run.label)]
+  fig, axes = plt.subplots(len(shown) or 1, 2, figsize=(12, 4.2 * max(1, len(shown))), squeeze=False)
+  for (ax_auc, ax_tpr), run in zip(axes, shown):
+    rows = [r for r in found[run.label] if r.kind in MARKERS]
+    for kind, marker in MARKERS.items():
+      mine = [r for r in rows if r.kind == kind]
+      if not mine:
+        continue
+      x = np.array([r.test_accuracy for r in mine])
+      xerr = np.abs(np.array([r.test_ci for r in mine]).T - x)
+      for ax, metric in ((ax_auc, "roc_auc"), (ax_tpr, "tpr_at_fpr_0.001")):
+        y = np.array([r.attack[metric] for r in mine])
+        yerr = np.abs(np.array([r.attack[f"{metric}_ci"] for r in mine]).T - y)
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, capsize=2, markersize=9 if kind == "dense" else 6,
+                    label=mine[0].label.split(",")[0] if ax is ax_tpr else None)
+        for r, xi, yi in zip(mine, x, y):
+          ax.annotate(_tag(r), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=6)
+    ax_auc.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax_auc.set(xlabel="test accuracy (95 % Wilson CI)", ylabel="strongest adaptive attack: ROC AUC (95 % CI)",
+               title=f"{run.label}: privacy vs utility (lower right is better)")
+    ax_tpr.set(xlabel="test accuracy (95 % Wilson CI)", ylabel="that attack: TPR @ 0.1 % FPR (95 % CI)",
+               title=f"{run.label}: low-FPR leakage")
+    ax_tpr.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    for ax in (ax_auc, ax_tpr):
+      ax.grid(alpha=0.3)
+  fig.tight_layout()
+  with io.atomic_path(path) as tmp:
+    fig.savefig(tmp, dpi=110, format="png")
+  plt.close(fig)
+  return path
