@@ -93,7 +93,22 @@ def base() -> ml_collections.ConfigDict:
   config.adversarial.smoothed_attacks = ()  # attacks.models run on the smoothed ones (empty: all; each query costs
                                            # smoothing_samples forward passes there)
 
-  config.defences = defence_settings.defaults()  # the defence recipes of lottery.controls (defences/settings.py)
+  config.defences = ml_collections.ConfigDict()  # the defence recipes of lottery.controls (defences/settings.py)
+  config.defences.sparsities = ()     # of finetune / admm / admm_minmax: a subset of lottery.sparsities (empty: all)
+  config.defences.rule = "layerwise_magnitude"  # layerwise_magnitude (k_i per layer, the spec) | global_magnitude
+  config.defences.finetune = ml_collections.ConfigDict()
+  config.defences.finetune.fraction = 0.5      # masked fine-tuning: the last half of the run's steps and lr schedule
+  config.defences.admm = ml_collections.ConfigDict()
+  config.defences.admm.rounds = 3              # ADMM rounds (Z- and U-steps), splitting the W-phase evenly
+  config.defences.admm.fraction = 0.5  # the W-phase: the last half of the run's steps, from the trained dense model
+  config.defences.admm.rho = 1.0      # initial penalty rho (docs/defences.md: 0.01 barely moves W in a short run)
+  config.defences.admm.rho_growth = 2.0        # rho *= rho_growth after every round
+  config.defences.minmax = ml_collections.ConfigDict()
+  config.defences.minmax.lambdas = (1.0,)      # the minmax models: one per lambda (the code's alpha = 1)
+  config.defences.minmax.combined_lambdas = (1.0,)  # the admm_minmax models: one per sparsity and lambda
+  config.defences.minmax.warmup_fraction = 0.1  # minmax: plain training first (the code: 4 epochs), h untrained
+  config.defences.minmax.reference_size = -1  # reference non-members: drawn from the unused training images (-1: half)
+  config.defences.minmax.learning_rate = 1e-3  # h's Adam rate (the code: 1e-5 over 400 epochs)
 
   config.checkpoint_every_steps = 0     # 0: only at the end of each phase
   return config

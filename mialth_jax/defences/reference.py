@@ -20,7 +20,7 @@ import numpy as np
 
 from mialth_jax import errors
 from mialth_jax.layout import RunLayout
-from mialth_jax.utils import io
+from mialth_jax.utils import hosts, io
 
 FILE = "minmax_reference.npz"
 MINMAX_KINDS = ("minmax", "admm_minmax")  # the recipes (lottery.controls) that train an inference network
@@ -56,7 +56,7 @@ def record(layout: RunLayout, ids: np.ndarray) -> None:
       raise errors.ConfigError(f"{path}: records another reference set than this config draws "
                                "(defences.minmax.reference_size, data.num_train, seed); it belongs to another run")
     return
-  io.write_npz(path, ids=np.asarray(ids, np.int64))
+  hosts.on_process_zero(lambda: io.write_npz(path, ids=np.asarray(ids, np.int64)))
 
 
 def hand_to_shadow(ctx, shadow_layout: RunLayout) -> None:

@@ -1,4 +1,4 @@
-"""config.defences: the defaults of the defence recipes and their validation (one line naming the field).
+"""Validation of config.defences (defaults in config_lib.base()): one line naming the bad field.
 
 Where the papers are silent these are our choices (docs/defences.md says which): ADMM's rho is far above ADMM-NN's
 1e-3 so that the penalty moves the weights within a phase of a few epochs (docs/defences.md compares 0.01, 0.1 and 1
@@ -9,26 +9,6 @@ import ml_collections
 from mialth_jax import errors
 from mialth_jax.defences import admm
 from mialth_jax.lottery import masks
-
-
-def defaults() -> ml_collections.ConfigDict:
-  defences = ml_collections.ConfigDict()
-  defences.sparsities = ()              # of finetune / admm / admm_minmax: a subset of lottery.sparsities (empty: all)
-  defences.rule = "layerwise_magnitude"  # layerwise_magnitude (k_i per layer, the spec) | global_magnitude
-  defences.finetune = ml_collections.ConfigDict()
-  defences.finetune.fraction = 0.5      # masked fine-tuning: the last half of the run's steps and lr schedule
-  defences.admm = ml_collections.ConfigDict()
-  defences.admm.rounds = 3              # ADMM rounds (Z- and U-steps), splitting the W-phase evenly
-  defences.admm.fraction = 0.5          # the W-phase: the last half of the run's steps, from the trained dense model
-  defences.admm.rho = 1.0               # initial penalty rho (docs/defences.md: 0.01 barely moves W in a short run)
-  defences.admm.rho_growth = 2.0        # rho *= rho_growth after every round
-  defences.minmax = ml_collections.ConfigDict()
-  defences.minmax.lambdas = (1.0,)      # the minmax models: one per lambda (the code's alpha = 1)
-  defences.minmax.combined_lambdas = (1.0,)  # the admm_minmax models: one per sparsity and lambda
-  defences.minmax.warmup_fraction = 0.1  # minmax: plain training first (the code: 4 epochs), h untrained
-  defences.minmax.reference_size = -1   # reference non-members drawn from the unused training images (-1: half)
-  defences.minmax.learning_rate = 1e-3  # h's Adam rate (the code: 1e-5 over 400 epochs)
-  return defences
 
 
 def _check(ok: bool, field: str, value, expected: str) -> None:

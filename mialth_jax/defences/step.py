@@ -41,17 +41,12 @@ def defence_step(state, images, labels, *, model, tx, seed: int, augment_kind: s
     return loss, (logits, updates["batch_stats"])
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-  grads = masks.apply_mask(grads, state.mask)
   opt_state = optax.tree_utils.tree_set(state.opt_state, count=state.step)
-  updates, opt_state = tx.update(grads, opt_state, state.params)
-  params = masks.apply_mask(optax.apply_updates(state.params, updates), state.mask)
+  new_state, metrics = train_lib.masked_update(state, grads, tx, loss=loss, logits=logits, labels=labels,
+                                               batch_stats=batch_stats, opt_state=opt_state)
   if "admm" in extra:
-    extra["admm"] = admm.after_step(extra["admm"], masks.prunable_leaves(params, state.mask), state.step + 1)
-  metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
-             "finite": jnp.isfinite(loss) & jnp.all(jnp.asarray([jnp.all(jnp.isfinite(p))
-                                                                 for p in jax.tree.leaves(params)]))}
-  return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
-                       extra=extra), metrics
+    extra["admm"] = admm.after_step(extra["admm"], masks.prunable_leaves(new_state.params, state.mask), state.step + 1)
+  return new_state.replace(extra=extra), metrics
 
 
 def _inference_step(state: dict, train_state, x, labels, key, model, augment_kind: str, mean, std) -> dict:

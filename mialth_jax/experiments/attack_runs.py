@@ -56,6 +56,20 @@ def part(split: attack_sets.AttackSplit, name: str) -> tuple[np.ndarray, np.ndar
   return np.concatenate([members, nonmembers]), np.r_[np.ones(len(members), bool), np.zeros(len(nonmembers), bool)]
 
 
+class Scored:
+  """Scores and decisions already computed on attack-test, in the score / predict shape `AttackRun.record` takes
+  (for attacks that do not score AttackInputs: reference-calibrated and adversarial ones)."""
+
+  def __init__(self, scores: np.ndarray, predicted: np.ndarray):
+    self.scores, self.predicted = scores, predicted
+
+  def score(self, inputs) -> np.ndarray:
+    return self.scores
+
+  def predict(self, inputs) -> np.ndarray:
+    return self.predicted
+
+
 class AttackRun:
   """The attack set of `size` examples of the run `ctx`, and the results of every protocol on it."""
 

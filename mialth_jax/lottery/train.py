@@ -48,8 +48,14 @@ def train_step(state: TrainState, images, labels, *, model, tx, seed: int, augme
     return loss, (logits, updates["batch_stats"])
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  return masked_update(state, grads, tx, loss=loss, logits=logits, labels=labels, batch_stats=batch_stats)
+
+
+def masked_update(state: TrainState, grads, tx, *, loss, logits, labels, batch_stats, opt_state=None):
+  """The optimiser update of a step (from `opt_state`, default the state's) with the mask applied to gradients and
+  parameters, and the step's metrics."""
   grads = masks.apply_mask(grads, state.mask)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  updates, opt_state = tx.update(grads, state.opt_state if opt_state is None else opt_state, state.params)
   params = masks.apply_mask(optax.apply_updates(state.params, updates), state.mask)
   metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
              "finite": jnp.isfinite(loss) & jnp.all(jnp.asarray([jnp.all(jnp.isfinite(p))
