@@ -146,7 +146,8 @@ def test_modified_entropy_by_hand():
 
 def test_registry_refuses_unknown_types_and_options():
   with pytest.raises(AttackError, match=r"^unknown attack type 'foo'; known: optax_mlp, sklearn_mlp, sklearn_svc, "
-                                        r"sklearn_rf, sklearn_logreg, threshold_loss, .*threshold_mentropy, lira, rmia$"):
+                                        r"sklearn_rf, sklearn_logreg, threshold_loss, .*threshold_mentropy, lira, rmia, "
+                                        r"adversarial_tv, .*hopskipjump, .*adversarial_features$"):
     registry.make_attack({"type": "foo"})
   with pytest.raises(AttackError, match=r"attack 'optax_mlp': unknown option\(s\) hiden, lr; known: .*hidden"):
     registry.make_attack({"type": "optax_mlp", "hiden": [8], "lr": 0.1})

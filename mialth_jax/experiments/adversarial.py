@@ -55,19 +55,6 @@ def adversarial_dir(layout, size: int) -> str:
   return os.path.join(layout.attack_dir(size), "adversarial")
 
 
-class _Scored:
-  """Scores and decisions already computed on attack-test, in the score / predict shape `AttackRun.record` takes."""
-
-  def __init__(self, scores: np.ndarray, predicted: np.ndarray):
-    self.scores, self.predicted = scores, predicted
-
-  def score(self, inputs) -> np.ndarray:
-    return self.scores
-
-  def predict(self, inputs) -> np.ndarray:
-    return self.predicted
-
-
 def smoothed_targets(cut: attack_runs.AttackRun, models: list[str]) -> list:
   """Defence D1 on each model of adversarial.smoothed_models (none when smoothing_sigma is 0)."""
   settings, layout = cut.ctx.config.adversarial, cut.ctx.layout
@@ -137,7 +124,7 @@ def attack_targets(cut: attack_runs.AttackRun, targets: list, attack_configs: di
         attack.fit(attack.statistic(target, train_ids, settings.batch_size), train_member)
         values = attack.statistic(target, test_ids, settings.batch_size)
         cut.record("adversarial", target.label, target, name, config,
-                   _Scored(attack.score(values), attack.predict(values)))
+                   attack_runs.Scored(attack.score(values), attack.predict(values)))
         seconds = time.time() - started
         statistics.setdefault(target.label, {})[name] = signal_statistics(attack, values, test_member, seconds)
         logging.info("adversarial: %s on %s (%d + %d examples) in %.1f s", name, target.label, len(train_ids),

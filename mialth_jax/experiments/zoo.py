@@ -15,22 +15,10 @@ from absl import logging
 from mialth_jax import layout as layout_lib
 from mialth_jax.attacks import reference as reference_lib, registry
 from mialth_jax.data.examples import ExampleSource
+from mialth_jax.experiments import attack_runs
 from mialth_jax.experiments.protocols import PROTOCOLS, Protocol
 from mialth_jax.lottery import zoo_pipeline
 from mialth_jax.utils import io
-
-
-class _Scored:
-  """A fitted reference attack's scores and decisions on attack-test, in the score / predict shape `record` takes."""
-
-  def __init__(self, scores: np.ndarray, predicted: np.ndarray):
-    self.scores, self.predicted = scores, predicted
-
-  def score(self, inputs) -> np.ndarray:
-    return self.scores
-
-  def predict(self, inputs) -> np.ndarray:
-    return self.predicted
 
 
 def reference_outputs(ctx, zoo_name: str) -> reference_lib.ReferenceOutputs:
@@ -77,7 +65,7 @@ class Zoo(Protocol):
         if not os.path.exists(json_path):
           attack = registry.make_attack(dict(attack_config)).fit_reference(reference)
           scores = attack.score_examples(*examples, population=population)
-          fitted = _Scored(scores, scores > attack.decision_threshold)  # the attack's own rule, predict_examples
+          fitted = attack_runs.Scored(scores, scores > attack.decision_threshold)  # the attack's own rule, predict_examples
           attack_run.record("zoo", name, target, attack_name, attack_config, fitted)
         results[(name, name, attack_name)] = io.read_json(json_path)
     return results

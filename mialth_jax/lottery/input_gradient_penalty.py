@@ -16,10 +16,9 @@ once whatever its value. Control name and model name: `input_gradient_penalty`.
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from mialth_jax.data import augment
-from mialth_jax.lottery import masks, recipes
+from mialth_jax.lottery import recipes
 from mialth_jax.lottery import train as train_lib
 
 DEFAULT_WEIGHT = 0.01  # config_lib.base()'s lottery.input_gradient_penalty; read by configs written before it existed
@@ -42,13 +41,7 @@ def penalised_step(state, images, labels, *, model, tx, seed: int, augment_kind:
     return loss + state.extra["weight"] * penalty, aux
 
   (total, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-  grads = masks.apply_mask(grads, state.mask)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = masks.apply_mask(optax.apply_updates(state.params, updates), state.mask)
-  metrics = {"loss": total, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
-             "finite": jnp.isfinite(total) & jnp.all(jnp.asarray([jnp.all(jnp.isfinite(p))
-                                                                  for p in jax.tree.leaves(params)]))}
-  return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state), metrics
+  return train_lib.masked_update(state, grads, tx, loss=total, logits=logits, labels=labels, batch_stats=batch_stats)
 
 
 @recipes.RECIPES.register("input_gradient_penalty")

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from mialth_jax.attacks import registry  # noqa: E402
 from mialth_jax.experiments import adversarial as protocol  # noqa: E402
 from mialth_jax.layout import RunLayout  # noqa: E402
-from mialth_jax.report import collect  # noqa: E402
+from mialth_jax.report import collect, plots  # noqa: E402
 from mialth_jax.utils import io  # noqa: E402
 
 ACCESS = {"adversarial_tv": "white-box", "input_gradient_norm": "white-box", "minimal_perturbation": "white-box",
@@ -67,14 +67,6 @@ def attack_table(run: collect.Run, results: list[dict], stats: dict) -> list[str
   return lines
 
 
-def _save(fig, path: str) -> str:
-  fig.tight_layout()
-  with io.atomic_path(path) as tmp:
-    fig.savefig(tmp, dpi=100, format="png")
-  plt.close(fig)
-  return path
-
-
 def distributions(name: str, results: list[dict], stats: dict, path: str) -> str | None:
   """Histograms of the raw signal of members and non-members (attack-test) for each signal attack on `name`."""
   rows = sorted((r for r in results if r["target"] == name and r["attack_config"]["type"] in SIGNAL_TYPES),
@@ -99,7 +91,7 @@ def distributions(name: str, results: list[dict], stats: dict, path: str) -> str
     ax.axis("off")
   axes.flat[0].legend(fontsize=7)
   fig.suptitle(f"{name}: signal of members vs non-members (attack-test)", fontsize=9)
-  return _save(fig, path)
+  return plots.save(fig, path)
 
 
 def eps_sweep(run: collect.Run, results: list[dict], path: str) -> tuple[str | None, list[str]]:
@@ -134,7 +126,7 @@ def eps_sweep(run: collect.Run, results: list[dict], path: str) -> tuple[str | N
     ax.minorticks_off()
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-  return _save(fig, path), lines
+  return plots.save(fig, path), lines
 
 
 def defences(run: collect.Run, results: list[dict], defended: dict) -> list[str]:

@@ -14,7 +14,8 @@ from mialth_jax.utils import io  # noqa: E402
 TICKET_KINDS = ("dense", *recipes.TICKET_KINDS)
 
 
-def _save(fig, path: str) -> str:
+def save(fig, path: str) -> str:
+  """Writes the figure as a PNG atomically and closes it."""
   fig.tight_layout()
   with io.atomic_path(path) as tmp:
     fig.savefig(tmp, dpi=110, format="png")
@@ -79,7 +80,7 @@ def accuracy_vs_sparsity(runs: list[collect.Run], path: str) -> str:
     colors.setdefault(run.label, line.lines[0].get_color())
   _finish(ax, xlabel=f"sparsity (% of prunable weights removed; 0 = dense{_dodged(len(series))})",
           ylabel="test accuracy (95 % Wilson CI)", title="Test accuracy vs sparsity (cf. paper Fig. 1)")
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def attack_vs_sparsity(runs: list[collect.Run], attacks: list[str], size_of, path: str) -> str:
@@ -100,7 +101,7 @@ def attack_vs_sparsity(runs: list[collect.Run], attacks: list[str], size_of, pat
   ax.axhline(0.5, color="grey", lw=0.8, ls="--")
   _finish(ax, xlabel=f"sparsity (%; 0 = dense{_dodged(len(series))})", ylabel="attack accuracy (95 % CI)",
           title="Membership-inference accuracy vs sparsity (cf. paper Fig. 2)")
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def attack_vs_samples(runs: list[collect.Run], attack: str, path: str) -> str:
@@ -118,7 +119,7 @@ def attack_vs_samples(runs: list[collect.Run], attack: str, path: str) -> str:
   ax.axhline(0.5, color="grey", lw=0.8, ls="--")
   _finish(ax, xscale="log", xlabel="attack samples (members + non-members)", ylabel="attack accuracy (95 % CI)",
           title=f"Attack accuracy vs attack samples, {attack} (cf. paper Fig. 3)")
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def transfer_heatmap(run: collect.Run, attack: str, size: int, path: str) -> str | None:
@@ -142,7 +143,7 @@ def transfer_heatmap(run: collect.Run, attack: str, size: int, path: str) -> str
   ax.set(xlabel="target (attacked model)", ylabel="source (attack trained on)",
          title=f"{run.label}: transfer accuracy\n({attack})")
   fig.colorbar(image, ax=ax, label="attack accuracy")
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def _log_log_roc(curves: list[tuple[str, dict]], title: str, path: str) -> str:
@@ -155,7 +156,7 @@ def _log_log_roc(curves: list[tuple[str, dict]], title: str, path: str) -> str:
   ax.plot([1e-4, 1], [1e-4, 1], color="grey", ls="--", lw=0.8, label="chance")
   _finish(ax, xscale="log", yscale="log", xlim=(1e-3, 1), ylim=(1e-3, 1), xlabel="false positive rate",
           ylabel="true positive rate", title=title)
-  return _save(fig, path)
+  return save(fig, path)
 
 
 def roc_curves(run: collect.Run, attack: str, size: int, path: str) -> str:
@@ -196,4 +197,4 @@ def per_class(run: collect.Run, attack: str, size: int, names: list[str], class_
                   [class_names[int(c)] if class_names else c for c in classes], rotation=45, ha="right", fontsize=7)
   _finish(ax, xlabel="true class", ylabel="attack accuracy (95 % Wilson CI)",
           title=f"{run.label}: per-class attack accuracy, {attack}")
-  return _save(fig, path)
+  return save(fig, path)
