@@ -5,7 +5,7 @@
 
 Both candidates train the same S ResNet-18 models (digits 8x8 images, the default run's width and batch) for the same
 steps from the same starts: "sequential" runs the package's jitted train step once per model and step (one compiled
-step reused by every model: the best a one-model-per-process tool gets in one process), "zoo" runs the vmapped step
+step reused by every model: the best a one-model-per-process tool gets in one process), "zoo" runs the one-program step
 of `lottery.zoo` once per step, models spread over the devices. Timed interleaved after warm-up. Prints seconds per
 model and step, the ratio sequential / zoo (goal: >= 2 on this CPU for digits-sized models, >= 5 on a GPU), appends
 one JSON line to benchmarks/results.jsonl.

@@ -5,7 +5,7 @@ Runs on the workdir of a finished (or to-be-finished) run and reuses its models;
   python -m launch.main --config=configs/experiments/lira.py:default --workdir=runs/default \
       --config.zoo.sparsities='(0.8,)'                                          # digits, 16 models, CPU
   python -m launch.main --config=configs/experiments/lira.py:cifar10_resnet18:subset --workdir=runs/lira_cifar10
-      # its own run: width x1/8, no augmentation, 8 epochs, 8 zoo models (the CPU zoo is still too slow at 32x32)
+      # its own run: width x1/8, no augmentation, 8 epochs, 8 zoo models (~25 min per zoo on 2 cores)
   python -m launch.report --workdir=runs/default
 The zoo has config.zoo.num_models models (16 on CPU configs, 64 for full CIFAR via tfds, 16 for ImageNet), each
 trained with the run's recipe on as many random examples of the dataset as the target's members; zoo.sparsities

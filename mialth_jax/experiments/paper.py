@@ -61,7 +61,7 @@ def strong_attacks(config: ml_collections.ConfigDict, variant: str | None) -> No
   if config.data.name == "tfds":
     config.zoo.num_models = 64 if config.data.tfds_name != "imagenet2012" else 16
   if variant == "subset":
-    # Sized for a CPU (docs/strong_attacks.md: the CPU zoo is still too slow at 32x32): half the subset run's width,
+    # Sized for a CPU (docs/strong_attacks.md: each zoo ~25 min on 2 cores): half the subset run's width,
     # no augmentation and 8 epochs (the models overfit, as in the LiRA paper's regime), 8 zoo models per kind, each
     # on 5,000 of the 10,860 (CIFAR-10) or 12,000 (CIFAR-100) images, so every example is IN for ~4 of them.
     config.model.width_multiplier, config.data.augment, config.train.num_epochs = 0.125, "none", 8.0

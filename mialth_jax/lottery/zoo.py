@@ -2,14 +2,14 @@
 
 Each model trains on its own seeded random subset of a population pool, as large as the target's member set
 (`random_subsets`; half of the pool when the target trained on half): every example is IN for a fixed share of the
-models (the membership matrix `keep [S, N]`) and OUT for the rest: what LiRA and RMIA calibrate
-against. Parameters, batch statistics, optimiser states and masks are stacked on a leading models axis, split over
-the devices; every model gathers its own batch from the device-resident pool inside the step. Each model's init, data order and batches are
-those of a sequential run with its seed (`tests/test_zoo.py` checks the two agree to float tolerance); augmentation
+models (the membership matrix `keep [S, N]`) and OUT for the rest: what LiRA and RMIA calibrate against.
+Parameters, batch statistics, optimiser states and masks are stacked on a leading models axis, split over the
+devices; every model gathers its own batch from the device-resident pool inside the step. Each model's init, data
+order and batches are those of a sequential run with its seed (`tests/test_zoo.py` checks the two agree to float tolerance); augmentation
 draws are the zoo's (one seed for all models at a step).
 
-The train step is the package's (`train.train_step`, masked, with the recipe's loss), mapped over each device's
-models (`make_zoo_step`).
+The train step is the package's (`train.train_step`, masked, with the recipe's loss), applied to each device's models
+(`make_zoo_step`: vmapped on accelerators, unrolled on CPUs).
 """
 import dataclasses
 import functools
@@ -87,8 +87,10 @@ def make_zoo_step(model, tx, seed: int, augment_kind: str, mean, std, mesh: Mesh
   """jit(states, pool images, pool labels, positions [S, B]) -> (states, metrics [S]); states donated.
 
   The models axis is split over the devices (`shard_map`); each device steps its own models, with `vmap` on
-  accelerators (small convolutions batched into one) and `lax.map` on CPUs, where XLA runs a vmapped (grouped)
-  convolution slower than the plain one it loops over (benchmarks/shadow_zoo.py).
+  accelerators (small convolutions batched into one) and one after another on CPUs, where XLA runs a vmapped
+  (grouped) convolution slower than the plain one. On CPUs the per-device loop is unrolled, not a `lax.map`: XLA:CPU
+  runs a ResNet step inside a while loop several times slower than the same step outside one (32x32 CIFAR, 2 models
+  on a device: 4.2 s vs 0.47 s a step), so compilation grows with the models per device (16 models on 8 devices: 2).
   """
   single = functools.partial(train_lib.train_step, model=model, tx=tx, seed=seed, augment_kind=augment_kind,
                              mean=mean, std=std, loss_fn=loss_fn)
@@ -99,7 +101,9 @@ def make_zoo_step(model, tx, seed: int, augment_kind: str, mean, std, mesh: Mesh
   def local(states, images, labels, positions):
     if mesh.devices.flat[0].platform != "cpu":
       return jax.vmap(one, in_axes=(0, None, None, 0))(states, images, labels, positions)
-    return jax.lax.map(lambda args: one(args[0], images, labels, args[1]), (states, positions))
+    stepped = [one(jax.tree.map(lambda x: x[i], states), images, labels, positions[i])  # noqa: B023
+               for i in range(positions.shape[0])]
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *stepped)
   by_model, replicated = models_sharding(mesh, num_models), NamedSharding(mesh, P())
   step = jax.shard_map(local, mesh=mesh, in_specs=(by_model.spec, P(), P(), by_model.spec),
                        out_specs=(by_model.spec, by_model.spec), check_vma=False)
