@@ -73,14 +73,21 @@ def _logits_fn(model, mean: tuple, std: tuple, shape: tuple, mesh: Mesh):
   return logits_fn
 
 
-def predict_logits(logits_fn, variables, images, indices: np.ndarray, batch_size: int, mesh: Mesh) -> np.ndarray:
-  """Logits [len(indices), C] for `images[indices]` (any `ImageSource`), in the order of `indices`."""
+def map_batches(fn, sources: tuple, indices: np.ndarray, batch_size: int, mesh: Mesh, empty: np.ndarray) -> np.ndarray:
+  """fn(*batches) over `indices` in padded batches sharded along the mesh, one batch per source (anything indexable
+  by a batch's indices: an `ImageSource`, a numpy array), each process reading only its own devices' rows; the
+  outputs' rows in the order of `indices`, padding dropped (`empty` when there are none)."""
   batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
   outputs = []
   for batch_idx, num_valid in padded_batches(np.asarray(indices), batch_size, mesh.size):
-    batch = process_local_batch(images, batch_idx, batch_sharding)
-    outputs.append((logits_fn(variables, batch), num_valid))
-  return np.concatenate([np.asarray(out)[:n] for out, n in outputs]) if outputs else np.zeros((0, 0), np.float32)
+    outputs.append((fn(*(process_local_batch(s, batch_idx, batch_sharding) for s in sources)), num_valid))
+  return np.concatenate([np.asarray(out)[:n] for out, n in outputs]) if outputs else empty
+
+
+def predict_logits(logits_fn, variables, images, indices: np.ndarray, batch_size: int, mesh: Mesh) -> np.ndarray:
+  """Logits [len(indices), C] for `images[indices]` (any `ImageSource`), in the order of `indices`."""
+  return map_batches(functools.partial(logits_fn, variables), (images,), indices, batch_size, mesh,
+                     np.zeros((0, 0), np.float32))
 
 
 def accuracy_and_loss(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

@@ -100,18 +100,24 @@ def _signal_fn(kind: str, static_options: tuple, float_names: tuple, model, mean
   return batch_fn
 
 
+class _ById:
+  """`fn(ids)` indexable by a batch's ids, as `inference.map_batches` reads its sources."""
+
+  def __init__(self, fn):
+    self.fn = fn
+
+  def __getitem__(self, ids):
+    return self.fn(ids)
+
+
 def evaluate(signal: Signal, target, ids: np.ndarray, batch_size: int) -> np.ndarray:
-  """float32 [len(ids)]: the signal on `target`'s examples `ids`, in order, over the target's mesh (not cached)."""
-  mesh = target.mesh
-  fn = signal_fn(signal, target.model, target.mean, target.std, mesh)
-  sharded = NamedSharding(mesh, P(inference.DATA_AXIS))
+  """float32 [len(ids)]: the signal on `target`'s examples `ids`, in order, over the target's mesh (not cached);
+  each process reads only its own devices' examples, as confidence extraction does."""
+  fn = signal_fn(signal, target.model, target.mean, target.std, target.mesh)
   floats = tuple(np.float32(v) for _, v in signal.float_options)
-  outputs = []
-  for batch_ids, num_valid in inference.padded_batches(np.asarray(ids), batch_size, mesh.size):
-    args = (target.source[batch_ids], target.source.labels(batch_ids), batch_ids.astype(np.int32))
-    outputs.append((fn(target.variables, *(inference.global_array(np.asarray(a), sharded) for a in args), floats,
-                       np.int32(signal.seed)), num_valid))
-  return np.concatenate([np.asarray(out)[:n] for out, n in outputs]) if outputs else np.zeros(0, np.float32)
+  sources = (target.source, _ById(target.source.labels), _ById(lambda batch_ids: batch_ids.astype(np.int32)))
+  return inference.map_batches(lambda *batches: fn(target.variables, *batches, floats, np.int32(signal.seed)),
+                               sources, ids, batch_size, target.mesh, np.zeros(0, np.float32))
 
 
 def cache_path(target, signal: Signal) -> str:
