@@ -19,8 +19,7 @@ def nonmember_pool(ctx) -> np.ndarray:
   pool = ctx.splits.test + len(ctx.dataset.y_train)
   reserved = reference.draw(ctx.config, ctx.splits)
   if ctx.config.attacks.nonmembers == "test+unused_train":
-    pool = np.concatenate([pool, np.setdiff1d(ctx.splits.unused_train, reserved) if reserved.size
-                          else ctx.splits.unused_train])
+    pool = np.concatenate([pool, np.setdiff1d(ctx.splits.unused_train, reserved)])
   return np.sort(pool)
 
 

@@ -64,8 +64,13 @@ def strong_attacks(config: ml_collections.ConfigDict, variant: str | None) -> No
     # Sized for a CPU (docs/strong_attacks.md: each zoo ~25 min on 2 cores): half the subset run's width,
     # no augmentation and 8 epochs (the models overfit, as in the LiRA paper's regime), 8 zoo models per kind, each
     # on 5,000 of the 10,860 (CIFAR-10) or 12,000 (CIFAR-100) images, so every example is IN for ~4 of them.
-    config.model.width_multiplier, config.data.augment, config.train.num_epochs = 0.125, "none", 8.0
+    overfit_on_cpu(config)
     config.lottery.sparsities, config.zoo.num_models = (0.5, 0.8, 0.9), 8
+
+
+def overfit_on_cpu(config: ml_collections.ConfigDict) -> None:
+  """The CPU-sized CIFAR-subset models of the experiments beyond the paper: width x1/8, no augmentation, 8 epochs."""
+  config.model.width_multiplier, config.data.augment, config.train.num_epochs = 0.125, "none", 8.0
 
 
 def adversarial_attacks(data_name: str) -> dict:
@@ -136,7 +141,7 @@ def defences(config: ml_collections.ConfigDict, variant: str | None) -> None:
   if variant == "subset":
     # CPU-sized (about an hour per dataset on 2 cores, shadows included): the strong-attacks subset's models (width
     # x1/8, no augmentation, 8 epochs: they overfit), two sparsities, two lambdas and one combined lambda.
-    config.model.width_multiplier, config.data.augment, config.train.num_epochs = 0.125, "none", 8.0
+    overfit_on_cpu(config)
     config.lottery.sparsities, config.defences.minmax.lambdas = (0.5, 0.9), (1.0, 3.0)
 
 
