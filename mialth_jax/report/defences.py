@@ -88,15 +88,24 @@ def rows(run, size: int) -> list[Row]:
   return sorted(found, key=lambda r: (order.index(r.kind), r.sparsity, r.lam or 0.0, r.name))
 
 
-def versus(base: Row, other: Row, num_bootstrap: int, seed: int, metric: str = "roc_auc") -> compare.Difference:
-  """`metric` of `other`'s strongest attack by that metric minus `base`'s, paired over their common attack-test
-  examples (attack accuracy: the attacks with the highest accuracy, as the paper's "attack accuracy" means)."""
-  x, y = base.strongest(metric), other.strongest(metric)
-  a, b = io.read_npz(x["scores_path"]), io.read_npz(y["scores_path"])
-  if not (np.array_equal(a["ids"], b["ids"]) and np.array_equal(a["is_member"], b["is_member"])):
-    raise AttackError(f"{y['scores_path']}: other attack-test examples than {x['scores_path']}")
-  return compare.paired_difference(a["is_member"], a["scores"], a["predicted"], b["scores"], b["predicted"],
-                                   num_bootstrap=num_bootstrap, seed=seed)[metric]
+class Comparisons:
+  """Paired comparisons of two models' strongest attacks for one run, each computed once: the table, the verdicts and
+  the claims ask for the same pairs."""
+
+  def __init__(self, num_bootstrap: int, seed: int):
+    self.num_bootstrap, self.seed, self._done = num_bootstrap, seed, {}
+
+  def versus(self, base: Row, other: Row, metric: str = "roc_auc") -> compare.Difference:
+    """`metric` of `other`'s strongest attack by that metric minus `base`'s, paired over their common attack-test
+    examples (attack accuracy: the attacks with the highest accuracy, as the paper's "attack accuracy" means)."""
+    paths = (base.strongest(metric)["scores_path"], other.strongest(metric)["scores_path"])
+    if paths not in self._done:
+      a, b = (io.read_npz(path) for path in paths)
+      if not (np.array_equal(a["ids"], b["ids"]) and np.array_equal(a["is_member"], b["is_member"])):
+        raise AttackError(f"{paths[1]}: other attack-test examples than {paths[0]}")
+      self._done[paths] = compare.paired_difference(a["is_member"], a["scores"], a["predicted"], b["scores"],
+                                                    b["predicted"], num_bootstrap=self.num_bootstrap, seed=self.seed)
+    return self._done[paths][metric]
 
 
 def accuracy_cost(base: Row, other: Row) -> tuple[float, tuple[float, float]]:
@@ -111,14 +120,14 @@ def _ci(value: float, ci, scale: float = 1.0, sign: bool = False) -> str:
   return f"{f.format(value * scale)} [{f.format(ci[0] * scale)}, {f.format(ci[1] * scale)}]"
 
 
-def table(found: list[Row], num_bootstrap: int, seed: int) -> list[str]:
+def table(found: list[Row], comparisons: Comparisons) -> list[str]:
   lines = ["| model | defence | test acc [95 % CI] | strongest attack (protocol) | ROC AUC [95 % CI] | "
            "TPR @ 0.1 % FPR [95 % CI] | attack acc [95 % CI] | AUC - dense [95 % CI] | test acc - dense [95 % CI] |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
   dense = next((r for r in found if r.kind == "dense"), None)
   for row in found:
     a = row.attack
-    diff = versus(dense, row, num_bootstrap, seed) if dense and row is not dense else None
+    diff = comparisons.versus(dense, row) if dense and row is not dense else None
     cost = accuracy_cost(dense, row) if dense and row is not dense else None
     lines.append(f"| {row.name} | {row.label} | {_ci(row.test_accuracy, row.test_ci)} | {a['attack']} "
                  f"({a['protocol']}) | {_ci(a['roc_auc'], a['roc_auc_ci'])} | "
@@ -128,14 +137,14 @@ def table(found: list[Row], num_bootstrap: int, seed: int) -> list[str]:
   return lines
 
 
-def verdicts(found: list[Row], num_bootstrap: int, seed: int) -> list[str]:
+def verdicts(found: list[Row], comparisons: Comparisons) -> list[str]:
   """One line per defended model against dense, then pruning (ADMM) against Min-Max, pair by pair."""
   dense = next((r for r in found if r.kind == "dense"), None)
   if dense is None:
     return ["- no dense model with adaptive attack results: nothing to compare with"]
   lines = []
   for row in [r for r in found if r.kind in DEFENDED or r.kind == "ticket"]:
-    d, (cost, ci) = versus(dense, row, num_bootstrap, seed), accuracy_cost(dense, row)
+    d, (cost, ci) = comparisons.versus(dense, row), accuracy_cost(dense, row)
     said = {"lower": "lowers", "higher": "raises"}.get(d.direction, "does not detectably change")
     lines.append(f"- {row.name} ({row.label}) {said} the strongest attack's AUC: {d.other:.3f} vs {d.base:.3f}, "
                  f"{d.difference:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}]; test accuracy {cost * 100:+.1f} points "
@@ -143,7 +152,7 @@ def verdicts(found: list[Row], num_bootstrap: int, seed: int) -> list[str]:
   pruned, minmax = [r for r in found if r.kind == "admm"], [r for r in found if r.kind == "minmax"]
   for p in pruned:
     for m in minmax:
-      acc, auc = versus(m, p, num_bootstrap, seed, "accuracy"), versus(m, p, num_bootstrap, seed)
+      acc, auc = comparisons.versus(m, p, "accuracy"), comparisons.versus(m, p)
       lines.append(f"- {p.name} vs {m.name}: attack accuracy {acc.other:.3f} vs {acc.base:.3f}, "
                    f"{acc.difference * 100:+.1f} points [{acc.ci[0] * 100:+.1f}, {acc.ci[1] * 100:+.1f}]; AUC "
                    f"{auc.difference:+.3f} [{auc.ci[0]:+.3f}, {auc.ci[1]:+.3f}]; test accuracy {p.test_accuracy:.3f} "
@@ -151,7 +160,7 @@ def verdicts(found: list[Row], num_bootstrap: int, seed: int) -> list[str]:
   return lines
 
 
-def claims(found: list[Row], paper: dict, num_bootstrap: int, seed: int) -> list[str]:
+def claims(found: list[Row], paper: dict, comparisons: Comparisons) -> list[str]:
   """The paper's headline numbers beside ours: the largest drop in attack accuracy (each model's most accurate
   adaptive attack) that ADMM pruning gives against dense and against Min-Max, with its interval (the largest of
   several noisy differences is an optimistic estimate, as "up to" is), and whether ADMM + Min-Max leaks least."""
@@ -160,7 +169,7 @@ def claims(found: list[Row], paper: dict, num_bootstrap: int, seed: int) -> list
   ours = {}
   for key, pairs in (("admm_vs_dense", [(dense, p) for p in pruned if dense]),
                      ("admm_vs_minmax", [(m, p) for p in pruned for m in minmax])):
-    diffs = [(a, b, versus(a, b, num_bootstrap, seed, "accuracy")) for a, b in pairs]
+    diffs = [(a, b, comparisons.versus(a, b, "accuracy")) for a, b in pairs]
     if diffs:
       a, b, d = min(diffs, key=lambda x: x[2].difference)
       ours[key] = (f"up to {-d.difference * 100 + 0.0:.1f} points lower [{-d.ci[1] * 100 + 0.0:.1f}, "
@@ -194,8 +203,7 @@ def section(runs, size_of, plot_dir: str, rel) -> list[str]:
   for run in runs:
     if run.label not in found:
       continue
-    seed, num_bootstrap = run.config["seed"], run.config["attacks"]["num_bootstrap"]
-    doc += [f"### {run.label} (attack set n{size_of(run)})", "", *table(found[run.label], num_bootstrap, seed),
-            "", *verdicts(found[run.label], num_bootstrap, seed), "",
-            *claims(found[run.label], paper, num_bootstrap, seed), ""]
+    comparisons = Comparisons(run.config["attacks"]["num_bootstrap"], run.config["seed"])
+    doc += [f"### {run.label} (attack set n{size_of(run)})", "", *table(found[run.label], comparisons),
+            "", *verdicts(found[run.label], comparisons), "", *claims(found[run.label], paper, comparisons), ""]
   return doc
