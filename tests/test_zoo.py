@@ -80,6 +80,16 @@ def test_zoo_logits_equal_each_models_own_forward_pass(ctx):
     np.testing.assert_allclose(logits[s, :, 1], flipped, rtol=1e-5, atol=1e-5)
 
 
+def test_the_one_program_logits_of_accelerators_equal_the_per_model_logits_of_cpus(ctx):
+  variables = zoo.stack([ctx.init_variables(s) for s in (3, 4)])
+  images = ExampleSource(ctx.dataset)[np.arange(0, 300, 11)]
+  per_model = zoo.zoo_logits(ctx.model, variables, images, ctx.data.mean, ctx.data.std, ctx.mesh,
+                             ("identity", "flip"))
+  one_program = zoo._zoo_logits_fn(ctx.model, tuple(ctx.data.mean.ravel()), tuple(ctx.data.std.ravel()),
+                                   ctx.data.mean.shape, ("identity", "flip"), ctx.mesh)(variables, images)
+  np.testing.assert_allclose(per_model, np.asarray(one_program), rtol=1e-5, atol=1e-5)
+
+
 class _Flipped:
   def __init__(self, source):
     self.source = source

@@ -131,9 +131,29 @@ def _zoo_logits_fn(model, mean: tuple, std: tuple, shape: tuple, queries: tuple,
 
 def zoo_logits(model, variables, images: np.ndarray, mean, std, mesh: Mesh, queries: tuple[str, ...],
                batch_size: int = 512) -> np.ndarray:
-  """float32 [S, N, A, C]: every model's eval-mode logits on every image under each query (identity, flip)."""
+  """float32 [S, N, A, C]: every model's eval-mode logits on every image under each query (identity, flip).
+
+  On CPUs each model is evaluated on its own, its batches split over the devices as for a target: XLA:CPU runs the
+  models-vmapped convolutions of 32x32 images so slowly (a CIFAR-subset zoo of 8 did not finish in 30 minutes) that
+  the one-program form pays only on accelerators.
+  """
+  if mesh.devices.flat[0].platform == "cpu":
+    return _zoo_logits_per_model(model, variables, images, mean, std, mesh, queries, batch_size)
   fn = _zoo_logits_fn(model, tuple(np.ravel(mean).tolist()), tuple(np.ravel(std).tolist()), np.shape(mean),
                       tuple(queries), mesh)
   out = [np.asarray(fn(variables, images[start:start + batch_size]))
          for start in range(0, len(images), batch_size)]
   return np.concatenate(out, axis=1)
+
+
+def _zoo_logits_per_model(model, variables, images: np.ndarray, mean, std, mesh: Mesh, queries: tuple[str, ...],
+                          batch_size: int) -> np.ndarray:
+  logits_fn = inference.make_logits_fn(model, mean, std, mesh)
+  positions, replicated = np.arange(len(images)), NamedSharding(mesh, P())
+  num_models = jax.tree.leaves(variables)[0].shape[0]
+  per_model = []
+  for s in range(num_models):
+    model_variables = jax.device_put(unstack(variables, s), replicated)
+    per_model.append(np.stack([inference.predict_logits(logits_fn, model_variables, augment.QUERIES[q](images),
+                                                        positions, batch_size, mesh) for q in queries], axis=1))
+  return np.stack(per_model)
