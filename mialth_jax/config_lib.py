@@ -36,6 +36,7 @@ def base() -> ml_collections.ConfigDict:
   config.model.stem = "cifar"          # cifar (3x3, stride 1) | imagenet (7x7 stride 2 + max-pool)
   config.model.width_multiplier = 1.0  # channels = round(64 * width_multiplier) in the first stage
   config.model.dtype = "float32"       # compute dtype: float32 | bfloat16 (parameters stay float32)
+  config.model.padding = "same"        # same (XLA's SAME) | torch (k // 2 both sides: converted PyTorch weights)
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 128        # global batch, a multiple of the device count
@@ -120,6 +121,7 @@ CHOICES = {
     "model.name": tuple(resnet.ARCHITECTURES),
     "model.stem": resnet.STEMS,
     "model.dtype": tuple(resnet.DTYPES),
+    "model.padding": resnet.PADDINGS,
     "train.schedule": train_state.SCHEDULES,
     "lottery.method": tuple(recipes.METHOD_RECIPES),
     "lottery.rule": masks.RULES,

@@ -135,7 +135,8 @@ def build(config: ml_collections.ConfigDict, layout: RunLayout, dataset, splits:
   this machine's devices; inference pads its batches for any device count).
   """
   model = resnet.create_model(config.model.name, dataset.num_classes, config.model.stem,
-                              config.model.width_multiplier, config.model.dtype)
+                              config.model.width_multiplier, config.model.dtype,
+                              config.model.get("padding", "same"))  # runs recorded before model.padding existed
   total_steps, steps_per_epoch = state_lib.num_train_steps(config.train, len(splits.members))
   if config.lottery.rewind_step >= total_steps:
     raise errors.ConfigError(f"lottery.rewind_step={config.lottery.rewind_step} must be below the {total_steps} "

@@ -6,6 +6,11 @@ single-device PyTorch run of the paper computes too.
 
 Parameter paths are readable on purpose, because pruning rules are regexes over them:
 `stem_conv/kernel`, `stage2_block0/conv1/kernel`, `stage2_block0/proj_conv/kernel`, `head/kernel`.
+
+`padding="same"` (the default, XLA's SAME) pads a stride-2 3x3 convolution of an even-sized input by 0 pixels before
+and 1 after; PyTorch's `padding=1` pads 1 on both sides, so the same weights compute a shifted function.
+`padding="torch"` pads every k x k convolution by k // 2 on both sides as PyTorch does, so that a converted PyTorch
+model (`models/torch_convert.py`) gives the same logits; the two train alike (docs/reproduction.md).
 """
 import functools
 from typing import Any, Callable, Sequence
@@ -56,6 +61,12 @@ class BottleneckBlock(nn.Module):
     return nn.relu(x + y)
 
 
+def torch_padded_conv(features, kernel_size, strides=(1, 1), padding=None, **kwargs) -> nn.Conv:
+  """A convolution padded k // 2 on both sides of each spatial axis (unless given), as PyTorch's ResNets are."""
+  padding = [(k // 2, k // 2) for k in kernel_size] if padding is None else padding
+  return nn.Conv(features, kernel_size, strides, padding=padding, **kwargs)
+
+
 class ResNet(nn.Module):
   stage_sizes: Sequence[int]
   block_cls: Callable
@@ -63,10 +74,13 @@ class ResNet(nn.Module):
   stem: str = "cifar"
   width_multiplier: float = 1.0
   dtype: Any = jnp.float32
+  padding: str = "same"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype, kernel_init=conv_init, padding="SAME")
+    common = dict(use_bias=False, dtype=self.dtype, kernel_init=conv_init)
+    conv = (functools.partial(nn.Conv, padding="SAME", **common) if self.padding == "same" else
+            functools.partial(torch_padded_conv, **common))
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
                              dtype=self.dtype)
     base_filters = max(1, round(64 * self.width_multiplier))
@@ -94,10 +108,11 @@ ARCHITECTURES = {
 }
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 STEMS = ("cifar", "imagenet")
+PADDINGS = ("same", "torch")
 
 
 def create_model(name: str, num_classes: int, stem: str = "cifar", width_multiplier: float = 1.0,
-                 dtype: str = "float32") -> ResNet:
+                 dtype: str = "float32", padding: str = "same") -> ResNet:
   """Builds a ResNet from config values; unknown names are errors that list the known ones."""
   if name not in ARCHITECTURES:
     raise errors.ConfigError(f"model.name={name!r} is unknown; expected one of {', '.join(ARCHITECTURES)}")
@@ -105,7 +120,9 @@ def create_model(name: str, num_classes: int, stem: str = "cifar", width_multipl
     raise errors.ConfigError(f"model.dtype={dtype!r} is unknown; expected one of {', '.join(DTYPES)}")
   if stem not in STEMS:
     raise errors.ConfigError(f"model.stem={stem!r} is unknown; expected one of {', '.join(STEMS)}")
+  if padding not in PADDINGS:
+    raise errors.ConfigError(f"model.padding={padding!r} is unknown; expected one of {', '.join(PADDINGS)}")
   if not width_multiplier > 0:
     raise errors.ConfigError(f"model.width_multiplier must be > 0, got {width_multiplier}")
   return ResNet(num_classes=num_classes, stem=stem, width_multiplier=width_multiplier, dtype=DTYPES[dtype],
-                **ARCHITECTURES[name])
+                padding=padding, **ARCHITECTURES[name])
