@@ -86,17 +86,11 @@ def train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray
   model_masks = _model_masks(ctx, spec, num_models)
   if not checkpoint.exists(layout.zoo(spec.name, "mask")):
     checkpoint.save(layout.zoo(spec.name, "mask"), zoo.stack(model_masks))
-  w0 = checkpoint.restore(layout.zoo("w0"), _abstract_zoo(ctx, num_models))
-  first_step = 0 if spec.kind == "dense" else ctx.config.lottery.rewind_step
-  if first_step:
-    raise errors.ConfigError("zoo protocol: late rewinding (lottery.rewind_step > 0) is not supported by the zoo")
-  state = zoo.start_states([zoo.unstack(w0, s) for s in range(num_models)], model_masks, ctx.tx, first_step,
-                           zoo.models_sharding(ctx.mesh, num_models))
   total_steps, steps_per_epoch = state_lib.num_train_steps(ctx.config.train, int(keep.sum(1).min()))
-  batches = zoo.Batches(keep, seeds, ctx.config.train.batch_size, steps_per_epoch)
-  state = _loop(ctx, spec.name, state, batches, total_steps)
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
-  if not checkpoint.exists(layout.zoo(spec.name, "final")):
+  if checkpoint.exists(layout.zoo(spec.name, "final")):  # trained; stopped while its logits were computed
+    variables = checkpoint.restore(layout.zoo(spec.name, "final"), _abstract_zoo(ctx, num_models))
+  else:
+    variables = _train_kind(ctx, spec, keep, seeds, model_masks, total_steps, steps_per_epoch)
     checkpoint.save(layout.zoo(spec.name, "final"), variables)
   source = ExampleSource(ctx.dataset)
   logits = zoo.zoo_logits(ctx.model, variables, source[np.arange(len(source))], ctx.data.mean, ctx.data.std,
@@ -107,6 +101,21 @@ def train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray
   if jax.process_index() == 0:
     io.write_json(layout.zoo(spec.name, "summary.json"), summary)
   return summary
+
+
+def _train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray, model_masks: list,
+                total_steps: int, steps_per_epoch: int) -> dict:
+  """The zoo's {params, batch_stats} after training from its w0 (resumed from its latest stacked checkpoint)."""
+  num_models = len(seeds)
+  w0 = checkpoint.restore(ctx.layout.zoo("w0"), _abstract_zoo(ctx, num_models))
+  first_step = 0 if spec.kind == "dense" else ctx.config.lottery.rewind_step
+  if first_step:
+    raise errors.ConfigError("zoo protocol: late rewinding (lottery.rewind_step > 0) is not supported by the zoo")
+  state = zoo.start_states([zoo.unstack(w0, s) for s in range(num_models)], model_masks, ctx.tx, first_step,
+                           zoo.models_sharding(ctx.mesh, num_models))
+  batches = zoo.Batches(keep, seeds, ctx.config.train.batch_size, steps_per_epoch)
+  state = _loop(ctx, spec.name, state, batches, total_steps)
+  return {"params": state.params, "batch_stats": state.batch_stats}
 
 
 def _loop(ctx, name: str, state, batches: zoo.Batches, total_steps: int):
