@@ -6,7 +6,7 @@ import numpy as np
 
 from mialth_jax.experiments import verdict
 from mialth_jax.experiments.protocols import PROTOCOLS
-from mialth_jax.report import adversarial, collect, defences, plots
+from mialth_jax.report import adversarial, collect, defences, gap, plots
 from mialth_jax.utils import io
 
 PAPER_ATTACK = "sklearn_mlp"  # the paper's attack: scikit-learn's MLPClassifier on the softmax vector
@@ -209,6 +209,7 @@ def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamb
       f"No transfer results (`{PAPER_ATTACK}` or `mlp`) in {', '.join(r.workdir for r in runs)}: run "
       "configs/experiments/fig4_transfer.py on the run folder (`python -m launch.main "
       "--config=configs/experiments/fig4_transfer.py:<run config> --workdir=<run folder>`)."), ""]
+  doc += gap.section(runs, main_size, plot_dir, rel)
   doc += ["## Beyond the paper", ""]
   for run in runs:
     size = main_size(run)

@@ -1,0 +1,123 @@
+"""Leakage against the generalisation gap: where on the overfitting curve the paper's Table 1 numbers sit.
+
+Shown when a report holds two or more runs of one dataset (e.g. one recipe trained for 10 ... 160 epochs, with and
+without augmentation): every model's train-test accuracy gap against the attack accuracy and ROC AUC of the paper's
+MLP attack, the loss threshold and the strongest attack on it (highest ROC AUC over the paper and zoo protocols),
+with the paper's Table 1 accuracies as horizontal lines, and the run whose dense model is nearest to the paper's
+(attack accuracy and precision of the paper's attack).
+"""
+import os
+
+import numpy as np
+
+from mialth_jax.lottery.recipes import TICKET_KINDS
+from mialth_jax.report import collect, plots
+
+PAPER_ATTACK = "sklearn_mlp"
+MEMORISING = 0.99  # train accuracy from which a model counts as having memorised its members
+
+
+def _result(run, name: str, attack: str, size: int) -> dict | None:
+  found = collect.select(run.attacks, protocol="paper", source=name, target=name, attack=attack, size=size)
+  return found[0] if found else None
+
+
+def _strongest(run, name: str, size: int) -> dict | None:
+  own = [r for r in run.attacks if r["protocol"] in ("paper", "zoo") and r["target"] == name and r["size"] == size
+         and r["source"] in (name, "zoo")]
+  return max(own, key=lambda r: r["roc_auc"]) if own else None
+
+
+def points(runs, size_of) -> list[dict]:
+  """One point per (run, dense or ticket model): its gap and the three attacks' results (None where absent)."""
+  out = []
+  for run in runs:
+    size = size_of(run)
+    if size is None:
+      continue
+    for name, summary in sorted(run.models.items(), key=lambda item: item[1]["sparsity"]):
+      if summary["kind"] != "dense" and summary["kind"] not in TICKET_KINDS:
+        continue
+      out.append({"run": run, "name": name, "kind": "dense" if summary["kind"] == "dense" else "ticket",
+                  "train_accuracy": summary["train_accuracy"], "test_accuracy": summary["test_accuracy"],
+                  "gap": summary["train_accuracy"] - summary["test_accuracy"],
+                  "paper": _result(run, name, PAPER_ATTACK, size), "loss": _result(run, name, "loss", size),
+                  "strongest": _strongest(run, name, size)})
+  return out
+
+
+def figure(points_of: dict, paper_rows: dict, path: str) -> str:
+  """Attack accuracy (top) and ROC AUC (bottom) against the gap, a column per dataset, a line per model and attack."""
+  datasets = sorted(points_of)
+  fig, axes = plots.plt.subplots(2, len(datasets), figsize=(6 * len(datasets), 8), squeeze=False)
+  styles = {"paper": ("o", "-"), "loss": ("s", "--"), "strongest": ("^", ":")}
+  for col, dataset in enumerate(datasets):
+    names = sorted({p["name"] for p in points_of[dataset]}, key=lambda n: (n != "dense", n))
+    for row, metric in enumerate(("accuracy", "roc_auc")):
+      ax = axes[row][col]
+      for i, name in enumerate(names):
+        series = sorted((p for p in points_of[dataset] if p["name"] == name), key=lambda p: p["gap"])
+        for attack, (marker, line) in styles.items():
+          xs = [p["gap"] for p in series if p[attack]]
+          ys = [p[attack][metric] for p in series if p[attack]]
+          if xs:
+            ax.plot(xs, ys, marker=marker, linestyle=line, color=f"C{i}", label=f"{name}, {attack}")
+      if metric == "accuracy" and dataset in paper_rows:
+        for key, style in (("dense", "-"), ("ticket", "--")):
+          ax.axhline(paper_rows[dataset]["accuracy"][key], color="black", linestyle=style, linewidth=0.8,
+                     label=f"paper Table 1, {key}")
+      ax.axhline(0.5, color="grey", linewidth=0.5)
+      ax.set(xlabel="train - test accuracy (generalisation gap)", ylabel=f"attack {metric.replace('_', ' ')}",
+             title=dataset)
+      ax.legend(fontsize=6)
+  return plots.save(fig, path)
+
+
+def _nearest_line(dataset: str, pts: list, paper_row: dict | None) -> str:
+  dense = [p for p in pts if p["kind"] == "dense" and p["paper"]]
+  if not dense or not paper_row:
+    return f"- **{dataset}**: no paper Table 1 row or no dense result of `{PAPER_ATTACK}` to compare."
+  target = np.array([paper_row["accuracy"]["dense"], paper_row["precision"]["dense"]])
+  nearest = min(dense, key=lambda p: float(np.linalg.norm(
+      np.array([p["paper"]["accuracy"], p["paper"]["precision"]]) - target)))
+  r, (low, high) = nearest["paper"], nearest["paper"]["accuracy_ci"]
+  within = "within" if low <= target[0] <= high else "outside"
+  memorised = ("memorised its members" if nearest["train_accuracy"] >= MEMORISING else
+               f"has not memorised its members (train accuracy below {MEMORISING})")
+  return (f"- **{dataset}**: nearest to the paper's dense model ({target[0]:.3f} / precision {target[1]:.2f}) is "
+          f"{nearest['run'].label} (train accuracy {nearest['train_accuracy']:.3f}, gap {nearest['gap']:.3f}): "
+          f"{r['accuracy']:.3f} [{low:.3f}, {high:.3f}] / precision {r['precision']:.2f}, the paper's accuracy "
+          f"{within} its interval; that model {memorised}.")
+
+
+def section(runs, size_of, plot_dir: str, rel) -> list[str]:
+  """The report section, or nothing when no dataset has two runs."""
+  by_dataset = {}
+  for run in runs:
+    by_dataset.setdefault(run.dataset, []).append(run)
+  swept = {d: rs for d, rs in by_dataset.items() if len(rs) > 1}
+  if not swept:
+    return []
+  paper_rows = {row["dataset"]: row for row in collect.paper_numbers()["table1"]["rows"]
+                if row["dataset"] in swept}
+  points_of = {d: points(rs, size_of) for d, rs in swept.items()}
+  path = figure(points_of, paper_rows, os.path.join(plot_dir, "leakage_vs_gap.png"))
+  lines = ["## Leakage against the generalisation gap", "",
+           f"Every dense and ticket model of the runs of one dataset: train - test accuracy against the paper's attack "
+           f"(`{PAPER_ATTACK}`), the loss threshold and the strongest attack on the model (highest ROC AUC, paper and "
+           "zoo protocols), at each run's largest paper-protocol attack set. Black lines: the paper's Table 1.", "",
+           f"![leakage vs gap]({rel(path)})", "",
+           "| dataset | run | model | epochs | augment | train acc | test acc | gap | paper's attack acc [95 % CI] | "
+           "precision | loss AUC | strongest attack (AUC) |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+  f = lambda r, key: "-" if r is None else f"{r[key]:.3f}"  # noqa: E731
+  for dataset in sorted(points_of):
+    for p in sorted(points_of[dataset], key=lambda p: (p["kind"], p["name"], p["gap"])):
+      c, r = p["run"].config, p["paper"]
+      acc = "-" if r is None else f"{r['accuracy']:.3f} [{r['accuracy_ci'][0]:.3f}, {r['accuracy_ci'][1]:.3f}]"
+      strongest = "-" if p["strongest"] is None else f"{p['strongest']['attack']} ({p['strongest']['roc_auc']:.3f})"
+      lines.append(f"| {dataset} | {p['run'].label} | {p['name']} | {c['train']['num_epochs']} | "
+                   f"{c['data']['augment']} | {p['train_accuracy']:.3f} | {p['test_accuracy']:.3f} | "
+                   f"{p['gap']:.3f} | {acc} | {f(r, 'precision')} | {f(p['loss'], 'roc_auc')} | {strongest} |")
+  lines += ["", *(_nearest_line(d, points_of[d], paper_rows.get(d)) for d in sorted(points_of)), ""]
+  return lines

@@ -1,0 +1,44 @@
+"""The leakage-vs-gap report section: gaps, the strongest attack per model, and the run nearest to the paper."""
+import numpy as np
+
+from mialth_jax.data import splits as splits_lib
+from mialth_jax.report import collect, gap
+
+
+def _result(target, attack, accuracy, precision, auc, protocol="paper", source=None):
+  return {"protocol": protocol, "source": source or target, "target": target, "attack": attack, "size": 100,
+          "accuracy": accuracy, "accuracy_ci": [accuracy - 0.02, accuracy + 0.02], "precision": precision,
+          "roc_auc": auc}
+
+
+def _run(label, epochs, train_acc, mlp_accuracy, mlp_precision):
+  models = {"dense": {"kind": "dense", "sparsity": 0.0, "train_accuracy": train_acc, "test_accuracy": 0.4},
+            "ticket_s80": {"kind": "ticket", "sparsity": 0.8, "train_accuracy": train_acc - 0.1,
+                           "test_accuracy": 0.42}}
+  attacks = [_result("dense", "sklearn_mlp", mlp_accuracy, mlp_precision, 0.6),
+             _result("dense", "loss", 0.6, 0.6, 0.65), _result("dense", "lira", 0.7, 0.7, 0.8, "zoo", "zoo"),
+             _result("ticket_s80", "sklearn_mlp", 0.55, 0.6, 0.57), _result("ticket_s80", "loss", 0.58, 0.6, 0.62)]
+  config = {"data": {"name": "npz", "path": "/data/cifar100_small.npz", "augment": "none"},
+            "model": {"name": "resnet18"}, "train": {"num_epochs": epochs}}
+  empty = np.zeros(0, np.int64)
+  return collect.Run(f"/runs/{label}", label, config, models, attacks, {}, splits_lib.Splits(empty, empty, empty))
+
+
+def test_points_hold_each_models_gap_and_its_strongest_attack():
+  points = gap.points([_run("e20", 20, 0.6, 0.52, 0.6)], lambda run: 100)
+  assert [(p["name"], round(p["gap"], 6)) for p in points] == [("dense", 0.2), ("ticket_s80", 0.08)]
+  assert points[0]["strongest"]["attack"] == "lira" and points[1]["strongest"]["attack"] == "loss"
+
+
+def test_the_section_names_the_run_nearest_to_the_papers_cifar100_numbers(tmp_path):
+  runs = [_run("e20", 20, 0.6, 0.52, 0.6), _run("e160", 160, 1.0, 0.75, 0.95)]  # paper: 0.744 / 0.97
+  lines = gap.section(runs, lambda run: 100, str(tmp_path), lambda p: p)
+  assert (tmp_path / "leakage_vs_gap.png").stat().st_size > 0
+  nearest = next(line for line in lines if line.startswith("- **cifar100**"))
+  assert "is e160 (train accuracy 1.000, gap 0.600)" in nearest
+  assert "0.750 [0.730, 0.770]" in nearest and "within its interval" in nearest and "memorised its members" in nearest
+  assert sum(line.startswith("| cifar100 |") for line in lines) == 4
+
+
+def test_one_run_per_dataset_gives_no_section(tmp_path):
+  assert gap.section([_run("e20", 20, 0.6, 0.52, 0.6)], lambda run: 100, str(tmp_path), lambda p: p) == []
