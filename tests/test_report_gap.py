@@ -42,3 +42,10 @@ def test_the_section_names_the_run_nearest_to_the_papers_cifar100_numbers(tmp_pa
 
 def test_one_run_per_dataset_gives_no_section(tmp_path):
   assert gap.section([_run("e20", 20, 0.6, 0.52, 0.6)], lambda run: 100, str(tmp_path), lambda p: p) == []
+
+
+def test_the_gap_sweep_config_is_the_paper_protocol_on_dense_and_three_tickets():
+  from configs.experiments import gap_sweep  # pylint: disable=import-outside-toplevel
+  config = gap_sweep.get_config("cifar100_resnet18:subset")
+  assert config.attacks.protocols == ("paper",) and tuple(config.lottery.sparsities) == (0.5, 0.8, 0.9)
+  assert config.model.width_multiplier == 0.125 and "sklearn_mlp" in config.attacks.models
