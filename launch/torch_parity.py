@@ -15,6 +15,7 @@ import os
 import sys
 import time
 
+import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -39,6 +40,7 @@ def summary(curves, config, seconds: float) -> dict:
             "loss_difference_per_step": first, "final_eval": curves.evals[-1]}
   if curves.param_difference:
     result["max_param_difference_relative"] = max(curves.param_difference)
+    result["median_param_difference_relative"] = float(np.median(curves.param_difference))
   return result
 
 

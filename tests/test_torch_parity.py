@@ -90,7 +90,11 @@ def test_each_of_50_steps_from_the_same_state_gives_pytorchs_loss_and_update(tmp
   summary = json.loads((tmp_path / "parity.json").read_text())
   assert summary["steps"] == 50
   assert summary["max_loss_difference_first_50_steps"] < 1e-5
-  assert summary["max_param_difference_relative"] < 1e-4
+  # Relative to the largest parameter. Typically 1e-7; a step that meets a nearly constant BatchNorm channel (8x8
+  # digits are 1x1 in the last stage) amplifies rounding up to ~3e-4. A missing weight decay would be 5e-5 on
+  # every step, a missing Nesterov term ~1e-2.
+  assert summary["median_param_difference_relative"] < 1e-6
+  assert summary["max_param_difference_relative"] < 1e-3
   final = summary["final_eval"]  # both evaluate PyTorch's final state: eval mode agrees too
   assert abs(final["jax_test_accuracy"] - final["torch_test_accuracy"]) < 1e-6
   assert abs(final["jax_test_loss"] - final["torch_test_loss"]) < 1e-4
