@@ -6,7 +6,7 @@ import numpy as np
 
 from mialth_jax.experiments import verdict
 from mialth_jax.experiments.protocols import PROTOCOLS
-from mialth_jax.report import adversarial, collect, defences, gap, plots
+from mialth_jax.report import adversarial, collect, defences, gap, plots, seeds
 from mialth_jax.utils import io
 
 PAPER_ATTACK = "sklearn_mlp"  # the paper's attack: scikit-learn's MLPClassifier on the softmax vector
@@ -187,6 +187,7 @@ def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamb
          "ticket = the one-shot ticket at 80 % sparsity (the paper does not say which sparsity its Table 1 uses; its "
          "Fig. 3 fixes 80 %). diff = ours - paper.",
          "", *table1(runs, paper), "", "### Where we differ and why", "", *discrepancies(runs, paper), "",
+         *seeds.section(runs, main_size),
          "## Figure 1: test accuracy vs sparsity", "",
          f"![Figure 1]({rel(plots.accuracy_vs_sparsity(runs, os.path.join(plot_dir, 'fig1_accuracy_vs_sparsity.png')))})",
          ""]

@@ -1,0 +1,72 @@
+"""Table 1 over seeds: the same recipe run with different seeds (members, initialisation and attack split all drawn
+from `config.seed`), each model's paper-attack accuracy and precision as mean +- standard deviation over the runs.
+
+Shown when a report holds two or more runs that differ in their seed only (their model-defining config otherwise
+equal), so that "the ticket leaks more than dense" is judged against the spread between runs, not one run's interval.
+"""
+import json
+
+import numpy as np
+
+from mialth_jax.lottery.recipes import TICKET_KINDS
+from mialth_jax.report import collect
+
+PAPER_ATTACK = "sklearn_mlp"
+
+
+def _recipe_key(run) -> str:
+  """The model-defining config without the seed: runs with the same key differ only in their random draws."""
+  config = {k: run.config[k] for k in ("data", "model", "train", "lottery")}
+  return json.dumps(config, sort_keys=True)
+
+
+def groups(runs) -> list[list]:
+  """Runs of the same recipe with distinct seeds, two or more per group, in the order they were given."""
+  by_recipe = {}
+  for run in runs:
+    by_recipe.setdefault(_recipe_key(run), []).append(run)
+  return [rs for rs in by_recipe.values() if len({r.config["seed"] for r in rs}) > 1]
+
+
+def _mean_sd(values: list[float]) -> str:
+  return f"{np.mean(values):.3f} +- {np.std(values, ddof=1):.3f}"
+
+
+def rows(group, size_of) -> list[dict]:
+  """Per model name present in every run of the group: the paper attack's accuracy, precision and ROC AUC, the
+  loss threshold's ROC AUC, and test accuracy, each a list over the runs."""
+  names = set.intersection(*({n for n, s in run.models.items() if s["kind"] == "dense" or s["kind"] in TICKET_KINDS}
+                             for run in group))
+  out = []
+  for name in sorted(names, key=lambda n: group[0].models[n]["sparsity"]):
+    found = {attack: [collect.select(run.attacks, protocol="paper", source=name, target=name, attack=attack,
+                                     size=size_of(run)) for run in group] for attack in (PAPER_ATTACK, "loss")}
+    if not all(found[PAPER_ATTACK]):
+      continue
+    paper = [f[0] for f in found[PAPER_ATTACK]]
+    out.append({"name": name, "accuracy": [r["accuracy"] for r in paper],
+                "precision": [r["precision"] for r in paper], "roc_auc": [r["roc_auc"] for r in paper],
+                "loss_auc": [f[0]["roc_auc"] for f in found["loss"] if f],
+                "test_accuracy": [run.models[name]["test_accuracy"] for run in group]})
+  return out
+
+
+def section(runs, size_of) -> list[str]:
+  """The report section, or nothing when no two runs differ in their seed only."""
+  found = groups(runs)
+  if not found:
+    return []
+  lines = ["## Table 1 over seeds", "",
+           f"Runs that differ only in `seed` (members, initialisation and attack split re-drawn): the paper's attack "
+           f"(`{PAPER_ATTACK}`, paper protocol, largest attack set) as mean +- standard deviation over the runs.", ""]
+  for group in found:
+    seeds = ", ".join(str(run.config["seed"]) for run in group)
+    lines += [f"**{group[0].dataset}, {group[0].arch}: {', '.join(run.label for run in group)} (seeds {seeds})**",
+              "", "| model | attack accuracy | precision | ROC AUC | loss ROC AUC | test accuracy |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for row in rows(group, size_of):
+      loss = _mean_sd(row["loss_auc"]) if len(row["loss_auc"]) == len(group) else "-"
+      lines.append(f"| {row['name']} | {_mean_sd(row['accuracy'])} | {_mean_sd(row['precision'])} | "
+                   f"{_mean_sd(row['roc_auc'])} | {loss} | {_mean_sd(row['test_accuracy'])} |")
+    lines.append("")
+  return lines
