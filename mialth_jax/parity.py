@@ -161,9 +161,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, num_steps: int = -1, ev
       curves.param_difference.append(record["param_difference"])
       state = synchronised_state(ctx, torch_run, mask, step + 1)
     log(record)
-    if (step + 1) % loop.log_every_steps == 0:
+    do_eval = (step + 1) % eval_every == 0 or step + 1 == total
+    if (step + 1) % loop.log_every_steps == 0 or do_eval:
       meter.update(step + 1, jax_loss, torch_acc)
-    if (step + 1) % eval_every == 0 or step + 1 == total:
+    if do_eval:
       curves.evals.append(_evaluate(ctx, state, torch_run, step + 1))
       log({"phase": "eval", **curves.evals[-1]})
       meter.skip_time()
