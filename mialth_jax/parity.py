@@ -136,9 +136,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, num_steps: int = -1, ev
   and at the end; `log` receives one record per step and per evaluation. `synchronise`: see the module doc."""
   ctx = jax_context(config, workdir)
   torch_run = TorchRun(config, ctx.dataset, ctx.data.mean, ctx.data.std)
-  variables = torch_convert.flax_variables(torch_run.model.state_dict(), ctx.variable_shapes, "cifar")
   mask = ctx.dense_mask()
-  state = ctx.start_state(jax.device_put(variables, ctx.replicated), mask, 0)
+  state = synchronised_state(ctx, torch_run, mask, 0)  # PyTorch's w0, no momentum yet
   jax_step, loop = ctx.train_step(), ctx.loop("parity")
   total = ctx.total_steps if num_steps < 0 else min(num_steps, ctx.total_steps)
   eval_every = max(1, int(round(eval_every_epochs * ctx.steps_per_epoch)))
