@@ -1,5 +1,5 @@
 """Trains one recipe with mialth_jax's step and with a PyTorch reference step from the same w0, batches and
-augmentation draws, and writes both curves side by side (mialth_jax/parity.py; docs/reproduction.md).
+augmentation draws, and writes both curves side by side (mialth_jax/experiments/torch_parity.py; docs/reproduction.md).
 
   pip install -e '.[torch]'
   python -m launch.torch_parity --config=configs/cifar10_resnet18.py:subset --workdir=runs/parity_steps \
@@ -53,7 +53,7 @@ def main(argv):
       raise errors.ConfigError(f"--workdir={_WORKDIR.value} already holds a finished comparison (parity.json); "
                                "use a new --workdir")
     try:
-      from mialth_jax import parity  # pylint: disable=import-outside-toplevel
+      from mialth_jax.experiments import torch_parity as parity  # pylint: disable=import-outside-toplevel
     except ModuleNotFoundError as e:
       raise errors.ConfigError(f"launch.torch_parity needs {e.name}: pip install -e '.[torch]'") from e
     os.makedirs(_WORKDIR.value, exist_ok=True)

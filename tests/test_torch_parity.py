@@ -12,7 +12,8 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the PyTorch parity checks need torch: pip install -e '.[torch]'")
 
-from mialth_jax import errors, parity  # noqa: E402
+from mialth_jax import errors  # noqa: E402
+from mialth_jax.experiments import torch_parity as parity  # noqa: E402
 from mialth_jax.lottery import train_state  # noqa: E402
 from mialth_jax.models import resnet, torch_convert, torch_reference  # noqa: E402
 
