@@ -17,7 +17,7 @@ from absl import app, flags
 import harness
 import torch_resnet
 from mialth_jax import inference
-from mialth_jax.models import resnet
+from mialth_jax.models import resnet, torch_reference
 
 flags.DEFINE_list("widths", ["0.25", "1.0"], "width multipliers of ResNet-18")
 flags.DEFINE_integer("num_images", 2048, "images extracted per repetition (narrow networks)")
@@ -51,7 +51,8 @@ class TorchExtractor:
   def __init__(self, width: float, images: np.ndarray, channels_last: bool = False):
     self.device = torch_resnet.torch_device()   # on the GPU when JAX runs on one
     self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    self.model = torch_resnet.ResNet18(10, width).to(self.device, memory_format=self.memory_format).eval()
+    self.model = torch_reference.ResNet("resnet18", 10, "cifar", "cifar", width).to(
+        self.device, memory_format=self.memory_format).eval()
     self.images = torch.from_numpy(images)
 
   def run(self) -> np.ndarray:

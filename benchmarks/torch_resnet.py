@@ -1,4 +1,5 @@
-"""The PyTorch eager baseline: torchvision-style BasicBlock ResNet-18 with the CIFAR stem, and its SGD train step.
+"""The PyTorch eager baseline: mialth_jax's PyTorch ResNet-18 (models/torch_reference.py, CIFAR stem), its SGD train
+step and input normalisation.
 
 Same architecture, initialisation family and optimiser as mialth_jax's ResNet-18 (3x3 stride-1 stem, no max-pool,
 1x1 projection shortcuts, BatchNorm momentum 0.1 = Flax's 0.9, eps 1e-5; SGD momentum 0.9, Nesterov, weight decay
@@ -12,46 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import harness
-
-
-class BasicBlock(nn.Module):
-  """Two 3x3 convolutions with BatchNorm and a (projected when the shape changes) shortcut."""
-
-  def __init__(self, in_channels: int, channels: int, stride: int):
-    super().__init__()
-    self.conv1 = nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
-    self.bn1 = nn.BatchNorm2d(channels)
-    self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
-    self.bn2 = nn.BatchNorm2d(channels)
-    self.shortcut = nn.Sequential()
-    if stride != 1 or in_channels != channels:
-      self.shortcut = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride, bias=False), nn.BatchNorm2d(channels))
-
-  def forward(self, x):
-    y = F.relu(self.bn1(self.conv1(x)))
-    return F.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
-
-
-class ResNet18(nn.Module):
-  """CIFAR-stem ResNet-18 with round(64 * width) channels in the first stage."""
-
-  def __init__(self, num_classes: int = 10, width: float = 1.0):
-    super().__init__()
-    base = max(1, round(64 * width))
-    self.stem = nn.Sequential(nn.Conv2d(3, base, 3, 1, 1, bias=False), nn.BatchNorm2d(base), nn.ReLU())
-    blocks, channels = [], base
-    for stage in range(4):
-      for block in range(2):
-        blocks.append(BasicBlock(channels, base * 2**stage, 2 if stage > 0 and block == 0 else 1))
-        channels = base * 2**stage
-    self.blocks = nn.Sequential(*blocks)
-    self.head = nn.Linear(channels, num_classes)
-    for m in self.modules():
-      if isinstance(m, nn.Conv2d):
-        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-  def forward(self, x):
-    return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+from mialth_jax.models import torch_reference
 
 
 def normalise(images: torch.Tensor, memory_format) -> torch.Tensor:
@@ -81,7 +43,7 @@ class TorchTrainer:
     torch.manual_seed(seed)
     self.device, self.autocast = device, dtype == "bfloat16"
     self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    self.model = ResNet18(10, width).to(device, memory_format=self.memory_format).train()
+    self.model = torch_reference.ResNet("resnet18", 10, "cifar", "cifar", width).to(device, memory_format=self.memory_format).train()
     self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     rng = np.random.default_rng(seed)
     self.images = torch.from_numpy(rng.integers(0, 256, (num_images, 32, 32, 3), dtype=np.uint8)).to(device)

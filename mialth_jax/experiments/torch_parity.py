@@ -24,7 +24,7 @@ import optax
 import torch
 import torch.nn.functional as F
 
-from mialth_jax import errors
+from mialth_jax import errors, inference
 from mialth_jax.data import augment, load_dataset, splits as splits_lib
 from mialth_jax.layout import RunLayout
 from mialth_jax.lottery import context as context_lib, train as train_lib
@@ -75,12 +75,12 @@ class TorchRun:
 
   @torch.no_grad()
   def evaluate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 512) -> dict:
+    """Eval-mode accuracy and loss, computed from the logits as the JAX side's are (`inference.accuracy_and_loss`)."""
     self.model.eval()
     logits = torch.cat([self.model(torch_reference.to_nchw(images[i:i + batch_size], self.mean, self.std))
                         for i in range(0, len(labels), batch_size)])
-    targets = torch.from_numpy(labels.astype(np.int64))
-    return {"accuracy": float((logits.argmax(1) == targets).float().mean()),
-            "loss": float(F.cross_entropy(logits, targets))}
+    accuracy, loss = inference.accuracy_and_loss(logits.numpy(), labels)
+    return {"accuracy": accuracy, "loss": loss}
 
 
   def flax_variables(self, template) -> dict:
@@ -114,10 +114,11 @@ def jax_context(config: ml_collections.ConfigDict, workdir: str) -> context_lib.
   return context_lib.build(config, RunLayout(workdir), dataset, splits)
 
 
-def synchronised_state(ctx, torch_run: TorchRun, mask, step: int):
-  """The JAX train state equal to PyTorch's before `step`: parameters, batch statistics, momentum and step count."""
-  variables = jax.device_put(torch_run.flax_variables(ctx.variable_shapes), ctx.replicated)
-  state = ctx.start_state(variables, mask, step)
+def synchronised_state(ctx, torch_run: TorchRun, mask, step: int, variables: dict | None = None):
+  """The JAX train state equal to PyTorch's before `step`: parameters, batch statistics, momentum and step count.
+  `variables`: PyTorch's, already converted."""
+  variables = torch_run.flax_variables(ctx.variable_shapes) if variables is None else variables
+  state = ctx.start_state(jax.device_put(variables, ctx.replicated), mask, step)
   momentum = jax.device_put(torch_run.flax_momentum(ctx.variable_shapes), ctx.replicated)
   count = jax.device_put(np.int32(step), ctx.replicated)  # as the step returns it: no second compilation
   return state.replace(opt_state=optax.tree_utils.tree_set(state.opt_state, trace=momentum, count=count))
@@ -155,10 +156,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, num_steps: int = -1, ev
     curves.torch_loss.append(torch_loss)
     record = {"phase": "train", "step": step + 1, "jax_loss": jax_loss, "torch_loss": torch_loss, "lr": lr}
     if synchronise:
-      record["param_difference"] = _relative_difference(
-          state.params, torch_run.flax_variables(ctx.variable_shapes)["params"])
+      torch_variables = torch_run.flax_variables(ctx.variable_shapes)
+      record["param_difference"] = _relative_difference(state.params, torch_variables["params"])
       curves.param_difference.append(record["param_difference"])
-      state = synchronised_state(ctx, torch_run, mask, step + 1)
+      state = synchronised_state(ctx, torch_run, mask, step + 1, torch_variables)
     log(record)
     do_eval = (step + 1) % eval_every == 0 or step + 1 == total
     if (step + 1) % loop.log_every_steps == 0 or do_eval:

@@ -150,10 +150,10 @@ def _zoo_logits_per_model(model, variables, images: np.ndarray, mean, std, mesh:
                           batch_size: int) -> np.ndarray:
   logits_fn = inference.make_logits_fn(model, mean, std, mesh)
   positions, replicated = np.arange(len(images)), NamedSharding(mesh, P())
-  num_models = jax.tree.leaves(variables)[0].shape[0]
+  queried = [augment.QUERIES[q](images) for q in queries]
   per_model = []
-  for s in range(num_models):
+  for s in range(jax.tree.leaves(variables)[0].shape[0]):
     model_variables = jax.device_put(unstack(variables, s), replicated)
-    per_model.append(np.stack([inference.predict_logits(logits_fn, model_variables, augment.QUERIES[q](images),
-                                                        positions, batch_size, mesh) for q in queries], axis=1))
+    per_model.append(np.stack([inference.predict_logits(logits_fn, model_variables, x, positions, batch_size, mesh)
+                               for x in queried], axis=1))
   return np.stack(per_model)

@@ -96,6 +96,15 @@ def load_run(workdir: str, num_bootstrap: int = 1000) -> Run:
              external, splits_lib.load(layout.splits))
 
 
+PAPER_ATTACK = "sklearn_mlp"  # the paper's attack: scikit-learn's MLPClassifier on the softmax vector
+
+
+def paper_result(run: Run, name: str, attack: str, size: int) -> dict | None:
+  """`attack`'s result on model `name`, learnt on its own outputs (paper protocol) at attack-set `size`."""
+  found = select(run.attacks, protocol="paper", source=name, target=name, attack=attack, size=size)
+  return found[0] if found else None
+
+
 def select(results: list[dict], **where) -> list[dict]:
   """The results whose fields equal every `where` value."""
   return [r for r in results if all(r.get(k) == v for k, v in where.items())]

@@ -13,13 +13,8 @@ import numpy as np
 from mialth_jax.lottery.recipes import TICKET_KINDS
 from mialth_jax.report import collect, plots
 
-PAPER_ATTACK = "sklearn_mlp"
+PAPER_ATTACK = collect.PAPER_ATTACK
 MEMORISING = 0.99  # train accuracy from which a model counts as having memorised its members
-
-
-def _result(run, name: str, attack: str, size: int) -> dict | None:
-  found = collect.select(run.attacks, protocol="paper", source=name, target=name, attack=attack, size=size)
-  return found[0] if found else None
 
 
 def _strongest(run, name: str, size: int) -> dict | None:
@@ -41,7 +36,8 @@ def points(runs, size_of) -> list[dict]:
       out.append({"run": run, "name": name, "kind": "dense" if summary["kind"] == "dense" else "ticket",
                   "train_accuracy": summary["train_accuracy"], "test_accuracy": summary["test_accuracy"],
                   "gap": summary["train_accuracy"] - summary["test_accuracy"],
-                  "paper": _result(run, name, PAPER_ATTACK, size), "loss": _result(run, name, "loss", size),
+                  "paper": collect.paper_result(run, name, PAPER_ATTACK, size),
+                  "loss": collect.paper_result(run, name, "loss", size),
                   "strongest": _strongest(run, name, size)})
   return out
 

@@ -9,7 +9,7 @@ from mialth_jax.experiments.protocols import PROTOCOLS
 from mialth_jax.report import adversarial, collect, defences, gap, plots, seeds
 from mialth_jax.utils import io
 
-PAPER_ATTACK = "sklearn_mlp"  # the paper's attack: scikit-learn's MLPClassifier on the softmax vector
+PAPER_ATTACK = collect.PAPER_ATTACK
 
 
 def _f(x, digits=3) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 from mialth_jax.lottery.recipes import TICKET_KINDS
 from mialth_jax.report import collect
 
-PAPER_ATTACK = "sklearn_mlp"
+PAPER_ATTACK = collect.PAPER_ATTACK
 
 
 def _recipe_key(run) -> str:
@@ -39,14 +39,13 @@ def rows(group, size_of) -> list[dict]:
                              for run in group))
   out = []
   for name in sorted(names, key=lambda n: group[0].models[n]["sparsity"]):
-    found = {attack: [collect.select(run.attacks, protocol="paper", source=name, target=name, attack=attack,
-                                     size=size_of(run)) for run in group] for attack in (PAPER_ATTACK, "loss")}
-    if not all(found[PAPER_ATTACK]):
+    paper = [collect.paper_result(run, name, PAPER_ATTACK, size_of(run)) for run in group]
+    if not all(paper):
       continue
-    paper = [f[0] for f in found[PAPER_ATTACK]]
+    loss = [collect.paper_result(run, name, "loss", size_of(run)) for run in group]
     out.append({"name": name, "accuracy": [r["accuracy"] for r in paper],
                 "precision": [r["precision"] for r in paper], "roc_auc": [r["roc_auc"] for r in paper],
-                "loss_auc": [f[0]["roc_auc"] for f in found["loss"] if f],
+                "loss_auc": [r["roc_auc"] for r in loss if r],
                 "test_accuracy": [run.models[name]["test_accuracy"] for run in group]})
   return out
 
