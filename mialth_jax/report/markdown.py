@@ -59,11 +59,10 @@ def table1(runs, paper: dict) -> list[str]:
     row = next((p for p in paper["table1"]["rows"] if p["dataset"] == run.dataset), None)
     for name, key in (("dense", "dense"), (run.table1_ticket, "ticket")):
       for attack in (PAPER_ATTACK, "mlp"):
-        found = collect.select(run.attacks, protocol="paper", source=name, target=name, attack=attack,
-                               size=main_size(run))
-        if not found or name not in run.models:
+        r = collect.paper_result(run, name, attack, main_size(run))
+        if r is None or name not in run.models:
           continue
-        r, m = found[0], run.models[name]
+        m = run.models[name]
         pa, pp = (row["accuracy"][key], row["precision"][key]) if row else (None, None)
         lines.append(
             f"| {run.dataset} ({run.label}) | {name} | {attack} | {_ci(r)} | {_f(pa)} | "
