@@ -127,6 +127,13 @@ def test_wilson_interval_matches_its_closed_form():
       2 * 1.96 * np.sqrt(0.25 / 10 + z2 / 400) / (1 + z2 / 10))
 
 
+def test_per_class_bars_of_a_class_attacked_without_error_are_drawn():
+  """A class whose every example the attack gets right (p = 1, met in memorising runs): the Wilson interval's upper
+  end rounds an ulp below 1 for 6 of 6, and matplotlib refused the negative error bar."""
+  err = plots._wilson_err(np.array([6, 0, 3]), np.array([6, 6, 6]))
+  assert (err >= 0).all() and err[1, 0] == 0.0 and err[0, 0] > 0.3
+
+
 def _report_launch(*flags) -> subprocess.CompletedProcess:
   return subprocess.run([sys.executable, "-m", "launch.report", *flags], cwd=REPO, capture_output=True, text=True,
                         timeout=300)

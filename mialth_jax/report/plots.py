@@ -39,9 +39,10 @@ def wilson(successes, n, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _wilson_err(successes, n) -> np.ndarray:
-  """Error bars [2, K] (below, above the observed proportion) of Wilson intervals, for `errorbar(yerr=...)`."""
+  """Error bars [2, K] (below, above the observed proportion) of Wilson intervals, for `errorbar(yerr=...)`; clipped
+  at 0, as at p = 1 the interval's upper end can round an ulp below p and matplotlib refuses a negative bar."""
   p, (low, high) = np.asarray(successes) / np.asarray(n), wilson(successes, n)
-  return np.array([p - low, high - p])
+  return np.maximum(np.array([p - low, high - p]), 0.0)
 
 
 def _dodge(i: int, count: int, step: float = 1.2) -> float:
