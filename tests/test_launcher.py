@@ -63,9 +63,12 @@ def test_a_launch_says_what_it_does_and_caches_compilations_in_its_workdir(tmp_p
 
 
 def test_ctrl_c_ends_a_launch_with_one_line_and_status_130(tmp_path):
-  """SIGINT after the first progress line; the tests' $JAX_COMPILATION_CACHE_DIR wins over <workdir>/.jax_cache."""
+  """SIGINT after the first progress line; the tests' $JAX_COMPILATION_CACHE_DIR wins over <workdir>/.jax_cache.
+  The launch gets SIGINT's default disposition, as from a terminal: pytest started in the background of a
+  non-interactive shell (`pytest &`) inherits SIGINT ignored, and so would the launch, which then ran to its end."""
   launch = subprocess.Popen([sys.executable, "-m", "launch.main", "--config=tests/resume_case.py",
-                             f"--workdir={tmp_path / 'run'}"], cwd=REPO, stderr=subprocess.PIPE, text=True)
+                             f"--workdir={tmp_path / 'run'}"], cwd=REPO, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   seen = []
   for line in launch.stderr:
     seen.append(line)
