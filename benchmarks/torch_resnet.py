@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from absl import app
 import torch.nn.functional as F
-from torch import nn
 
 import harness
 from mialth_jax.models import torch_reference
@@ -43,7 +42,8 @@ class TorchTrainer:
     torch.manual_seed(seed)
     self.device, self.autocast = device, dtype == "bfloat16"
     self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    self.model = torch_reference.ResNet("resnet18", 10, "cifar", "cifar", width).to(device, memory_format=self.memory_format).train()
+    self.model = torch_reference.ResNet("resnet18", 10, "cifar", "cifar", width).to(
+        device, memory_format=self.memory_format).train()
     self.opt = torch.optim.SGD(self.model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     rng = np.random.default_rng(seed)
     self.images = torch.from_numpy(rng.integers(0, 256, (num_images, 32, 32, 3), dtype=np.uint8)).to(device)

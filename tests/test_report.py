@@ -129,7 +129,7 @@ def test_wilson_interval_matches_its_closed_form():
 
 def test_per_class_bars_of_a_class_attacked_without_error_are_drawn():
   """A class whose every example the attack gets right (p = 1, met in memorising runs): the Wilson interval's upper
-  end rounds an ulp below 1 for 6 of 6, and matplotlib refused the negative error bar."""
+  end rounded an ulp below 1 for 6 of 6, and matplotlib refused the negative error bar: the interval holds p."""
   err = plots._wilson_err(np.array([6, 0, 3]), np.array([6, 6, 6]))
   assert (err >= 0).all() and err[1, 0] == 0.0 and err[0, 0] > 0.3
 

@@ -35,14 +35,14 @@ def wilson(successes, n, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
   p = successes / n
   centre = (p + z * z / (2 * n)) / (1 + z * z / n)
   half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-  return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)  # clip: rounding at 0 or n correct
+  # clip: rounding at 0 or n correct can put an end an ulp outside [0, 1] or on the wrong side of p
+  return np.clip(centre - half, 0, p), np.clip(centre + half, p, 1)
 
 
 def _wilson_err(successes, n) -> np.ndarray:
-  """Error bars [2, K] (below, above the observed proportion) of Wilson intervals, for `errorbar(yerr=...)`; clipped
-  at 0, as at p = 1 the interval's upper end can round an ulp below p and matplotlib refuses a negative bar."""
+  """Error bars [2, K] (below, above the observed proportion) of Wilson intervals, for `errorbar(yerr=...)`."""
   p, (low, high) = np.asarray(successes) / np.asarray(n), wilson(successes, n)
-  return np.maximum(np.array([p - low, high - p]), 0.0)
+  return np.array([p - low, high - p])
 
 
 def _dodge(i: int, count: int, step: float = 1.2) -> float:
