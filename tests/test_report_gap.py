@@ -59,5 +59,6 @@ def test_the_paper_regime_sentence_follows_our_numbers():
   assert "ours is at chance too" in markdown._paper_regime("cifar10", cifar10, chance, 0.7)
   assert "ours is above chance by 0.340" in markdown._paper_regime("cifar10", cifar10, above, 1.0)
   memorised = markdown._paper_regime("cifar100", cifar100, above, 1.0)
-  assert "ours memorised its members too" in memorised and "do not stand out" not in memorised
-  assert "do not stand out" in markdown._paper_regime("cifar100", cifar100, chance, 0.45)
+  assert "(it memorised its members too)" in memorised and "stand out more than the paper's" in memorised
+  weak = markdown._paper_regime("cifar100", cifar100, chance, 0.45)
+  assert "memorised" not in weak and "stand out less than the paper's" in weak
