@@ -28,6 +28,10 @@ def test_runs_that_differ_only_in_seed_give_mean_and_sample_sd():
   assert dense.startswith(f"| dense | 0.540 +- {np.std([0.52, 0.54, 0.56], ddof=1):.3f} | 0.640 +- 0.020 |")
   ticket = next(line for line in lines if line.startswith("| ticket_s80 |"))
   assert ticket.startswith("| ticket_s80 | 0.560 +- 0.010 |")
+  paired = next(line for line in lines if line.startswith("- ticket_s80 - dense"))
+  differences = [0.03, 0.03, 0.0]
+  assert f"attack accuracy 0.020 +- {np.std(differences, ddof=1):.3f}" in paired
+  assert "lower in 0 of 3 runs" in paired
 
 
 def test_no_section_without_two_seeds_of_one_recipe():

@@ -63,9 +63,27 @@ def section(runs, size_of) -> list[str]:
     lines += [f"**{group[0].dataset}, {group[0].arch}: {', '.join(run.label for run in group)} (seeds {seeds})**",
               "", "| model | attack accuracy | precision | ROC AUC | loss ROC AUC | test accuracy |",
               "| --- | --- | --- | --- | --- | --- |"]
-    for row in rows(group, size_of):
+    table = rows(group, size_of)
+    for row in table:
       loss = _mean_sd(row["loss_auc"]) if len(row["loss_auc"]) == len(group) else "-"
       lines.append(f"| {row['name']} | {_mean_sd(row['accuracy'])} | {_mean_sd(row['precision'])} | "
                    f"{_mean_sd(row['roc_auc'])} | {loss} | {_mean_sd(row['test_accuracy'])} |")
-    lines.append("")
+    lines += ["", *_paired_lines(table), ""]
+  return lines
+
+
+def _paired_lines(table: list[dict]) -> list[str]:
+  """Each ticket minus dense within a run, then mean +- sd over the runs: the seed-to-seed spread of the difference
+  itself (a run's dense model and its tickets share members, w0 and attack split)."""
+  dense = next((row for row in table if row["name"] == "dense"), None)
+  if dense is None:
+    return []
+  lines = []
+  for row in table:
+    if row is dense:
+      continue
+    accuracy = np.subtract(row["accuracy"], dense["accuracy"])
+    auc = np.subtract(row["roc_auc"], dense["roc_auc"])
+    lines.append(f"- {row['name']} - dense, paired within each seed: attack accuracy {_mean_sd(accuracy)}, "
+                 f"ROC AUC {_mean_sd(auc)}; the ticket is lower in {int((auc < 0).sum())} of {len(auc)} runs.")
   return lines
