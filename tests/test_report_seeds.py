@@ -36,3 +36,7 @@ def test_runs_that_differ_only_in_seed_give_mean_and_sample_sd():
 
 def test_no_section_without_two_seeds_of_one_recipe():
   assert seeds.section([_run("s0", 0, 0.5, 0.5), _run("long", 0, 0.5, 0.5, epochs=80)], lambda run: 10) == []
+
+
+def test_a_mean_that_rounds_to_zero_prints_without_a_sign():
+  assert seeds._mean_sd([-0.0004, 0.0002, -0.0001]).startswith("0.000 +- ")

@@ -29,7 +29,8 @@ def groups(runs) -> list[list]:
 
 
 def _mean_sd(values: list[float]) -> str:
-  return f"{np.mean(values):.3f} +- {np.std(values, ddof=1):.3f}"
+  mean = round(float(np.mean(values)), 3) + 0.0  # + 0.0: a mean that rounds to zero prints 0.000, not -0.000
+  return f"{mean:.3f} +- {np.std(values, ddof=1):.3f}"
 
 
 def rows(group, size_of) -> list[dict]:
