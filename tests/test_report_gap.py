@@ -52,13 +52,12 @@ def test_the_gap_sweep_config_is_the_paper_protocol_on_dense_and_three_tickets()
 
 
 def test_the_paper_regime_sentence_follows_our_numbers():
-  from mialth_jax.report import markdown  # pylint: disable=import-outside-toplevel
   row = collect.paper_numbers()["table1"]["rows"]
   cifar10, cifar100 = (next(r for r in row if r["dataset"] == d) for d in ("cifar10", "cifar100"))
   chance, above = ({"accuracy": a, "accuracy_ci": [a - 0.01, a + 0.01], "precision": 0.9} for a in (0.505, 0.84))
-  assert "ours is at chance too" in markdown._paper_regime("cifar10", cifar10, chance, 0.7)
-  assert "ours is above chance by 0.340" in markdown._paper_regime("cifar10", cifar10, above, 1.0)
-  memorised = markdown._paper_regime("cifar100", cifar100, above, 1.0)
+  assert "ours is at chance too" in gap.paper_regime("cifar10", cifar10, chance, 0.7)
+  assert "ours is above chance by 0.340" in gap.paper_regime("cifar10", cifar10, above, 1.0)
+  memorised = gap.paper_regime("cifar100", cifar100, above, 1.0)
   assert "(it memorised its members too)" in memorised and "stand out more than the paper's" in memorised
-  weak = markdown._paper_regime("cifar100", cifar100, chance, 0.45)
+  weak = gap.paper_regime("cifar100", cifar100, chance, 0.45)
   assert "memorised" not in weak and "stand out less than the paper's" in weak
