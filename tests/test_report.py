@@ -118,6 +118,27 @@ def test_no_heading_is_left_empty(run, tmp_path):
       f"No transfer results (`sklearn_mlp` or `mlp`) in {run}: run configs/experiments/fig4_transfer.py")
 
 
+def test_a_transfer_only_run_shows_its_matrix_with_the_recomputed_numbers(run, tmp_path):
+  """fig4_transfer.py on a new folder runs only the transfer protocol: no paper-protocol results, still a Figure 4."""
+  loaded = collect.load_run(run, num_bootstrap=50)
+  loaded.attacks = [r for r in loaded.attacks if r["protocol"] == "transfer"]
+  assert markdown.main_size(loaded) is None
+  figure4 = _section(open(markdown.write([loaded], str(tmp_path))).read(),
+                     "## Figure 4: do attacks transfer between models?")
+  image = re.search(r"!\[Figure 4, tiny_run, sklearn_mlp\]\(([^)]+)\)", figure4).group(1)
+  assert open(tmp_path / image, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  header, _, *rows = [l for l in figure4.splitlines() if l.startswith("| ")]
+  assert len(rows) == 2
+  assert header == "| trained on \\ attacked | dense | ticket_s80 |"
+  for source, row in zip(("dense", "ticket_s80"), rows):
+    for target, cell in zip(("dense", "ticket_s80"), row.split(" | ")[1:]):
+      [result] = collect.select(loaded.attacks, attack="sklearn_mlp", source=source, target=target, size=600)
+      scores = io.read_npz(os.path.join(run, "attacks", "n600", "transfer", f"{source}__{target}", "sklearn_mlp.npz"))
+      accuracy = np.mean(scores["predicted"] == scores["is_member"])
+      assert result["accuracy"] == pytest.approx(accuracy)
+      assert cell.strip(" |*") == f"{accuracy:.3f}" and cell.startswith("**") == (source == target)
+
+
 def test_wilson_interval_matches_its_closed_form():
   low, high = plots.wilson([0, 10, 5], [10, 10, 10])
   z2 = 1.96 ** 2

@@ -6,7 +6,7 @@ import numpy as np
 
 from mialth_jax.experiments import verdict
 from mialth_jax.experiments.protocols import PROTOCOLS
-from mialth_jax.report import adversarial, collect, defences, gap, plots, seeds
+from mialth_jax.report import adversarial, collect, defences, gap, plots, seeds, transfer
 from mialth_jax.utils import io
 
 PAPER_ATTACK = collect.PAPER_ATTACK
@@ -187,21 +187,15 @@ def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamb
     doc += [f"**{run.label}**", "", *accuracy_table(run), ""]
   attacks = sorted({r["attack"] for run in runs for r in run.attacks if r["protocol"] == "paper"})
   leak_attack = "loss" if "loss" in attacks else PAPER_ATTACK  # the ROC and per-class figures' attack
-  fig2 = plots.attack_vs_sparsity(runs, [a for a in (PAPER_ATTACK, "mlp", "loss") if a in attacks], main_size,
-                                  os.path.join(plot_dir, "fig2_attack_vs_sparsity.png"))
-  doc += ["## Figure 2: attack accuracy vs sparsity", "", f"![Figure 2]({rel(fig2)})", ""]
+  fig2_attacks = [a for a in (PAPER_ATTACK, "mlp", "loss") if a in attacks]
+  fig2 = fig2_attacks and plots.attack_vs_sparsity(runs, fig2_attacks, main_size,
+                                                   os.path.join(plot_dir, "fig2_attack_vs_sparsity.png"))
+  doc += ["## Figure 2: attack accuracy vs sparsity", "", f"![Figure 2]({rel(fig2)})" if fig2 else
+          "No paper-protocol attack results (attacks.protocols must include paper).", ""]
   if any(len({r["size"] for r in run.attacks if r["protocol"] == "paper"}) > 1 for run in runs):
     fig3 = plots.attack_vs_samples(runs, PAPER_ATTACK, os.path.join(plot_dir, "fig3_attack_vs_samples.png"))
     doc += ["## Figure 3: attack accuracy vs number of attack samples (80 % ticket)", "", f"![Figure 3]({rel(fig3)})", ""]
-  doc += ["## Figure 4: do attacks transfer between models?", ""]
-  heats = [(run, attack, plots.transfer_heatmap(run, attack, main_size(run),
-                                                os.path.join(plot_dir, f"fig4_{run.label}_{attack}.png")))
-           for run in runs for attack in (PAPER_ATTACK, "mlp")]
-  shown = [f"![Figure 4, {run.label}, {attack}]({rel(heat)})" for run, attack, heat in heats if heat]
-  doc += ["\n\n".join(shown) or (
-      f"No transfer results (`{PAPER_ATTACK}` or `mlp`) in {', '.join(r.workdir for r in runs)}: run "
-      "configs/experiments/fig4_transfer.py on the run folder (`python -m launch.main "
-      "--config=configs/experiments/fig4_transfer.py:<run config> --workdir=<run folder>`)."), ""]
+  doc += transfer.section(runs, plot_dir, rel)
   doc += gap.section(runs, main_size, plot_dir, rel)
   doc += ["## Beyond the paper", ""]
   for run in runs:

@@ -123,26 +123,17 @@ def attack_vs_samples(runs: list[collect.Run], attack: str, path: str) -> str:
   return save(fig, path)
 
 
-def transfer_heatmap(run: collect.Run, attack: str, size: int, path: str) -> str | None:
-  """Figure 4: accuracy of an attack learnt on the source model's outputs, applied to the target model."""
-  rows = collect.select(run.attacks, protocol="transfer", attack=attack, size=size)
-  if not rows:
-    return None
-  labels = sorted({r["source"] for r in rows}, key=lambda l: (l.count("/"), l.split("/")[0],
-                                                              (run.summary(l) or {}).get("sparsity", 0.0), l))
-  matrix = np.full((len(labels), len(labels)), np.nan)
-  for r in rows:
-    matrix[labels.index(r["source"]), labels.index(r["target"])] = r["accuracy"]
+def transfer_heatmap(labels: list[str], accuracy: np.ndarray, title: str, path: str) -> str:
+  """Figure 4: accuracy[source, target] of an attack learnt on the source model's outputs, applied to the target."""
   fig, ax = plt.subplots(figsize=(3.0 + 0.8 * len(labels), 2.0 + 0.7 * len(labels)))
-  image = ax.imshow(matrix, cmap="viridis")
+  image = ax.imshow(accuracy, cmap="viridis")
   for i in range(len(labels)):
     for j in range(len(labels)):
-      ax.text(j, i, f"{matrix[i, j]:.3f}", ha="center", va="center", fontsize=7,
-              color="white" if matrix[i, j] < np.nanmean(matrix) else "black")
+      ax.text(j, i, f"{accuracy[i, j]:.3f}", ha="center", va="center", fontsize=7,
+              color="white" if accuracy[i, j] < np.nanmean(accuracy) else "black")
   ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
   ax.set_yticks(range(len(labels)), labels, fontsize=7)
-  ax.set(xlabel="target (attacked model)", ylabel="source (attack trained on)",
-         title=f"{run.label}: transfer accuracy\n({attack})")
+  ax.set(xlabel="target (attacked model)", ylabel="source (attack trained on)", title=title)
   fig.colorbar(image, ax=ax, label="attack accuracy")
   return save(fig, path)
 
