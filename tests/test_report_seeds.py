@@ -6,8 +6,8 @@ from mialth_jax.report import collect, seeds
 
 
 def _run(label, seed, dense_acc, ticket_acc, epochs=20):
-  models = {"dense": {"kind": "dense", "sparsity": 0.0, "test_accuracy": 0.7},
-            "ticket_s80": {"kind": "ticket", "sparsity": 0.8, "test_accuracy": 0.71}}
+  models = {"dense": {"kind": "dense", "sparsity": 0.0, "train_accuracy": 0.9 + seed / 100, "test_accuracy": 0.7},
+            "ticket_s80": {"kind": "ticket", "sparsity": 0.8, "train_accuracy": 0.8, "test_accuracy": 0.71}}
   result = lambda target, attack, acc: {"protocol": "paper", "source": target, "target": target,  # noqa: E731
                                         "attack": attack, "size": 10, "accuracy": acc, "precision": acc + 0.1,
                                         "roc_auc": acc + 0.02}
@@ -28,6 +28,7 @@ def test_runs_that_differ_only_in_seed_give_mean_and_sample_sd():
   assert dense.startswith(f"| dense | 0.540 +- {np.std([0.52, 0.54, 0.56], ddof=1):.3f} | 0.640 +- 0.020 |")
   ticket = next(line for line in lines if line.startswith("| ticket_s80 |"))
   assert ticket.startswith("| ticket_s80 | 0.560 +- 0.010 |")
+  assert dense.endswith("| 0.910 +- 0.010 | 0.700 +- 0.000 |")  # train, then test accuracy
   paired = next(line for line in lines if line.startswith("- ticket_s80 - dense"))
   differences = [0.03, 0.03, 0.0]
   assert f"attack accuracy 0.020 +- {np.std(differences, ddof=1):.3f}" in paired

@@ -35,7 +35,8 @@ def _mean_sd(values: list[float]) -> str:
 
 def rows(group, size_of) -> list[dict]:
   """Per model name present in every run of the group: the paper attack's accuracy, precision and ROC AUC, the
-  loss threshold's ROC AUC, and test accuracy, each a list over the runs."""
+  loss threshold's ROC AUC, train and test accuracy (how well the model fits its members drives what it leaks), each a
+  list over the runs."""
   names = set.intersection(*({n for n, s in run.models.items() if s["kind"] == "dense" or s["kind"] in TICKET_KINDS}
                              for run in group))
   out = []
@@ -47,6 +48,7 @@ def rows(group, size_of) -> list[dict]:
     out.append({"name": name, "accuracy": [r["accuracy"] for r in paper],
                 "precision": [r["precision"] for r in paper], "roc_auc": [r["roc_auc"] for r in paper],
                 "loss_auc": [r["roc_auc"] for r in loss if r],
+                "train_accuracy": [run.models[name]["train_accuracy"] for run in group],
                 "test_accuracy": [run.models[name]["test_accuracy"] for run in group]})
   return out
 
@@ -62,13 +64,14 @@ def section(runs, size_of) -> list[str]:
   for group in found:
     seeds = ", ".join(str(run.config["seed"]) for run in group)
     lines += [f"**{group[0].dataset}, {group[0].arch}: {', '.join(run.label for run in group)} (seeds {seeds})**",
-              "", "| model | attack accuracy | precision | ROC AUC | loss ROC AUC | test accuracy |",
-              "| --- | --- | --- | --- | --- | --- |"]
+              "", "| model | attack accuracy | precision | ROC AUC | loss ROC AUC | train accuracy | test accuracy |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
     table = rows(group, size_of)
     for row in table:
       loss = _mean_sd(row["loss_auc"]) if len(row["loss_auc"]) == len(group) else "-"
       lines.append(f"| {row['name']} | {_mean_sd(row['accuracy'])} | {_mean_sd(row['precision'])} | "
-                   f"{_mean_sd(row['roc_auc'])} | {loss} | {_mean_sd(row['test_accuracy'])} |")
+                   f"{_mean_sd(row['roc_auc'])} | {loss} | {_mean_sd(row['train_accuracy'])} | "
+                   f"{_mean_sd(row['test_accuracy'])} |")
     lines += ["", *_paired_lines(table), ""]
   return lines
 
