@@ -10,7 +10,7 @@ import numpy as np
 
 from mialth_jax.report import collect, plots
 
-ATTACKS = (collect.PAPER_ATTACK, "mlp")
+ATTACKS = (collect.PAPER_ATTACK, "mlp", "loss")  # the paper's Fig. 4 attack, ours, and a threshold that leaks more
 
 
 def size(run: collect.Run) -> int | None:
@@ -55,7 +55,8 @@ def section(runs, plot_dir: str, rel) -> list[str]:
       doc += [f"![Figure 4, {run.label}, {attack}]({rel(heat)})", "",
               f"{run.label}, `{attack}`, {size(run)} attack samples, attack accuracy:", "", *table(*found), ""]
   if len(doc) == 2:
-    doc += [f"No transfer results (`{ATTACKS[0]}` or `{ATTACKS[1]}`) in {', '.join(r.workdir for r in runs)}: run "
+    attacks = ", ".join(f"`{a}`" for a in ATTACKS)
+    doc += [f"No transfer results ({attacks}) in {', '.join(r.workdir for r in runs)}: run "
             "configs/experiments/fig4_transfer.py on the run folder (`python -m launch.main "
             "--config=configs/experiments/fig4_transfer.py:<run config> --workdir=<run folder>`).", ""]
   return doc
