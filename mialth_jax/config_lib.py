@@ -138,6 +138,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise errors.ConfigError(f"{field}={value!r} is unknown; expected one of {', '.join(allowed)}")
   for s in config.lottery.sparsities:
     masks.check_sparsity(s, "lottery.sparsities")
+  repeated = sorted({s for s in config.lottery.sparsities if list(config.lottery.sparsities).count(s) > 1})
+  if repeated:  # two --config.lottery.sparsities flags are not one override: the second adds its values to the first
+    raise errors.ConfigError(f"lottery.sparsities: {', '.join(map(str, repeated))} given more than once in "
+                             f"{tuple(config.lottery.sparsities)}; give --config.lottery.sparsities once")
   for s in config.zoo.sparsities:
     if s not in config.lottery.sparsities:
       raise errors.ConfigError(f"zoo.sparsities: {s} is not one of lottery.sparsities {tuple(config.lottery.sparsities)}")
