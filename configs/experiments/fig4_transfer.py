@@ -6,6 +6,8 @@ Runs on the workdir of a finished (or to-be-finished) run and reuses its models;
   python -m launch.main --config=configs/experiments/fig4_transfer.py:cifar10_resnet18:subset --workdir=runs/cifar10_r18_subset
   python -m launch.main --config=configs/experiments/fig4_transfer.py:default --workdir=runs/default      # digits, minutes
   python -m launch.report --workdir=runs/cifar10_r18_subset
+On a new folder it trains the models first; add --config.attacks.protocols="('paper','transfer')" to get their
+Table 1 rows too (docs/resnet50_transfer.md was made so).
 Full CIFAR / ImageNet: use cifar10_resnet18 (etc.) without ':subset' and the tfds data_dir (see that config).
 """
 from mialth_jax.experiments import paper
