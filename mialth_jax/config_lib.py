@@ -2,6 +2,7 @@
 
 Only JSON-able values live here so that `config.to_json()` is written into every run folder.
 """
+import collections
 import os
 
 import ml_collections
@@ -138,7 +139,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise errors.ConfigError(f"{field}={value!r} is unknown; expected one of {', '.join(allowed)}")
   for s in config.lottery.sparsities:
     masks.check_sparsity(s, "lottery.sparsities")
-  repeated = sorted({s for s in config.lottery.sparsities if list(config.lottery.sparsities).count(s) > 1})
+  repeated = sorted(s for s, n in collections.Counter(config.lottery.sparsities).items() if n > 1)
   if repeated:  # two --config.lottery.sparsities flags are not one override: the second adds its values to the first
     raise errors.ConfigError(f"lottery.sparsities: {', '.join(map(str, repeated))} given more than once in "
                              f"{tuple(config.lottery.sparsities)}; give --config.lottery.sparsities once")

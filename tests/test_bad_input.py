@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from mialth_jax import config_lib
-from mialth_jax.errors import ConfigError
 from mialth_jax.data import base, npz, splits
+from mialth_jax.errors import ConfigError
 from mialth_jax.utils import checkpoint
 from mialth_jax.utils import io
 

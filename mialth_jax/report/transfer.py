@@ -13,16 +13,16 @@ from mialth_jax.report import collect, plots
 ATTACKS = (collect.PAPER_ATTACK, "mlp", "loss")  # the paper's Fig. 4 attack, ours, and a threshold that leaks more
 
 
-def size(run: collect.Run) -> int | None:
+def largest_size(run: collect.Run) -> int | None:
   """The largest attack size with transfer results."""
   sizes = [r["size"] for r in run.attacks if r["protocol"] == "transfer"]
   return max(sizes) if sizes else None
 
 
-def matrix(run: collect.Run, attack: str) -> tuple[list[str], np.ndarray] | None:
+def matrix(run: collect.Run, attack: str, size: int) -> tuple[list[str], np.ndarray] | None:
   """Model labels (own models first, then other runs', each by sparsity) and accuracy[source, target] (NaN: not
-  attacked); None without transfer results for `attack`."""
-  rows = collect.select(run.attacks, protocol="transfer", attack=attack, size=size(run))
+  attacked) at attack set `size`; None without transfer results for `attack` there."""
+  rows = collect.select(run.attacks, protocol="transfer", attack=attack, size=size)
   if not rows:
     return None
   labels = sorted({r["source"] for r in rows} | {r["target"] for r in rows},
@@ -46,14 +46,15 @@ def section(runs, plot_dir: str, rel) -> list[str]:
   """The Figure 4 section: per run and attack, the heatmap and its numbers."""
   doc = ["## Figure 4: do attacks transfer between models?", ""]
   for run in runs:
+    size = largest_size(run)
     for attack in ATTACKS:
-      found = matrix(run, attack)
+      found = matrix(run, attack, size)
       if found is None:
         continue
       heat = plots.transfer_heatmap(*found, f"{run.label}: transfer accuracy\n({attack})",
                                     os.path.join(plot_dir, f"fig4_{run.label}_{attack}.png"))
       doc += [f"![Figure 4, {run.label}, {attack}]({rel(heat)})", "",
-              f"{run.label}, `{attack}`, {size(run)} attack samples, attack accuracy:", "", *table(*found), ""]
+              f"{run.label}, `{attack}`, {size} attack samples, attack accuracy:", "", *table(*found), ""]
   if len(doc) == 2:
     attacks = ", ".join(f"`{a}`" for a in ATTACKS)
     doc += [f"No transfer results ({attacks}) in {', '.join(r.workdir for r in runs)}: run "
