@@ -7,13 +7,10 @@ A bad flag, setting or file, a full disk, or a diverging run (the project's `err
 one line `error: ...` on stderr and exit status 2; anything else is a bug and shows its traceback (exit status 1).
 Ctrl-C ends it with one line and exit status 130. A relaunch of the same command resumes a stopped or killed run.
 """
-import ast
 import functools
-import io
 import os
 import re
 import sys
-import tokenize
 from typing import NoReturn
 
 from mialth_jax.utils import logs
@@ -21,13 +18,12 @@ from mialth_jax.utils import logs
 logs.patient_cpu_collectives()  # XLA reads $XLA_FLAGS once, when jax is imported below
 
 import jax  # noqa: E402
-import ml_collections  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from mialth_jax import config_lib, errors, run_dir  # noqa: E402
 from mialth_jax.experiments import launch  # noqa: E402
-from mialth_jax.utils import hosts  # noqa: E402
+from mialth_jax.utils import config_sections, hosts  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run folder (created; resumed if it holds the same run)")
@@ -86,33 +82,11 @@ def _user_error_in(error: BaseException) -> errors.UserError | None:
   return found
 
 
-def config_fields() -> list[tuple[str, object, str]]:
-  """(field, default, comment) of each assignment in config_lib.base(), in its order; a section's default is None.
-
-  The comments are the ones written beside the fields in config_lib.py, read from its source: written once.
-  """
-  source = open(config_lib.__file__).read()
-  comments = {t.start[0]: t.string.lstrip("#").strip()
-              for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT}
-  base = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "base")
-  defaults, fields = config_lib.base(), []
-  for node in base.body:
-    if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute):
-      name = ast.unparse(node.targets[0]).removeprefix("config.")
-      value = functools.reduce(lambda section, key: section[key], name.split("."), defaults)
-      is_section = isinstance(node.value, ast.Call) and not node.value.args
-      if isinstance(value, ml_collections.ConfigDict):
-        value = None if is_section else value.to_dict()
-      comment = " ".join(comments[n] for n in range(node.lineno, node.end_lineno + 1) if n in comments)
-      fields.append((name, value, comment))
-  return fields
-
-
 def config_help() -> str:
-  """Every config field with its default and comment, for --help."""
-  lines = ["\nconfig fields (defaults of mialth_jax/config_lib.py; a config file changes some of them; override any "
-           "with --config.<field>=<value>):"]
-  for name, value, comment in config_fields():
+  """Every config field with its default and comment, for --help: the registered sections of config_lib.base()."""
+  lines = ["\nconfig fields (defaults of config_lib.base(): the core's sections and those registered by features; a "
+           "config file changes some of them; override any with --config.<field>=<value>):"]
+  for name, value, comment in config_sections.describe(config_lib.base()):
     entry = f"[{name}]" if value is None else f"  {name} = {value!r}"
     lines.append(f"{entry:<46} {comment}".rstrip() if comment else entry)
   return "\n".join(lines)

@@ -1,119 +1,89 @@
-"""Shared configuration defaults; `configs/*.py` start from `base()` and change what their experiment needs.
+"""The configuration: the core's sections (data, model, train, lottery, attacks) and those registered by features
+(`utils.config_sections`), merged by `base()`; `configs/*.py` start from it and change what their experiment needs.
+`validate` checks the core's fields here and every registered section's with its own check.
 
-Only JSON-able values live here so that `config.to_json()` is written into every run folder.
+Only JSON-able values live in a config so that `config.to_json()` is written into every run folder.
 """
 import collections
 import os
 
 import ml_collections
 
-from mialth_jax import data, errors
-from mialth_jax.attacks import attack_sets, registry
+from mialth_jax import data, errors, plugins
+from mialth_jax.attacks import attack_sets
 from mialth_jax.data import augment
-from mialth_jax.defences import settings as defence_settings
-from mialth_jax.experiments import adversarial
 from mialth_jax.experiments.protocols import PROTOCOLS
 from mialth_jax.lottery import masks, recipes, train_state
 from mialth_jax.models import resnet
+from mialth_jax.utils import config_sections
 
 
 def base() -> ml_collections.ConfigDict:
-  """Defaults for a complete lottery + membership-inference run."""
-  config = ml_collections.ConfigDict()
-  config.seed = 0
+  """Defaults for a complete lottery + membership-inference run: the core's sections below and every section a
+  registered feature adds (`plugins.load()` registers the package's own)."""
+  plugins.load()
+  return config_sections.build()
 
-  config.data = ml_collections.ConfigDict()
-  config.data.name = "digits"          # digits | npz | tfds
-  config.data.path = ""                # npz: file with x_train, y_train, x_test, y_test
-  config.data.tfds_name = ""           # tfds: cifar10 | cifar100 | imagenet2012
-  config.data.data_dir = ""            # tfds: folder holding the prepared dataset
-  config.data.image_size = 224         # tfds imagenet2012: crop size
-  config.data.num_train = -1           # members: a seeded subset of the train split (-1: all of it)
-  config.data.augment = "none"         # none | cifar (4-pixel pad + random crop, horizontal flip)
-  config.data.digits_test_fraction = 0.5
 
-  config.model = ml_collections.ConfigDict()
-  config.model.name = "resnet18"       # resnet18 | resnet34 | resnet50
-  config.model.stem = "cifar"          # cifar (3x3, stride 1) | imagenet (7x7 stride 2 + max-pool)
-  config.model.width_multiplier = 1.0  # channels = round(64 * width_multiplier) in the first stage
-  config.model.dtype = "float32"       # compute dtype: float32 | bfloat16 (parameters stay float32)
-  config.model.padding = "same"        # same (XLA's SAME) | torch (k // 2 both sides: converted PyTorch weights)
-
-  config.train = ml_collections.ConfigDict()
-  config.train.batch_size = 128        # global batch, a multiple of the device count
-  config.train.num_epochs = 10.0       # exactly one of num_epochs / num_steps is set (the other -1)
-  config.train.num_steps = -1
-  config.train.learning_rate = 0.1
-  config.train.momentum = 0.9
-  config.train.nesterov = True
-  config.train.weight_decay = 5e-4
-  config.train.schedule = "cosine"     # cosine | step | constant
-  config.train.warmup_epochs = 0.0
-  config.train.step_boundaries = (0.5, 0.75)  # step schedule: fractions of training where lr *= step_factor
-  config.train.step_factor = 0.1
-  config.train.eval_every_epochs = 1.0
-  config.train.log_every_steps = 50
-
-  config.lottery = ml_collections.ConfigDict()
-  config.lottery.sparsities = (0.5, 0.8, 0.9)
-  config.lottery.method = "oneshot"    # oneshot (the paper's Algorithm 1) | imp (iterative)
-  config.lottery.imp_rounds = 0        # imp: number of rounds
-  config.lottery.imp_fraction = 0.2    # imp: fraction of surviving weights pruned per round
-  config.lottery.rule = "global_magnitude"   # global_magnitude | layerwise_magnitude | random
-  config.lottery.prunable = r"kernel$"  # regex on the parameter path ("stage1_block0/conv1/kernel")
-  config.lottery.keep_first_conv = False
-  config.lottery.keep_classifier = False
-  config.lottery.rewind_step = 0       # 0: rewind to w0 (the paper); k > 0: late rewinding to step k
-  config.lottery.controls = ()         # any of: random_prune, random_reinit (or another registered recipe)
-  config.lottery.input_gradient_penalty = 0.01  # the input_gradient_penalty control: weight of mean ||grad_x loss||^2
-
-  config.attacks = ml_collections.ConfigDict()
-  config.attacks.protocols = ("paper",)  # any of: paper, transfer, shadow (or another registered protocol)
-  config.attacks.sizes = (-1,)         # members + non-members per attack set (-1: the largest balanced set)
-  config.attacks.test_fraction = 0.5
-  config.attacks.nonmembers = "test"  # test (the paper) | test+unused_train (also the training images not used)
-  config.attacks.models = ml_collections.ConfigDict()
-  config.attacks.models.mlp = {"type": "optax_mlp"}
-  config.attacks.models.sklearn_mlp = {"type": "sklearn_mlp"}
-  config.attacks.models.loss = {"type": "threshold_loss"}
-  config.attacks.transfer_runs = ()    # transfer: other run folders (same members) whose models join the matrix
-  config.attacks.num_bootstrap = 1000
-  config.attacks.batch_size = 512      # confidence extraction batch
-
-  config.zoo = ml_collections.ConfigDict()  # reference models of the zoo protocol (LiRA, RMIA attacks)
-  config.zoo.num_models = 16           # S models, each on as many seeded random examples (of all) as the members
-  config.zoo.queries = ("identity", "flip")  # test-time queries of each image (augment.QUERIES)
-  config.zoo.sparsities = ()           # ticket zoos to train: a subset of lottery.sparsities (empty: all of them)
-
-  config.adversarial = ml_collections.ConfigDict()  # the adversarial protocol (experiments/adversarial.py)
-  config.adversarial.num_examples = -1  # examples per attack-split part (half members) it attacks (-1: all)
-  config.adversarial.models = ()  # the models it attacks (empty: every finished model)
-  config.adversarial.batch_size = 128  # examples per sharded batch of the white-box and label-only signals
-  config.adversarial.smoothing_sigma = 0.0  # defence D1: pixel-noise std of output smoothing (0: no smoothed targets)
-  config.adversarial.smoothing_samples = 16  # noisy copies averaged per query
-  config.adversarial.smoothed_models = ("dense",)  # the models attacked with smoothing too
-  config.adversarial.smoothed_attacks = ()  # attacks.models run on the smoothed ones (empty: all; each query costs
-                                           # smoothing_samples forward passes there)
-
-  config.defences = ml_collections.ConfigDict()  # the defence recipes of lottery.controls (defences/settings.py)
-  config.defences.sparsities = ()     # of finetune / admm / admm_minmax: a subset of lottery.sparsities (empty: all)
-  config.defences.rule = "layerwise_magnitude"  # layerwise_magnitude (k_i per layer, the spec) | global_magnitude
-  config.defences.finetune = ml_collections.ConfigDict()
-  config.defences.finetune.fraction = 0.5      # masked fine-tuning: the last half of the run's steps and lr schedule
-  config.defences.admm = ml_collections.ConfigDict()
-  config.defences.admm.rounds = 3              # ADMM rounds (Z- and U-steps), splitting the W-phase evenly
-  config.defences.admm.fraction = 0.5  # the W-phase: the last half of the run's steps, from the trained dense model
-  config.defences.admm.rho = 1.0      # initial penalty rho (docs/defences.md: 0.01 barely moves W in a short run)
-  config.defences.admm.rho_growth = 2.0        # rho *= rho_growth after every round
-  config.defences.minmax = ml_collections.ConfigDict()
-  config.defences.minmax.lambdas = (1.0,)      # the minmax models: one per lambda (the code's alpha = 1)
-  config.defences.minmax.combined_lambdas = (1.0,)  # the admm_minmax models: one per sparsity and lambda
-  config.defences.minmax.warmup_fraction = 0.1  # minmax: plain training first (the code: 4 epochs), h untrained
-  config.defences.minmax.reference_size = -1  # reference non-members: drawn from the unused training images (-1: half)
-  config.defences.minmax.learning_rate = 1e-3  # h's Adam rate (the code: 1e-5 over 400 epochs)
-
-  config.checkpoint_every_steps = 0     # 0: only at the end of each phase
-  return config
+config_sections.register("", "the run", {
+    "seed": (0, "seeds the member split, w0, data order and augmentation, attack splits and attacks"),
+    "checkpoint_every_steps": (0, "periodic train-state checkpoints for resuming (0: only at the end of each phase)"),
+})
+config_sections.register("data", "the dataset and the member split (mialth_jax/data)", {
+    "name": ("digits", "digits | npz | tfds"),
+    "path": ("", "npz: file with x_train, y_train, x_test, y_test"),
+    "tfds_name": ("", "tfds: cifar10 | cifar100 | imagenet2012"),
+    "data_dir": ("", "tfds: folder holding the prepared dataset"),
+    "image_size": (224, "tfds imagenet2012: crop size"),
+    "num_train": (-1, "members: a seeded subset of the train split (-1: all of it)"),
+    "augment": ("none", "none | cifar (4-pixel pad + random crop, horizontal flip)"),
+    "digits_test_fraction": (0.5, "digits: the share of the 1,797 images held out as the test split"),
+})
+config_sections.register("model", "the network (mialth_jax/models/resnet.py)", {
+    "name": ("resnet18", "resnet18 | resnet34 | resnet50"),
+    "stem": ("cifar", "cifar (3x3, stride 1) | imagenet (7x7 stride 2 + max-pool)"),
+    "width_multiplier": (1.0, "channels = round(64 * width_multiplier) in the first stage"),
+    "dtype": ("float32", "compute dtype: float32 | bfloat16 (parameters stay float32)"),
+    "padding": ("same", "same (XLA's SAME) | torch (k // 2 both sides: converted PyTorch weights)"),
+})
+config_sections.register("train", "training of every model of the run (lottery/train_state.py)", {
+    "batch_size": (128, "global batch, a multiple of the device count"),
+    "num_epochs": (10.0, "exactly one of num_epochs / num_steps is set (the other -1)"),
+    "num_steps": (-1, "train steps (-1: from num_epochs)"),
+    "learning_rate": (0.1, "peak SGD learning rate"),
+    "momentum": (0.9, "SGD momentum (0: none)"),
+    "nesterov": (True, "Nesterov momentum"),
+    "weight_decay": (5e-4, "added to the gradient, PyTorch-style"),
+    "schedule": ("cosine", "cosine | step | constant"),
+    "warmup_epochs": (0.0, "linear warm-up from 0 before the schedule"),
+    "step_boundaries": ((0.5, 0.75), "step schedule: fractions of training where lr *= step_factor"),
+    "step_factor": (0.1, "step schedule: the factor at each boundary"),
+    "eval_every_epochs": (1.0, "test and train accuracy / loss every this many epochs (and at the end)"),
+    "log_every_steps": (50, "train loss and accuracy written to metrics.jsonl every this many steps"),
+})
+config_sections.register("lottery", "the models of the run: dense, its tickets and the control recipes", {
+    "sparsities": ((0.5, 0.8, 0.9), "one-shot tickets: the share of prunable weights removed"),
+    "method": ("oneshot", "oneshot (the paper's Algorithm 1) | imp (iterative)"),
+    "imp_rounds": (0, "imp: number of rounds"),
+    "imp_fraction": (0.2, "imp: fraction of surviving weights pruned per round"),
+    "rule": ("global_magnitude", "global_magnitude | layerwise_magnitude | random"),
+    "prunable": (r"kernel$", "regex on the parameter path (\"stage1_block0/conv1/kernel\")"),
+    "keep_first_conv": (False, "never prune the first convolution"),
+    "keep_classifier": (False, "never prune the classifier"),
+    "rewind_step": (0, "0: rewind to w0 (the paper); k > 0: late rewinding to step k"),
+    "controls": ((), "more recipes, in order: random_prune, random_reinit, a defence (any registered recipe)"),
+})
+config_sections.register("attacks", "membership inference on every model (experiments/, attacks/)", {
+    "protocols": (("paper",), "any of: paper, transfer, shadow, zoo, adversarial (or another registered protocol)"),
+    "sizes": ((-1,), "members + non-members per attack set (-1: the largest balanced set)"),
+    "test_fraction": (0.5, "the share of each attack set held out as attack-test (where attacks are judged)"),
+    "nonmembers": ("test", "test (the paper) | test+unused_train (also the training images not used)"),
+    "models": ({"mlp": {"type": "optax_mlp"}, "sklearn_mlp": {"type": "sklearn_mlp"},
+                "loss": {"type": "threshold_loss"}}, "name -> {type: a registered attack, its options}"),
+    "transfer_runs": ((), "transfer: other run folders (same members) whose models join the matrix"),
+    "num_bootstrap": (1000, "bootstrap resamples of every interval"),
+    "batch_size": (512, "confidence extraction batch"),
+})
 
 
 CHOICES = {
@@ -132,6 +102,7 @@ CHOICES = {
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks every choice and range before anything is written; the error names the field and what was expected."""
+  plugins.load()
   for field, allowed in CHOICES.items():
     section, key = field.split(".")
     value = config[section][key]
@@ -143,22 +114,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if repeated:  # two --config.lottery.sparsities flags are not one override: the second adds its values to the first
     raise errors.ConfigError(f"lottery.sparsities: {', '.join(map(str, repeated))} given more than once in "
                              f"{tuple(config.lottery.sparsities)}; give --config.lottery.sparsities once")
-  for s in config.zoo.sparsities:
-    if s not in config.lottery.sparsities:
-      raise errors.ConfigError(f"zoo.sparsities: {s} is not one of lottery.sparsities {tuple(config.lottery.sparsities)}")
-  if config.zoo.num_models < 2 or any(q not in augment.QUERIES for q in config.zoo.queries):
-    raise errors.ConfigError(f"zoo.num_models must be >= 2 and zoo.queries a subset of {', '.join(augment.QUERIES)}; "
-                             f"got {config.zoo.num_models} and {tuple(config.zoo.queries)}")
   for control in config.lottery.controls:
     recipes.RECIPES.lookup(control, "lottery.controls")
   for protocol in config.attacks.protocols:
     PROTOCOLS.lookup(protocol, "attacks.protocols")
-  defence_settings.validate(config)
-  adversarial.validate(config)
-  calibrated = registry.learning_from(config.attacks.models.to_dict(), "references")
-  if calibrated and "zoo" not in config.attacks.protocols:
-    raise errors.ConfigError(f"attacks.models: {', '.join(calibrated)} learn from reference models and run only "
-                             "under the zoo protocol; add 'zoo' to attacks.protocols")
+  config_sections.validate(config)
   for size in config.attacks.sizes:
     if size != -1:
       attack_sets.check_size(size, "attacks.sizes")

@@ -9,6 +9,18 @@ imported (from a config file, a notebook or a test), before the launch reads the
 import importlib
 
 BUILTIN = (
+    # defences
+    "mialth_jax.defences.phase",
+    "mialth_jax.defences.finetune",
+    "mialth_jax.defences.minmax",
+    "mialth_jax.defences.admm",
+    "mialth_jax.defences.admm_minmax",
+    "mialth_jax.defences.input_gradient_penalty",
+    "mialth_jax.defences.smoothing",
+    # protocols beyond the core's paper and transfer
+    "mialth_jax.experiments.shadow",
+    "mialth_jax.experiments.zoo",
+    "mialth_jax.experiments.adversarial",
 )
 
 _loaded = False

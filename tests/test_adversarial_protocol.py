@@ -34,8 +34,8 @@ def adversarial_config():
   config.attacks.protocols, config.attacks.models = ("paper", "adversarial"), ATTACKS
   config.attacks.num_bootstrap = 300
   config.adversarial.batch_size = 64
-  config.adversarial.smoothing_sigma, config.adversarial.smoothing_samples = 0.1, 4
-  config.adversarial.smoothed_attacks = ("loss", "augmentation")
+  config.defences.smoothing.sigma, config.defences.smoothing.samples = 0.1, 4
+  config.defences.smoothing.attacks = ("loss", "augmentation")
   return config
 
 
@@ -120,9 +120,10 @@ def test_the_report_shows_the_attacks_defences_and_plots(run, tmp_path):
     (lambda c: setattr(c.attacks, "protocols", ("paper",)), "run only under the adversarial protocol"),
     (lambda c: setattr(c.adversarial, "batch_size", 0), "adversarial.batch_size and"),
     (lambda c: setattr(c.adversarial, "num_examples", 3), "adversarial.num_examples must be -1 or an even"),
-    (lambda c: setattr(c.adversarial, "smoothed_models", ("ticket_s80",)), "adversarial.smoothed_models: ticket_s80"),
-    (lambda c: setattr(c.adversarial, "smoothed_attacks", ("lira",)), "adversarial.smoothed_attacks: lira"),
-    (lambda c: setattr(c.lottery, "input_gradient_penalty", -1.0), "lottery.input_gradient_penalty must be >= 0"),
+    (lambda c: setattr(c.defences.smoothing, "models", ("ticket_s80",)), "defences.smoothing.models: ticket_s80"),
+    (lambda c: setattr(c.defences.smoothing, "attacks", ("lira",)), "defences.smoothing.attacks: lira"),
+    (lambda c: setattr(c.defences.input_gradient_penalty, "weight", -1.0),
+     "defences.input_gradient_penalty.weight must be >= 0"),
 ])
 def test_bad_adversarial_settings_are_one_line_errors(change, message):
   config = adversarial_config()
@@ -138,5 +139,5 @@ def test_the_experiment_config_attacks_every_model_with_the_sweep_and_both_defen
   types = {c["type"] for c in config.attacks.models.to_dict().values()}
   assert {"adversarial_tv", "input_gradient_norm", "minimal_perturbation", "hopskipjump", "augmentation_robustness",
           "adversarial_features", "threshold_loss"} <= types
-  assert config.adversarial.smoothing_sigma > 0
+  assert config.defences.smoothing.sigma > 0
   assert adversarial.SMOOTHED == "~smooth"

@@ -1,8 +1,11 @@
-"""Defences against membership inference, as training recipes of the lottery pipeline (docs/defences.md):
+"""Defences against membership inference, each one module that registers its recipes, step hooks, config section
+and reserved ids (docs/defences.md; `plugins.load()` imports them):
 
-  admm       ADMM weight pruning with per-layer cardinality constraints (Wang et al., IJCAI 2021, as reconstructed)
-  minmax     adversarial regularisation, the "Min-Max game" (Nasr, Shokri, Houmansadr, CCS 2018)
-  reference  the Min-Max defender's reference non-members, disjoint from every evaluation
-  step       the train step that carries both; recipes: finetune, admm, minmax, admm_minmax; settings: config.defences
+  phase                   what the trained defences share: the `first_step` hook, defence.json, config.defences
+  finetune                prune-and-fine-tune
+  admm                    ADMM weight pruning with per-layer cardinality constraints (Wang et al., IJCAI 2021)
+  minmax, reference       adversarial regularisation, the "Min-Max game" (Nasr et al., CCS 2018), and its reference set
+  admm_minmax             ADMM pruning on the Min-Max objective
+  input_gradient_penalty  defence D2 (ours): an input-gradient-norm penalty in training
+  smoothing               defence D1 (ours): inference-time output smoothing
 """
-from mialth_jax.defences import recipes  # noqa: F401  (registers the defence recipes in lottery.recipes.RECIPES)

@@ -14,22 +14,28 @@ mid-round exactly), and the projection is `lottery.masks.keep_largest`, the jnp 
 k_i = n_i - round(s * n_i) per layer (layerwise_magnitude) or round(s * n) pruned over all layers together
 (global_magnitude), ties broken by position, so ADMM's Z holds exactly the ticket's counts. Z0 = Proj(W0) is made by
 `masks.prune` itself (the tickets' code) on the trained dense weights W0; U0 = 0.
+
+The recipes: `admm` plans admm_train_s80 (the W-phase from the trained dense model, its mask dense, with Z, U and rho
+in the `admm` step hook's slot of the train state) and admm_s80 (admm_train_s80's final weights hard-pruned by
+magnitude, then fine-tuned: MIA-Pruning). Settings: config.defences.admm.
 """
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mialth_jax import errors
-from mialth_jax.lottery import masks
+from mialth_jax.defences import phase
+from mialth_jax.lottery import masks, recipes, step_hooks
+from mialth_jax.utils import config_sections
 
-RULES = ("layerwise_magnitude", "global_magnitude")  # the constraint sets ADMM can project onto
+ModelSpec, tag = recipes.ModelSpec, recipes.sparsity_tag
 
 
 def init_state(params, mask, sparsity: float, rule: str, *, rho: float, growth: float, round_steps: int,
                first_step: int) -> dict:
   """The ADMM state at the start of the W-phase, from the starting weights `params` (numpy) and the dense `mask`."""
-  if rule not in RULES:
-    raise errors.ConfigError(f"defences.rule={rule!r} is unknown; expected one of {', '.join(RULES)}")
+  if rule not in phase.RULES:
+    raise errors.ConfigError(f"defences.rule={rule!r} is unknown; expected one of {', '.join(phase.RULES)}")
   keep = masks.prune(params, mask, sparsity, rule)
   weights = [np.asarray(w) for w in masks.prunable_leaves(params, mask)]
   kept = [np.asarray(k) for k in masks.prunable_leaves(keep, mask)]
@@ -63,3 +69,73 @@ def after_step(state: dict, weights: list, done: jax.Array) -> dict:
   at_end = (done - state["first_step"]) % state["round_steps"] == 0
   return jax.lax.cond(at_end, round_end, lambda s: s, state)
 
+
+
+def _loss_term(state: dict, params, logits, batch: step_hooks.StepBatch) -> jax.Array:
+  del logits
+  return proximal_term(state, masks.prunable_leaves(params, batch.state.mask))
+
+
+def _after(state: dict, new_state, batch: step_hooks.StepBatch) -> dict:
+  return after_step(state, masks.prunable_leaves(new_state.params, batch.state.mask), batch.state.step + 1)
+
+
+# After Min-Max's privacy term in the loss (order 10): the sum's order is the one the defences were measured with.
+step_hooks.STEP_HOOKS.register("admm", step_hooks.StepHook(order=20, loss_term=_loss_term, after=_after))
+phase.RECORDED["admm"] = lambda state: {k: state[k] for k in ("rho", "growth", "round_steps", "first_step", "pruned")}
+
+
+def round_steps(ctx) -> int:
+  settings = ctx.config.defences.admm
+  rounds, per_round = settings.rounds, phase.phase_steps(ctx, settings.fraction / settings.rounds)
+  if rounds * per_round > ctx.total_steps:
+    raise errors.ConfigError(f"defences.admm.rounds={rounds}: more rounds than the run's {ctx.total_steps} train "
+                             "steps; lower it or train longer")
+  return per_round
+
+
+@recipes.RECIPES.register("admm_train")
+class AdmmTrain(phase.Defence, recipes.FromTrained):
+  """ADMM's W-phase (planned by `admm`): the trained dense model, its mask dense, with Z, U and rho in extra."""
+  title = "ADMM W-phase"
+
+  def first_step(self, ctx, spec):
+    return ctx.total_steps - ctx.config.defences.admm.rounds * round_steps(ctx)
+
+  def state(self, ctx, spec):
+    settings = ctx.config.defences.admm
+    params = jax.device_get(self.start(ctx, spec)["params"])
+    return {**super().state(ctx, spec),
+            "admm": init_state(params, ctx.dense_mask(), spec.option("sparsity"), spec.rule, rho=settings.rho,
+                               growth=settings.rho_growth, round_steps=round_steps(ctx),
+                               first_step=self.first_step(ctx, spec))}
+
+
+@recipes.RECIPES.register("admm")
+class Admm(phase.FineTuned):
+  """The ADMM-pruned model: admm_train's final weights hard-pruned by magnitude, then fine-tuned (MIA-Pruning)."""
+  title = "ADMM pruning"
+
+  def plan(self, config, planned):
+    rule, specs = config.defences.rule, []
+    for s in phase.sparsities(config):
+      specs += [ModelSpec(f"admm_train_{tag(s)}", "admm_train", 0.0, "dense", rule, "trained", (("sparsity", s),)),
+                ModelSpec(f"admm_{tag(s)}", "admm", s, f"admm_train_{tag(s)}", rule, "trained")]
+    return specs
+
+
+def _validate(config) -> None:
+  a, check = config.defences.admm, phase.check
+  phase.check_fraction(config, "admm")
+  check(isinstance(a.rounds, int) and a.rounds >= 1, "admm.rounds", a.rounds, "an integer >= 1")
+  check(phase.is_number(a.rho) and a.rho >= 0, "admm.rho", a.rho, "a penalty >= 0")
+  check(phase.is_number(a.rho_growth) and a.rho_growth >= 1, "admm.rho_growth", a.rho_growth,
+        "a factor >= 1 (rho never shrinks)")
+
+
+config_sections.register("defences.admm", "ADMM pruning (admm, admm_minmax)", {
+    "rounds": (3, "ADMM rounds (Z- and U-steps), splitting the W-phase evenly"),
+    "fraction": (0.5, "the W-phase: the last half of the run's steps, from the trained dense model"),
+    "rho": (1.0, "initial penalty rho (docs/defences.md: 0.01 barely moves W in a short run)"),
+    "rho_growth": (2.0, "rho *= rho_growth after every round"),
+}, validate=_validate)

@@ -4,8 +4,8 @@ Nasr et al. (CCS 2018) give the defender a reference set D' of non-members from 
 a seeded draw from the run's unused training images (`splits.unused_train`: train-split images that are not members),
 `defences.minmax.reference_size` of them (-1: half of them). The draw is a pure function of (seed, splits, config), so
 every process and every launch makes the same one, and it is recorded in `<workdir>/minmax_reference.npz` on first use
-(and checked against the draw afterwards). `experiments.attack_runs.nonmember_pool` leaves these ids out, so no attack
-set and no shadow model ever holds one: the evaluation's non-members are disjoint from D' by construction, and
+(and checked against the draw afterwards). They are registered as reserved ids (data.reserved), which
+`experiments.attack_runs.nonmember_pool` leaves out, so no attack set and no shadow model ever holds one: the evaluation's non-members are disjoint from D' by construction, and
 `check_disjoint` says so again before any Min-Max training.
 
 A shadow run (the shadow protocol's attacker trains its shadows with the same defence) holds only members in its
@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from mialth_jax import errors
+from mialth_jax.data import reserved
 from mialth_jax.layout import RunLayout
 from mialth_jax.utils import hosts, io
 
@@ -90,3 +91,6 @@ def check_disjoint(ids: np.ndarray, others: dict[str, np.ndarray]) -> None:
     if shared.size:
       raise errors.ConfigError(f"defences.minmax: {shared.size} reference images are also {name} "
                                f"(e.g. id {int(shared[0])}); the reference set must be non-members no evaluation uses")
+
+
+reserved.RESERVATIONS.register("minmax_reference", reserved.Reservation(draw=draw, hand_to_shadow=hand_to_shadow))

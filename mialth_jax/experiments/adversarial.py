@@ -7,9 +7,9 @@ attacks cost tens to thousands of forward passes per example). Every attack of `
 all of them are compared on the same attack-test examples; each learns its threshold (or model) on the target's own
 attack-train part, as in the paper protocol.
 Targets: every finished model (dense, tickets, controls, the input_gradient_penalty defence D2; only those of
-`adversarial.models` if it names any), and for each model of `adversarial.smoothed_models` its smoothed version
-(defence D1, attacks/smoothing.py), labelled `<model>~smooth`, attacked by `adversarial.smoothed_attacks` (all when
-empty: each query of a smoothed model costs smoothing_samples forward passes).
+`adversarial.models` if it names any), and for each model of `defences.smoothing.models` its smoothed version
+(defence D1, defences/smoothing.py), labelled `<model>~smooth`, attacked by `defences.smoothing.attacks` (all when
+empty: each query of a smoothed model costs defences.smoothing.samples forward passes).
 Beside the results, attacks/n<size>/adversarial/ holds statistics.json (per target and signal attack: the side
 members were on in attack-train, members' and non-members' mean signal in attack-test, seconds) and defended.json
 (each smoothed target's test and member accuracy).
@@ -22,12 +22,13 @@ import numpy as np
 from absl import logging
 
 from mialth_jax import errors
-from mialth_jax.attacks import attack_sets, registry, smoothing
+from mialth_jax.attacks import attack_sets, registry
 from mialth_jax.data.examples import ExampleSource
+from mialth_jax.defences import smoothing
 from mialth_jax.experiments import attack_runs
 from mialth_jax.experiments.protocols import PROTOCOLS, Protocol, own_outputs
 from mialth_jax.lottery import recipes
-from mialth_jax.utils import hosts, io
+from mialth_jax.utils import config_sections, hosts, io
 
 SMOOTHED = "~smooth"  # label suffix of a smoothed target
 MAX_MEMBER_EVAL = 2000  # members whose accuracy a smoothed target reports (evenly spaced)
@@ -56,13 +57,13 @@ def adversarial_dir(layout, size: int) -> str:
 
 
 def smoothed_targets(cut: attack_runs.AttackRun, models: list[str]) -> list:
-  """Defence D1 on each model of adversarial.smoothed_models (none when smoothing_sigma is 0)."""
-  settings, layout = cut.ctx.config.adversarial, cut.ctx.layout
-  if settings.smoothing_sigma <= 0:
+  """Defence D1 on each model of defences.smoothing.models (none when defences.smoothing.sigma is 0)."""
+  settings, layout = cut.ctx.config.defences.smoothing, cut.ctx.layout
+  if settings.sigma <= 0:
     return []
   return [smoothing.smoothed_target(cut.target(m), m + SMOOTHED, layout.confidences(m + SMOOTHED),
-                                    sigma=settings.smoothing_sigma, num_samples=settings.smoothing_samples,
-                                    seed=cut.ctx.config.seed) for m in settings.smoothed_models if m in models]
+                                    sigma=settings.sigma, num_samples=settings.samples,
+                                    seed=cut.ctx.config.seed) for m in settings.models if m in models]
 
 
 def defended_accuracy(ctx, target) -> dict:
@@ -96,8 +97,8 @@ class Adversarial(Protocol):
     ctx, settings = attack_run.ctx, attack_run.ctx.config.adversarial
     cut = cut_run(attack_run, cut_split(attack_run.split, settings.num_examples, ctx.config.seed))
     smoothed = smoothed_targets(cut, models)
-    on_smoothed = {k: c for k, c in attack_configs.items()
-                   if not settings.smoothed_attacks or k in settings.smoothed_attacks}
+    smoothed_attacks = ctx.config.defences.smoothing.attacks
+    on_smoothed = {k: c for k, c in attack_configs.items() if not smoothed_attacks or k in smoothed_attacks}
     chosen = [m for m in models if not settings.models or m in settings.models]
     results = attack_targets(cut, [cut.target(m) for m in chosen], attack_configs)
     results |= attack_targets(cut, smoothed, on_smoothed) if smoothed else {}
@@ -135,7 +136,7 @@ def attack_targets(cut: attack_runs.AttackRun, targets: list, attack_configs: di
 
 
 def validate(config) -> None:
-  """Checks the adversarial section (and the input-gradient-penalty weight); errors name the field."""
+  """Checks the adversarial section; errors name the field."""
   settings = config.adversarial
   target_attacks = registry.learning_from(config.attacks.models.to_dict(), "target")
   if target_attacks and "adversarial" not in config.attacks.protocols:
@@ -144,19 +145,17 @@ def validate(config) -> None:
   n = settings.num_examples
   if n != -1 and (isinstance(n, bool) or not isinstance(n, int) or n < 2 or n % 2):
     raise errors.ConfigError(f"adversarial.num_examples must be -1 or an even number >= 2, got {n!r}")
-  if settings.batch_size < 1 or settings.smoothing_samples < 1 or settings.smoothing_sigma < 0:
-    raise errors.ConfigError("adversarial.batch_size and adversarial.smoothing_samples must be >= 1 and "
-                             f"adversarial.smoothing_sigma >= 0; got {settings.batch_size}, "
-                             f"{settings.smoothing_samples}, {settings.smoothing_sigma}")
-  unknown = [a for a in settings.smoothed_attacks if a not in config.attacks.models]
-  if unknown:
-    raise errors.ConfigError(f"adversarial.smoothed_attacks: {', '.join(unknown)} not in attacks.models")
+  if settings.batch_size < 1:
+    raise errors.ConfigError(f"adversarial.batch_size must be >= 1, got {settings.batch_size}")
   planned = [spec.name for spec in recipes.plan(config)]
-  for field in ("models", "smoothed_models"):
-    unknown = [m for m in settings[field] if m not in planned]
-    if unknown:
-      raise errors.ConfigError(f"adversarial.{field}: {', '.join(unknown)} not among this run's models "
-                               f"({', '.join(planned)})")
-  weight = config.lottery.input_gradient_penalty
-  if weight < 0:
-    raise errors.ConfigError(f"lottery.input_gradient_penalty must be >= 0, got {weight}")
+  unknown = [m for m in settings.models if m not in planned]
+  if unknown:
+    raise errors.ConfigError(f"adversarial.models: {', '.join(unknown)} not among this run's models "
+                             f"({', '.join(planned)})")
+
+
+config_sections.register("adversarial", "the adversarial protocol (experiments/adversarial.py)", {
+    "num_examples": (-1, "examples per attack-split part (half members) it attacks (-1: all)"),
+    "models": ((), "the models it attacks (empty: every finished model)"),
+    "batch_size": (128, "examples per sharded batch of the white-box and label-only signals"),
+}, validate=validate)

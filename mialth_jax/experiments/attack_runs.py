@@ -8,18 +8,18 @@ import os
 import numpy as np
 
 from mialth_jax.attacks import attack_sets, registry
-from mialth_jax.defences import reference
+from mialth_jax.data import reserved
 from mialth_jax.experiments import targets as targets_lib
 from mialth_jax.utils import hosts, io
 
 
 def nonmember_pool(ctx) -> np.ndarray:
-  """Global ids of non-members: the test split (the paper), optionally plus the unused training images, less the
-  Min-Max defender's reference set (defences.reference), which no evaluation may use."""
+  """Global ids of non-members: the test split (the paper), optionally plus the unused training images, less the ids
+  that features reserve (data.reserved: e.g. the Min-Max defender's reference set), which no evaluation may use."""
   pool = ctx.splits.test + len(ctx.dataset.y_train)
-  reserved = reference.draw(ctx.config, ctx.splits)
   if ctx.config.attacks.nonmembers == "test+unused_train":
-    pool = np.concatenate([pool, np.setdiff1d(ctx.splits.unused_train, reserved)])
+    unused = np.setdiff1d(ctx.splits.unused_train, reserved.reserved_ids(ctx.config, ctx.splits))
+    pool = np.concatenate([pool, unused])
   return np.sort(pool)
 
 

@@ -98,7 +98,7 @@ def adversarial_attacks(data_name: str) -> dict:
 
 
 SMOOTHED_ATTACKS = ("mlp", "loss", "confidence", "mentropy", "tv_linf_4", "fgsm_tv_linf_4", "grad_norm_linf",
-                    "augmentation")  # on the smoothed model each query costs smoothing_samples forward passes
+                    "augmentation")  # on the smoothed model each query costs defences.smoothing.samples passes
 
 
 def adversarial(config: ml_collections.ConfigDict, variant: str | None) -> None:
@@ -109,8 +109,9 @@ def adversarial(config: ml_collections.ConfigDict, variant: str | None) -> None:
   config.attacks.protocols = ("paper", "adversarial")
   config.attacks.models = adversarial_attacks(config.data.name)
   config.lottery.controls = (*config.lottery.controls, "input_gradient_penalty")
+  smoothing = config.defences.smoothing
+  smoothing.sigma, smoothing.samples, smoothing.attacks = 0.1, 8, SMOOTHED_ATTACKS
   settings = config.adversarial
-  settings.smoothing_sigma, settings.smoothing_samples, settings.smoothed_attacks = 0.1, 8, SMOOTHED_ATTACKS
   # CPU-sized: every attack on the same few hundred examples per attack-split part (LeakPro's HopSkipJump also
   # audits a fraction of the set); on digits the Table 1 ticket only, next to dense and the penalty model.
   settings.num_examples = 400 if config.data.name == "digits" else 500

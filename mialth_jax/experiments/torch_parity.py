@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from mialth_jax import errors, inference
 from mialth_jax.data import augment, load_dataset, splits as splits_lib
 from mialth_jax.layout import RunLayout
-from mialth_jax.lottery import context as context_lib, train as train_lib
+from mialth_jax.lottery import context as context_lib, loop as loop_lib, train as train_lib
 from mialth_jax.models import torch_convert, torch_reference
 from mialth_jax.utils import progress
 
@@ -173,7 +173,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, num_steps: int = -1, ev
 
 def _evaluate(ctx, state, torch_run: TorchRun, step: int) -> dict:
   start = time.perf_counter()
-  jax_eval = train_lib.evaluate(ctx.logits_fn, state, ctx.data, ctx.mesh, ctx.config.attacks.batch_size)
+  jax_eval = loop_lib.evaluate(ctx.logits_fn, state, ctx.data, ctx.mesh, ctx.config.attacks.batch_size)
   torch_test = torch_run.evaluate(ctx.data.test_images, ctx.data.test_labels)
   torch_train = torch_run.evaluate(ctx.data.host_images, ctx.data.host_labels)
   return {"step": step, "epoch": step / ctx.steps_per_epoch, "seconds": time.perf_counter() - start,

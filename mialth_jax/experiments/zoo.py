@@ -12,13 +12,14 @@ import os
 import numpy as np
 from absl import logging
 
-from mialth_jax import layout as layout_lib
+from mialth_jax import errors, layout as layout_lib
 from mialth_jax.attacks import reference as reference_lib, registry
+from mialth_jax.data import augment
 from mialth_jax.data.examples import ExampleSource
 from mialth_jax.experiments import attack_runs
 from mialth_jax.experiments.protocols import PROTOCOLS, Protocol
 from mialth_jax.lottery import zoo_pipeline
-from mialth_jax.utils import io
+from mialth_jax.utils import config_sections, io
 
 
 def reference_outputs(ctx, zoo_name: str) -> reference_lib.ReferenceOutputs:
@@ -69,3 +70,25 @@ class Zoo(Protocol):
           attack_run.record("zoo", name, target, attack_name, attack_config, fitted)
         results[(name, name, attack_name)] = io.read_json(json_path)
     return results
+
+
+def validate(config) -> None:
+  """The zoo section, and that attacks calibrated on reference models run under the zoo protocol."""
+  zoo = config.zoo
+  for s in zoo.sparsities:
+    if s not in config.lottery.sparsities:
+      raise errors.ConfigError(f"zoo.sparsities: {s} is not one of lottery.sparsities {tuple(config.lottery.sparsities)}")
+  if zoo.num_models < 2 or any(q not in augment.QUERIES for q in zoo.queries):
+    raise errors.ConfigError(f"zoo.num_models must be >= 2 and zoo.queries a subset of {', '.join(augment.QUERIES)}; "
+                             f"got {zoo.num_models} and {tuple(zoo.queries)}")
+  calibrated = registry.learning_from(config.attacks.models.to_dict(), "references")
+  if calibrated and "zoo" not in config.attacks.protocols:
+    raise errors.ConfigError(f"attacks.models: {', '.join(calibrated)} learn from reference models and run only "
+                             "under the zoo protocol; add 'zoo' to attacks.protocols")
+
+
+config_sections.register("zoo", "reference models of the zoo protocol (LiRA, RMIA attacks)", {
+    "num_models": (16, "S models, each on as many seeded random examples (of all) as the members"),
+    "queries": (("identity", "flip"), "test-time queries of each image (augment.QUERIES)"),
+    "sparsities": ((), "ticket zoos to train: a subset of lottery.sparsities (empty: all of them)"),
+}, validate=validate)

@@ -80,11 +80,12 @@ class Context:
         log_every_steps=max(1, train.log_every_steps), checkpoint_every_steps=self.config.checkpoint_every_steps,
         eval_batch_size=self.config.attacks.batch_size, **overrides)
 
-  def train_step(self, loss_fn=train_lib.cross_entropy, step_fn=None):
-    """The jitted train step for a recipe's loss (and step function), compiled on first use, then reused."""
-    return self._compiled(("step", loss_fn, step_fn), lambda: train_lib.make_jitted_step(
+  def train_step(self, loss_fn=train_lib.cross_entropy):
+    """The jitted train step for a recipe's loss, compiled on first use, then reused (it is traced again only for a
+    model whose `TrainState.extra` turns other step hooks on)."""
+    return self._compiled(("step", loss_fn), lambda: train_lib.make_jitted_step(
         self.model, self.tx, self.loop(), self.data, self.mesh,
-        step_fn=functools.partial(step_fn or train_lib.train_step, loss_fn=loss_fn)))
+        step_fn=functools.partial(train_lib.train_step, loss_fn=loss_fn)))
 
   def start_state(self, variables: dict, mask, first_step: int, extra=None) -> state_lib.TrainState:
     """The train state at `first_step`: parameters masked and optimiser state built inside one jitted call."""

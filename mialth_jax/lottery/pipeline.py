@@ -12,8 +12,7 @@ import numpy as np
 from absl import logging
 
 from mialth_jax import inference
-from mialth_jax.lottery import context as context_lib, masks, recipes
-from mialth_jax.lottery import train as train_lib
+from mialth_jax.lottery import context as context_lib, loop as loop_lib, masks, recipes
 from mialth_jax.utils import checkpoint, hosts, io, progress
 
 Context = context_lib.Context
@@ -52,7 +51,7 @@ def train_model(ctx: Context, spec: recipes.ModelSpec) -> dict:
                spec.kind,
                report["sparsity"], report["kept"], report["total"], int(state.step), ctx.total_steps)
   loop = ctx.loop(spec.name, **recipe.loop_overrides(ctx, spec))
-  state, final_eval = train_lib.run_loop(state, ctx.train_step(recipe.loss, recipe.step_fn), ctx.logits_fn, loop,
+  state, final_eval = loop_lib.run_loop(state, ctx.train_step(recipe.loss), ctx.logits_fn, loop,
                                          ctx.data, ctx.mesh, layout.checkpoints(spec.name),
                                          io.MetricsLog(layout.metrics(spec.name)))
   if not checkpoint.exists(layout.final(spec.name)):

@@ -1,9 +1,9 @@
 """Training recipes: how each kind of model of a run is made. One class plus one `RECIPES.register` per recipe.
 
 A recipe says which models it adds to a run (`plan`), and for each: its mask, its starting point, its first step,
-its loss (and, for recipes with their own training state such as a defence's second network, `extra` and
-`step_fn`). The pipeline runs every recipe through the same loop; recipes that share a loss and step function share
-one compiled train step.
+its loss, and its extra training state (`extra`: the slots of the train-step hooks it turns on, lottery/step_hooks.py,
+e.g. a defence's second network). The pipeline runs every recipe through the same loop and the one train step;
+recipes that share a loss share its compilation.
 
   dense          the unpruned model, trained from w0
   ticket         one-shot lottery ticket (Bagmar et al.'s Algorithm 1): prune the trained dense model by magnitude,
@@ -43,9 +43,8 @@ def sparsity_tag(sparsity: float) -> str:
 
 
 class Recipe:
-  """The defaults: a dense mask, w0 as the start, step 0, cross-entropy, the package's train step, no extra state."""
+  """The defaults: a dense mask, w0 as the start, step 0, cross-entropy, no extra state."""
   loss = staticmethod(train_lib.cross_entropy)
-  step_fn = None  # a function with train.train_step's signature, for recipes that need their own step
 
   def plan(self, config: ml_collections.ConfigDict, planned: list[ModelSpec]) -> list[ModelSpec]:
     """The models this recipe adds to a run, given those planned before it (each after the model it prunes)."""
@@ -62,7 +61,8 @@ class Recipe:
     return 0
 
   def extra(self, ctx, spec: ModelSpec):
-    """Initial `TrainState.extra` (a pytree the recipe's step_fn updates), or None."""
+    """Initial `TrainState.extra`: {step-hook name: that hook's state} for the hooks this model trains with, or
+    None (lottery/step_hooks.py)."""
     return None
 
   def loop_overrides(self, ctx, spec: ModelSpec) -> dict:
@@ -185,5 +185,3 @@ def plan(config: ml_collections.ConfigDict) -> list[ModelSpec]:
     specs += RECIPES.lookup(kind, "lottery.controls")().plan(config, specs)
   return specs
 
-
-from mialth_jax.lottery import input_gradient_penalty  # noqa: E402,F401  (registers the input_gradient_penalty control)

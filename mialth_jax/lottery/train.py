@@ -1,4 +1,4 @@
-"""The jitted masked train step and the loop that runs it with evaluation, progress, metrics and checkpoints.
+"""The one jitted masked train step, and what feeds it: batch positions, step inputs, the jitted step over a mesh.
 
 Data order and augmentation are pure functions of (seed, step), so a run resumed from a checkpoint at step k continues
 exactly as an uninterrupted run would.
@@ -12,21 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from mialth_jax import errors, inference
+from mialth_jax import inference
 from mialth_jax.data import augment
-from mialth_jax.lottery import masks
+from mialth_jax.lottery import masks, step_hooks
 from mialth_jax.lottery.train_state import TrainState
-from mialth_jax.utils import checkpoint, io, progress
-
-
-MAX_TRAIN_EVAL = 10_000  # members evaluated for train accuracy (all of them for CIFAR-sized runs)
-
-
-class NonFiniteError(errors.UserError, FloatingPointError):
-  """NaN or Inf in the loss or parameters."""
 
 
 def cross_entropy(logits, labels):
@@ -36,19 +27,49 @@ def cross_entropy(logits, labels):
 
 def train_step(state: TrainState, images, labels, *, model, tx, seed: int, augment_kind: str, mean, std,
                loss_fn=cross_entropy):
-  """One SGD step on `loss_fn(logits, labels)`; the mask zeroes gradients and parameters so pruned weights and their
-  momentum stay 0.0. `state.extra` (a recipe's own training state) is passed through unchanged."""
+  """One SGD step on `loss_fn(logits, labels)`, plus what the hooks of the model's extra state add
+  (`step_hooks`); the mask zeroes gradients and parameters so pruned weights and their momentum stay 0.0.
+  metrics["loss"] is the whole objective."""
   key = jax.random.fold_in(jax.random.PRNGKey(seed), state.step)
   x = augment.normalise(augment.augment(key, images, augment_kind), mean, std, model.dtype)
+  hooks = step_hooks.active(state.extra)
+  batch = step_hooks.StepBatch(state, images, labels, x, key, model, augment_kind, mean, std)
+  extra = dict(state.extra) if hooks else state.extra
+  for name, hook in hooks:
+    if hook.before is not None:
+      extra[name] = hook.before(extra[name], batch)
+  objective = _objective(hooks, extra, batch, loss_fn)
+  owner, gradients = step_hooks.replacement(hooks, "gradients")
+  if gradients is None:
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  else:
+    (loss, (logits, batch_stats)), grads = gradients(extra[owner], objective, state.params, batch)
+  owner, optimizer_state = step_hooks.replacement(hooks, "optimizer_state")
+  opt_state = None if optimizer_state is None else optimizer_state(extra[owner], batch)
+  new_state, metrics = masked_update(state, grads, tx, loss=loss, logits=logits, labels=labels,
+                                     batch_stats=batch_stats, opt_state=opt_state)
+  for name, hook in hooks:
+    if hook.after is not None:
+      extra[name] = hook.after(extra[name], new_state, batch)
+  return new_state.replace(extra=extra), metrics
+
+
+def _objective(hooks, extra, batch: step_hooks.StepBatch, loss_fn):
+  """params -> (loss, (logits, batch_stats)): the forward pass in train mode and the loss with every hook's term,
+  or the objective of the hook that replaces it."""
+  owner, replaced = step_hooks.replacement(hooks, "objective")
+  if replaced is not None:
+    return replaced(extra[owner], batch, loss_fn)
+  terms = [(name, hook.loss_term) for name, hook in hooks if hook.loss_term is not None]
 
   def objective(params):
-    logits, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, x, train=True,
-                                  mutable=["batch_stats"])
-    loss = loss_fn(logits, labels)
+    logits, updates = batch.model.apply({"params": params, "batch_stats": batch.state.batch_stats}, batch.inputs,
+                                        train=True, mutable=["batch_stats"])
+    loss = loss_fn(logits, batch.labels)
+    for name, term in terms:
+      loss = loss + term(extra[name], params, logits, batch)
     return loss, (logits, updates["batch_stats"])
-
-  (loss, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-  return masked_update(state, grads, tx, loss=loss, logits=logits, labels=labels, batch_stats=batch_stats)
+  return objective
 
 
 def masked_update(state: TrainState, grads, tx, *, loss, logits, labels, batch_stats, opt_state=None):
@@ -145,84 +166,3 @@ def step_inputs(loop: LoopConfig, data: TrainData, mesh: Mesh, first_step: int):
       if step + 2 < loop.total_steps:
         ahead.append(pool.submit(make, step + 2))
       yield ahead.popleft().result()
-
-
-def evaluate(logits_fn, state: TrainState, data: TrainData, mesh: Mesh, batch_size: int) -> dict:
-  """Test accuracy/loss and train (member, at most MAX_TRAIN_EVAL evenly spaced) accuracy/loss in eval mode."""
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
-  result = {}
-  train_positions = np.linspace(0, len(data.host_labels) - 1, min(len(data.host_labels), MAX_TRAIN_EVAL)).astype(int)
-  for split, images, labels, positions in (
-      ("test", data.test_images, data.test_labels, np.arange(len(data.test_labels))),
-      ("train", data.host_images, data.host_labels, train_positions)):
-    logits = inference.predict_logits(logits_fn, variables, images, positions, batch_size, mesh)
-    labels = labels[positions]
-    result[f"{split}_accuracy"], result[f"{split}_loss"] = inference.accuracy_and_loss(logits, labels)
-  return result
-
-
-def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: TrainData, mesh: Mesh,
-             checkpoint_dir: str, log: io.MetricsLog) -> tuple[TrainState, dict]:
-  """Trains from `state` (or its latest checkpoint in checkpoint_dir) to `loop.total_steps` with `jitted_step`
-  (`make_jitted_step`), evaluating with `logits_fn` (`inference.make_logits_fn`)."""
-  log = log if jax.process_index() == 0 else _NotWritten()
-  manager = checkpoint.manager(checkpoint_dir)
-  resumed_from, state = checkpoint.restore_latest(manager, state, NamedSharding(mesh, P()))
-  if resumed_from is not None:
-    logging.info("[%s] resuming from the checkpoint at step %d", loop.name, resumed_from)
-  log.truncate_after(int(state.step))
-  meter = progress.Meter(loop.name, loop.total_steps, int(state.step), loop.batch_size)
-  pending, last_eval = [], {}
-  for step, inputs in zip(range(int(state.step), loop.total_steps), step_inputs(loop, data, mesh, int(state.step))):
-    if step == loop.save_at_step and not checkpoint.exists(loop.save_at_step_path):
-      checkpoint.save(loop.save_at_step_path, {"params": state.params, "batch_stats": state.batch_stats})
-    state, metrics = jitted_step(state, inputs)
-    pending.append(metrics)
-    done = step + 1
-    last = done == loop.total_steps
-    do_eval = done % loop.eval_every_steps == 0 or last
-    do_checkpoint = bool(loop.checkpoint_every_steps) and done % loop.checkpoint_every_steps == 0 and not last
-    if done % loop.log_every_steps == 0 or do_eval or do_checkpoint or last:
-      _flush(pending, done - len(pending), loop, meter, log, manager)
-      pending = []
-    if do_eval:
-      last_eval = evaluate(logits_fn, state, data, mesh, loop.eval_batch_size)
-      meter.skip_time()
-      log({"phase": "eval", "step": done, "epoch": done / loop.steps_per_epoch, **last_eval})
-      logging.info("[%s] step %d eval: %s", loop.name, done,
-                   ", ".join(f"{k} {v:.4f}" for k, v in sorted(last_eval.items())))
-    if do_checkpoint:
-      manager.save(done, args=checkpoint.ocp.args.StandardSave(state))
-      manager.wait_until_finished()
-  manager.close()
-  return state, last_eval
-
-
-class _NotWritten:
-  """The metrics log of processes other than 0: every process computes the same lines, process 0 writes them."""
-
-  def truncate_after(self, step: int) -> None:
-    del step
-
-  def __call__(self, record: dict) -> None:
-    del record
-
-
-def _flush(pending, first_step: int, loop: LoopConfig, meter, log, manager) -> None:
-  """Fetches the pending step metrics in one host transfer, checks them and logs them.
-
-  Runs before every checkpoint, so a NaN or Inf stops training before it could be saved.
-  """
-  if not pending:
-    return
-  fetched = jax.device_get(pending)
-  for offset, m in enumerate(fetched):
-    step = first_step + offset + 1
-    if not m["finite"]:
-      kept = manager.latest_step()
-      raise NonFiniteError(
-          f"[{loop.name}] the loss or the parameters became NaN or Inf at step {step} (loss {m['loss']}); "
-          + (f"the checkpoint of step {kept} is kept" if kept is not None else "no periodic checkpoint was saved")
-          + "; lower train.learning_rate and relaunch with --restart")
-    log({"phase": "train", "step": step, "loss": float(m["loss"]), "accuracy": float(m["accuracy"])})
-  meter.update(first_step + len(fetched), float(fetched[-1]["loss"]), float(fetched[-1]["accuracy"]))

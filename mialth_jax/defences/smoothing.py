@@ -9,6 +9,8 @@ the local variation that the adversarial and label-only attacks measure, for mem
 `SmoothedModel` has the interface attacks use of a Flax model (`apply(variables, normalised x, train=False)`, `dtype`,
 `num_classes`) over the undefended model's variables, and returns log p_smooth as logits; `smoothed_target` makes a
 `Target` of it, so every attack (output-based, white-box through the average, label-only) sees the defended model.
+The adversarial protocol (experiments/adversarial.py) attacks the smoothed version of each model of
+`defences.smoothing.models` when `defences.smoothing.sigma` > 0, labelled `<model>~smooth`.
 """
 import dataclasses
 
@@ -16,7 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mialth_jax import errors
 from mialth_jax.attacks import target as target_lib
+from mialth_jax.lottery import recipes
+from mialth_jax.utils import config_sections
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,3 +58,27 @@ def smoothed_target(target: target_lib.Target, label: str, cache_path: str, *, s
   model = SmoothedModel(target.model, float(sigma), int(num_samples), tuple(np.ravel(target.std).tolist()), int(seed))
   batch_size = max(target.mesh.size, target.batch_size // int(num_samples))  # each image costs num_samples passes
   return dataclasses.replace(target, label=label, cache_path=cache_path, model=model, batch_size=batch_size)
+
+
+def _validate(config) -> None:
+  settings = config.defences.smoothing
+  if settings.samples < 1 or settings.sigma < 0:
+    raise errors.ConfigError("defences.smoothing.samples must be >= 1 and defences.smoothing.sigma >= 0; got "
+                             f"{settings.samples}, {settings.sigma}")
+  unknown = [a for a in settings.attacks if a not in config.attacks.models]
+  if unknown:
+    raise errors.ConfigError(f"defences.smoothing.attacks: {', '.join(unknown)} not in attacks.models")
+  planned = [spec.name for spec in recipes.plan(config)]
+  unknown = [m for m in settings.models if m not in planned]
+  if unknown:
+    raise errors.ConfigError(f"defences.smoothing.models: {', '.join(unknown)} not among this run's models "
+                             f"({', '.join(planned)})")
+
+
+config_sections.register("defences.smoothing", "defence D1: output smoothing, attacked by the adversarial protocol", {
+    "sigma": (0.0, "pixel-noise std of output smoothing (0: no smoothed targets)"),
+    "samples": (16, "noisy copies averaged per query"),
+    "models": (("dense",), "the models attacked with smoothing too"),
+    "attacks": ((), "attacks.models run on the smoothed ones (empty: all; each query of a smoothed model costs "
+                    "`samples` forward passes)"),
+}, validate=_validate)

@@ -1,0 +1,37 @@
+"""MIA-Pruning & Min-Max (lottery.controls `admm_minmax`): ADMM's W-phase on the Min-Max objective, then the hard prune
+and the masked fine-tuning on it, one model per sparsity of `defences.sparsities` and lambda of
+`defences.minmax.combined_lambdas` (admm_minmax_train_s80_l1 -> admm_minmax_s80_l1). h starts fresh at each phase,
+without a warm-up (the dense model it starts from was the warm-up).
+"""
+from mialth_jax.defences import admm, minmax, phase
+from mialth_jax.lottery import recipes
+
+ModelSpec, tag = recipes.ModelSpec, recipes.sparsity_tag
+
+
+@recipes.RECIPES.register("admm_minmax_train")
+class AdmmMinMaxTrain(admm.AdmmTrain):
+  """ADMM's W-phase on the Min-Max objective (planned by `admm_minmax`)."""
+  title = "ADMM W-phase + Min-Max"
+
+  def state(self, ctx, spec):
+    return {**super().state(ctx, spec), "minmax": minmax.game_state(ctx, spec, self.first_step(ctx, spec))}
+
+
+@recipes.RECIPES.register("admm_minmax")
+class AdmmMinMax(admm.Admm):
+  """The ADMM-on-Min-Max weights hard-pruned, then fine-tuned on the Min-Max objective."""
+  title = "ADMM pruning + Min-Max"
+
+  def plan(self, config, planned):
+    rule, specs = config.defences.rule, []
+    for s in phase.sparsities(config):
+      for lam in config.defences.minmax.combined_lambdas:
+        name, options = f"admm_minmax_{tag(s)}_l{lam:g}", (("lambda", float(lam)),)
+        train = f"admm_minmax_train_{tag(s)}_l{lam:g}"
+        specs += [ModelSpec(train, "admm_minmax_train", 0.0, "dense", rule, "trained", (*options, ("sparsity", s))),
+                  ModelSpec(name, "admm_minmax", s, train, rule, "trained", options)]
+    return specs
+
+  def state(self, ctx, spec):
+    return {**super().state(ctx, spec), "minmax": minmax.game_state(ctx, spec, self.first_step(ctx, spec))}
