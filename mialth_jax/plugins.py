@@ -9,6 +9,18 @@ imported (from a config file, a notebook or a test), before the launch reads the
 import importlib
 
 BUILTIN = (
+    # report sections
+    "mialth_jax.report.leakage_verdict",
+    "mialth_jax.report.defences",
+    "mialth_jax.report.runs_table",
+    "mialth_jax.report.table1",
+    "mialth_jax.report.seeds",
+    "mialth_jax.report.paper_figures",
+    "mialth_jax.report.transfer",
+    "mialth_jax.report.gap",
+    "mialth_jax.report.beyond",
+    "mialth_jax.report.adversarial",
+    "mialth_jax.report.leakage_plots",
 )
 
 _loaded = False

@@ -81,6 +81,7 @@ class FineTuned(Defence, recipes.FromTrained):
 
 @recipes.RECIPES.register("finetune")
 class PruneFineTune(FineTuned):
+  title = "prune + fine-tune"
 
   def plan(self, config, planned):
     rule = config.defences.rule
@@ -90,6 +91,7 @@ class PruneFineTune(FineTuned):
 @recipes.RECIPES.register("admm_train")
 class AdmmTrain(Defence, recipes.FromTrained):
   """ADMM's W-phase (planned by `admm`): the trained dense model, its mask dense, with Z, U and rho in extra."""
+  title = "ADMM W-phase, before hard pruning"
 
   def first_step(self, ctx, spec):
     return ctx.total_steps - ctx.config.defences.admm.rounds * admm_round_steps(ctx)
@@ -106,6 +108,7 @@ class AdmmTrain(Defence, recipes.FromTrained):
 @recipes.RECIPES.register("admm")
 class Admm(FineTuned):
   """The ADMM-pruned model: admm_train's final weights hard-pruned by magnitude, then fine-tuned (MIA-Pruning)."""
+  title = "ADMM pruning"
 
   def plan(self, config, planned):
     rule, specs = config.defences.rule, []
@@ -118,6 +121,7 @@ class Admm(FineTuned):
 @recipes.RECIPES.register("minmax")
 class MinMax(Defence):
   """A dense model trained from w0 with the Min-Max game, one per defences.minmax.lambdas."""
+  title = "Min-Max"
 
   def plan(self, config, planned):
     return [ModelSpec(f"minmax_l{lam:g}", "minmax", options=(("lambda", float(lam)),))
@@ -132,6 +136,7 @@ class MinMax(Defence):
 class AdmmMinMaxTrain(AdmmTrain):
   """ADMM's W-phase on the Min-Max objective (planned by `admm_minmax`); h starts fresh, without a warm-up (the
   dense model it starts from was the warm-up)."""
+  title = "ADMM + Min-Max W-phase, before hard pruning"
 
   def state(self, ctx, spec):
     return {**super().state(ctx, spec), "minmax": self.minmax_state(ctx, spec, self.first_step(ctx, spec))}
@@ -140,6 +145,7 @@ class AdmmMinMaxTrain(AdmmTrain):
 @recipes.RECIPES.register("admm_minmax")
 class AdmmMinMax(Admm):
   """MIA-Pruning & Min-Max: the ADMM-on-Min-Max weights hard-pruned, then fine-tuned on the Min-Max objective."""
+  title = "ADMM + Min-Max"
 
   def plan(self, config, planned):
     rule, specs = config.defences.rule, []

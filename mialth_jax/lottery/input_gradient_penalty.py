@@ -47,6 +47,7 @@ def penalised_step(state, images, labels, *, model, tx, seed: int, augment_kind:
 @recipes.RECIPES.register("input_gradient_penalty")
 class InputGradientPenalty(recipes.Recipe):
   """A dense model from w0, trained with the penalty (its own compiled step)."""
+  title = "input-gradient penalty"
   step_fn = staticmethod(penalised_step)
 
   def plan(self, config, planned):
