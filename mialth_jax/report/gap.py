@@ -105,9 +105,9 @@ def section(runs, out: sections.Output) -> str:
   path = figure(points_of, paper_rows, out.plot("leakage_vs_gap.png"))
   lines = ["## Leakage against the generalisation gap", "",
            f"Every dense and ticket model of the runs of one dataset: train - test accuracy against the paper's attack "
-           f"(`{PAPER_ATTACK}`), the loss threshold and the strongest attack (the verdict's: highest ROC AUC on the run's "
-           "dense model, paper and zoo protocols), at each run's largest paper-protocol attack set. Black lines: the "
-           "paper's Table 1.", "", out.image("leakage vs gap", path), "",
+           f"(`{PAPER_ATTACK}`), the loss threshold and the strongest attack (the verdict's: highest ROC AUC on the "
+           "run's dense model, paper and zoo protocols), at each run's largest paper-protocol attack set. Black lines: "
+           "the paper's Table 1.", "", out.image("leakage vs gap", path), "",
            "| dataset | run | model | epochs | augment | train acc | test acc | gap | paper's attack acc [95 % CI] | "
            "precision | loss AUC | strongest attack (AUC) |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -1,13 +1,12 @@
 """report.md: a heading, then every registered report section (report.sections.SECTIONS) in order.
 
-The core names no section: the built-in ones register themselves when plugins.load() imports them, a user's when
-its module is imported.
+The core names no section: the built-in ones register themselves when plugins.load() imports them (launch.report
+calls it; so does a test session's conftest), a user's when its module is imported.
 """
 import itertools
 import os
 import platform
 
-from mialth_jax import plugins
 from mialth_jax.report import collect, sections
 from mialth_jax.utils import io
 
@@ -33,7 +32,9 @@ def body(runs: list[collect.Run], out: sections.Output) -> list[str]:
 
 def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamble: str = "") -> str:
   """Writes out_dir/<name> (preamble first) and its PNGs in out_dir/plots (<stem>_plots for other names)."""
-  plugins.load()
+  if not sections.SECTIONS:
+    raise collect.ReportError("no report sections registered: call mialth_jax.plugins.load() (or import your "
+                              "section modules) before writing a report")
   out = sections.Output.for_report(out_dir, name)
   path = os.path.join(out_dir, name)
   io.write_text(path, "\n".join([header(runs, preamble), *body(runs, out)]) + "\n")
