@@ -7,7 +7,7 @@ import sys
 
 from absl import app, flags, logging
 
-from mialth_jax import errors
+from mialth_jax import errors, plugins
 from mialth_jax.report import collect, markdown
 
 _WORKDIRS = flags.DEFINE_list("workdir", None, "run folder(s), comma-separated")
@@ -44,6 +44,7 @@ def out_dir(path: str | None, default: str) -> str:
 
 def main(argv):
   del argv
+  plugins.load()  # the report sections (and any other built-in feature)
   try:
     out = out_dir(_OUT.value, _WORKDIRS.value[0])
     runs = [collect.load_run(w, _BOOTSTRAP.value) for w in _WORKDIRS.value]

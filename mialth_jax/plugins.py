@@ -21,6 +21,18 @@ BUILTIN = (
     "mialth_jax.experiments.shadow",
     "mialth_jax.experiments.zoo",
     "mialth_jax.experiments.adversarial",
+    # report sections
+    "mialth_jax.report.leakage_verdict",
+    "mialth_jax.report.defences",
+    "mialth_jax.report.runs_table",
+    "mialth_jax.report.table1",
+    "mialth_jax.report.seeds",
+    "mialth_jax.report.paper_figures",
+    "mialth_jax.report.transfer",
+    "mialth_jax.report.gap",
+    "mialth_jax.report.beyond",
+    "mialth_jax.report.adversarial",
+    "mialth_jax.report.leakage_plots",
 )
 
 _loaded = False

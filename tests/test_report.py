@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from mialth_jax import config_lib
+from mialth_jax import config_lib, plugins
 from mialth_jax.experiments import launch, verdict
-from mialth_jax.report import collect, markdown, plots
+from mialth_jax.report import collect, markdown, plots, sections
 from mialth_jax.utils import io
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,6 +99,31 @@ def test_the_verdict_opens_the_report(run, tmp_path):
   assert f"- {judgement.verdicts[0].line()}" in _section(report, "## Did pruning change leakage?")
 
 
+def test_a_section_registered_here_appears_in_its_order_and_an_empty_one_is_skipped(run, tmp_path):
+  plugins.load()
+  called = []
+
+  def mine(runs, out):
+    return sections.text(["## Mine", "", f"{len(runs)} run(s), figures in {out.link(out.plot('x.png'))}", ""])
+
+  def empty(runs, out):
+    called.append([r.label for r in runs])
+    return ""
+
+  sections.register("test_mine", order=35)(mine)  # between Runs (30) and Table 1 (40)
+  sections.register("test_empty", order=36, per_run=True)(empty)
+  try:
+    report = open(markdown.write([collect.load_run(run, num_bootstrap=50)], str(tmp_path))).read()
+  finally:
+    sections.SECTIONS.pop("test_mine")
+    sections.SECTIONS.pop("test_empty")
+  headings = [l for l in report.splitlines() if l.startswith("## ")]
+  assert headings[headings.index("## Runs") + 1] == "## Mine"
+  assert headings[headings.index("## Mine") + 1].startswith("## Table 1")
+  assert "1 run(s), figures in plots/x.png\n\n## Table 1" in report  # the empty section left no trace
+  assert called == [["tiny_run"]] and "\n\n\n" not in report
+
+
 def test_runs_table_counts_the_recorded_members(run, tmp_path):
   loaded = collect.load_run(run, num_bootstrap=50)
   loaded.config["data"]["num_train"] = -1  # the config's "all of them": the table shows how many that was
@@ -122,7 +147,7 @@ def test_a_transfer_only_run_shows_its_matrix_with_the_recomputed_numbers(run, t
   """fig4_transfer.py on a new folder runs only the transfer protocol: no paper-protocol results, still a Figure 4."""
   loaded = collect.load_run(run, num_bootstrap=50)
   loaded.attacks = [r for r in loaded.attacks if r["protocol"] == "transfer"]
-  assert markdown.main_size(loaded) is None
+  assert collect.main_size(loaded) is None
   figure4 = _section(open(markdown.write([loaded], str(tmp_path))).read(),
                      "## Figure 4: do attacks transfer between models?")
   image = re.search(r"!\[Figure 4, tiny_run, sklearn_mlp\]\(([^)]+)\)", figure4).group(1)

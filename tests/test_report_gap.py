@@ -2,7 +2,7 @@
 import numpy as np
 
 from mialth_jax.data import splits as splits_lib
-from mialth_jax.report import collect, gap
+from mialth_jax.report import collect, gap, sections
 
 
 def _result(target, attack, accuracy, precision, auc, protocol="paper", source=None):
@@ -16,7 +16,7 @@ def _run(label, epochs, train_acc, mlp_accuracy, mlp_precision):
             "ticket_s80": {"kind": "ticket", "sparsity": 0.8, "train_accuracy": train_acc - 0.1,
                            "test_accuracy": 0.42}}
   attacks = [_result("dense", "sklearn_mlp", mlp_accuracy, mlp_precision, 0.6),
-             _result("dense", "loss", 0.6, 0.6, 0.65), _result("dense", "lira", 0.7, 0.7, 0.8, "zoo", "zoo"),
+             _result("dense", "loss", 0.6, 0.6, 0.65), _result("dense", "lira", 0.7, 0.7, 0.8, "zoo"),
              _result("ticket_s80", "sklearn_mlp", 0.55, 0.6, 0.57), _result("ticket_s80", "loss", 0.58, 0.6, 0.62)]
   config = {"data": {"name": "npz", "path": "/data/cifar100_small.npz", "augment": "none"},
             "model": {"name": "resnet18"}, "train": {"num_epochs": epochs}}
@@ -24,15 +24,16 @@ def _run(label, epochs, train_acc, mlp_accuracy, mlp_precision):
   return collect.Run(f"/runs/{label}", label, config, models, attacks, {}, splits_lib.Splits(empty, empty, empty))
 
 
-def test_points_hold_each_models_gap_and_its_strongest_attack():
-  points = gap.points([_run("e20", 20, 0.6, 0.52, 0.6)], lambda run: 100)
+def test_points_hold_each_models_gap_and_the_verdicts_attack():
+  points = gap.points([_run("e20", 20, 0.6, 0.52, 0.6)])
   assert [(p["name"], round(p["gap"], 6)) for p in points] == [("dense", 0.2), ("ticket_s80", 0.08)]
+  # the verdict's rule: the strongest on dense (lira); the ticket has no lira result: the next strongest on dense
   assert points[0]["strongest"]["attack"] == "lira" and points[1]["strongest"]["attack"] == "loss"
 
 
 def test_the_section_names_the_run_nearest_to_the_papers_cifar100_numbers(tmp_path):
   runs = [_run("e20", 20, 0.6, 0.52, 0.6), _run("e160", 160, 1.0, 0.75, 0.95)]  # paper: 0.744 / 0.97
-  lines = gap.section(runs, lambda run: 100, str(tmp_path), lambda p: p)
+  lines = gap.section(runs, sections.Output(str(tmp_path), str(tmp_path))).splitlines()
   assert (tmp_path / "leakage_vs_gap.png").stat().st_size > 0
   nearest = next(line for line in lines if line.startswith("- **cifar100**"))
   assert "is e160 (train accuracy 1.000, gap 0.600)" in nearest
@@ -41,7 +42,7 @@ def test_the_section_names_the_run_nearest_to_the_papers_cifar100_numbers(tmp_pa
 
 
 def test_one_run_per_dataset_gives_no_section(tmp_path):
-  assert gap.section([_run("e20", 20, 0.6, 0.52, 0.6)], lambda run: 100, str(tmp_path), lambda p: p) == []
+  assert gap.section([_run("e20", 20, 0.6, 0.52, 0.6)], sections.Output(str(tmp_path), str(tmp_path))) == ""
 
 
 def test_the_gap_sweep_config_is_the_paper_protocol_on_dense_and_three_tickets():
@@ -55,9 +56,9 @@ def test_the_paper_regime_sentence_follows_our_numbers():
   row = collect.paper_numbers()["table1"]["rows"]
   cifar10, cifar100 = (next(r for r in row if r["dataset"] == d) for d in ("cifar10", "cifar100"))
   chance, above = ({"accuracy": a, "accuracy_ci": [a - 0.01, a + 0.01], "precision": 0.9} for a in (0.505, 0.84))
-  assert "ours is at chance too" in gap.paper_regime("cifar10", cifar10, chance, 0.7)
-  assert "ours is above chance by 0.340" in gap.paper_regime("cifar10", cifar10, above, 1.0)
-  memorised = gap.paper_regime("cifar100", cifar100, above, 1.0)
+  assert "ours is at chance too" in gap.paper_regime(cifar10, chance, 0.7)
+  assert "ours is above chance by 0.340" in gap.paper_regime(cifar10, above, 1.0)
+  memorised = gap.paper_regime(cifar100, above, 1.0)
   assert "(it memorised its members too)" in memorised and "stand out more than the paper's" in memorised
-  weak = gap.paper_regime("cifar100", cifar100, chance, 0.45)
+  weak = gap.paper_regime(cifar100, chance, 0.45)
   assert "memorised" not in weak and "stand out less than the paper's" in weak

@@ -97,7 +97,7 @@ def round_steps(ctx) -> int:
 @recipes.RECIPES.register("admm_train")
 class AdmmTrain(phase.Defence, recipes.FromTrained):
   """ADMM's W-phase (planned by `admm`): the trained dense model, its mask dense, with Z, U and rho in extra."""
-  title = "ADMM W-phase"
+  title = "ADMM W-phase, before hard pruning"
 
   def first_step(self, ctx, spec):
     return ctx.total_steps - ctx.config.defences.admm.rounds * round_steps(ctx)

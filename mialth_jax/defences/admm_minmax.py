@@ -12,7 +12,7 @@ ModelSpec, tag = recipes.ModelSpec, recipes.sparsity_tag
 @recipes.RECIPES.register("admm_minmax_train")
 class AdmmMinMaxTrain(admm.AdmmTrain):
   """ADMM's W-phase on the Min-Max objective (planned by `admm_minmax`)."""
-  title = "ADMM W-phase + Min-Max"
+  title = "ADMM + Min-Max W-phase, before hard pruning"
 
   def state(self, ctx, spec):
     return {**super().state(ctx, spec), "minmax": minmax.game_state(ctx, spec, self.first_step(ctx, spec))}
@@ -21,7 +21,7 @@ class AdmmMinMaxTrain(admm.AdmmTrain):
 @recipes.RECIPES.register("admm_minmax")
 class AdmmMinMax(admm.Admm):
   """The ADMM-on-Min-Max weights hard-pruned, then fine-tuned on the Min-Max objective."""
-  title = "ADMM pruning + Min-Max"
+  title = "ADMM + Min-Max"
 
   def plan(self, config, planned):
     rule, specs = config.defences.rule, []

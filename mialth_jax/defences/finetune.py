@@ -11,7 +11,7 @@ ModelSpec, tag = recipes.ModelSpec, recipes.sparsity_tag
 
 @recipes.RECIPES.register("finetune")
 class PruneFineTune(phase.FineTuned):
-  title = "prune-and-fine-tune"
+  title = "prune + fine-tune"
 
   def plan(self, config, planned):
     rule = config.defences.rule

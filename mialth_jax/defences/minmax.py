@@ -144,7 +144,7 @@ def game_state(ctx, spec: recipes.ModelSpec, warmup_step: int) -> dict:
 @recipes.RECIPES.register("minmax")
 class MinMax(phase.Defence):
   """A dense model trained from w0 with the Min-Max game, one per defences.minmax.lambdas."""
-  title = "Min-Max (adversarial regularisation)"
+  title = "Min-Max"
 
   def plan(self, config, planned):
     return [recipes.ModelSpec(f"minmax_l{lam:g}", "minmax", options=(("lambda", float(lam)),))

@@ -74,15 +74,56 @@ def _scores(layout: layout_lib.RunLayout, size: int, model: str, protocol: str, 
   return io.read_npz(npz_path) if os.path.exists(json_path) else None
 
 
-def _own_output_attacks(layout: layout_lib.RunLayout) -> dict[int, set]:
-  """{attack-set size: {(protocol, attack)}} of the finished results of PROTOCOLS on a model's own outputs, for the
-  sizes the paper protocol has."""
-  found = {}
+def own_output_results(layout: layout_lib.RunLayout) -> list[dict]:
+  """The metadata (protocol, source, target, attack, size) of the finished results of PROTOCOLS on a model's own
+  outputs."""
+  found = []
   for json_path, _ in layout.finished_results():
     meta = io.read_json(json_path)
     if meta["protocol"] in PROTOCOLS and meta["source"] == meta["target"]:
-      found.setdefault(meta["size"], set()).add((meta["protocol"], meta["attack"]))
-  return {size: pairs for size, pairs in found.items() if any(p == PROTOCOL for p, _ in pairs)}
+      found.append({k: meta[k] for k in ("protocol", "source", "target", "attack", "size")})
+  return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+  """Which attack and which baseline answer "did this model change leakage?", for every section that asks it: the
+  baseline is the run's dense model; the attack set is the paper protocol's largest; the attack is the strongest on
+  the baseline (highest ROC AUC among PROTOCOLS' attacks on its own outputs) among those with a result on the model
+  compared, else the strongest overall (then missing for that model)."""
+  baseline: str
+  size: int
+  auc: dict               # {(protocol, attack): ROC AUC on the baseline}
+  present: dict           # {model: {(protocol, attack)}} with a result at `size`
+
+  def attack(self, model: str) -> tuple[str, str]:
+    """The (protocol, attack) that compares `model` with the baseline."""
+    both = [pa for pa in self.auc if pa in self.present.get(model, ())]
+    return max(both or self.auc, key=lambda pa: (self.auc[pa], pa))
+
+
+def choose(summaries: dict, results: list[dict], auc_of=None) -> Choice | str:
+  """The run's Choice from its models' summaries and its attack results (dicts with protocol, source, target, attack,
+  size and, at least on the baseline, roc_auc; or `auc_of(result)` gives it), or a sentence saying why there is none.
+  """
+  dense = layout_lib.select(summaries, kind="dense")
+  if not dense:
+    return "no finished dense model"
+  own = [r for r in results if r["protocol"] in PROTOCOLS and r["source"] == r["target"]]
+  sizes = {r["size"] for r in own if r["protocol"] == PROTOCOL}
+  if not sizes:
+    return f"no {PROTOCOL}-protocol attack results (attacks.protocols must include {PROTOCOL})"
+  size = max(sizes)
+  at_size = [r for r in own if r["size"] == size]
+  auc_of = auc_of or (lambda r: r["roc_auc"])
+  auc = {(r["protocol"], r["attack"]): auc_of(r) for r in sorted(at_size, key=lambda r: (r["protocol"], r["attack"]))
+         if r["target"] == dense[0]}
+  if not auc:
+    return f"no {PROTOCOL}-protocol result on {dense[0]} at attack set n{size}"
+  present = {}
+  for r in at_size:
+    present.setdefault(r["target"], set()).add((r["protocol"], r["attack"]))
+  return Choice(dense[0], size, auc, present)
 
 
 def _compare(layout, size, dense, ticket, protocol, attack, base: dict, num_bootstrap: int,
@@ -98,13 +139,6 @@ def _compare(layout, size, dense, ticket, protocol, attack, base: dict, num_boot
   return Verdict(ticket, dense, protocol, attack, size, len(base["ids"]), diff["roc_auc"], diff["accuracy"])
 
 
-def _strongest(layout, size: int, ticket: str, dense_auc: dict) -> tuple[str, str]:
-  """The (protocol, attack) with the highest ROC AUC on dense among those with a result on `ticket` too (a zoo may
-  hold only some sparsities), else the strongest overall (reported as missing for that ticket)."""
-  both = [pa for pa in dense_auc if os.path.exists(layout.result(size, pa[0], ticket, ticket, pa[1])[0])]
-  return max(both or dense_auc, key=lambda pa: (dense_auc[pa], pa))
-
-
 def judge(workdir: str, num_bootstrap: int = 1000, seed: int = 0) -> Judgement:
   """Every ticket (summary kind ticket or imp) of the run in `workdir` against its dense model."""
   layout = layout_lib.RunLayout(workdir)
@@ -112,20 +146,20 @@ def judge(workdir: str, num_bootstrap: int = 1000, seed: int = 0) -> Judgement:
   dense = layout_lib.select(summaries, kind="dense")
   tickets = sorted((n for n, s in summaries.items() if s["kind"] in recipes.TICKET_KINDS),
                    key=lambda n: (summaries[n]["sparsity"], n))
-  by_size = _own_output_attacks(layout)
   if not dense or not tickets:
     return Judgement([], [f"no verdict: {workdir} holds no finished {'dense model' if not dense else 'ticket'}"])
-  if not by_size:
-    return Judgement([], [f"no verdict: {workdir} has no {PROTOCOL}-protocol attack results (attacks.protocols must "
-                          f"include {PROTOCOL})"])
-  size = max(by_size)
-  base = {pa: s for pa in sorted(by_size[size]) if (s := _scores(layout, size, dense[0], *pa)) is not None}
-  if not base:
-    return Judgement([], [f"no verdict: no {PROTOCOL}-protocol result on {dense[0]} at attack set n{size}"])
-  auc = {a: metrics_lib.attack_metrics(s["scores"], s["is_member"], s["predicted"], num_bootstrap=0)["roc_auc"]
-         for a, s in base.items()}
-  chosen = {t: _strongest(layout, size, t, auc) for t in tickets}
-  found = [_compare(layout, size, dense[0], t, *chosen[t], base[chosen[t]], num_bootstrap, seed) for t in tickets]
+  base = {}
+
+  def auc_of(r: dict) -> float:
+    s = base[(r["protocol"], r["attack"])] = _scores(layout, r["size"], r["target"], r["protocol"], r["attack"])
+    return metrics_lib.attack_metrics(s["scores"], s["is_member"], s["predicted"], num_bootstrap=0)["roc_auc"]
+
+  choice = choose(summaries, own_output_results(layout), auc_of)
+  if isinstance(choice, str):
+    return Judgement([], [f"no verdict: {choice}"])
+  chosen = {t: choice.attack(t) for t in tickets}
+  found = [_compare(layout, choice.size, choice.baseline, t, *chosen[t], base[chosen[t]], num_bootstrap, seed)
+           for t in tickets]
   return Judgement([v for v in found if isinstance(v, Verdict)], [v for v in found if isinstance(v, str)])
 
 

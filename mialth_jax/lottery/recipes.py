@@ -103,6 +103,7 @@ class FromTrained(Recipe):
 
 @RECIPES.register("dense")
 class Dense(Recipe):
+  title = "dense"
 
   def plan(self, config, planned):
     return [ModelSpec("dense", "dense")]
@@ -115,6 +116,7 @@ class Dense(Recipe):
 
 @RECIPES.register("ticket")
 class OneShotTicket(Rewound):
+  title = "lottery ticket"
 
   def plan(self, config, planned):
     if config.lottery.method != "oneshot":
@@ -128,6 +130,7 @@ class OneShotTicket(Rewound):
 
 @RECIPES.register("imp")
 class IterativeTicket(Rewound):
+  title = "lottery ticket (IMP)"
 
   def plan(self, config, planned):
     lottery = config.lottery
@@ -150,6 +153,7 @@ def tickets(planned: list[ModelSpec]) -> list[ModelSpec]:
 
 @RECIPES.register("random_prune")
 class RandomPrune(Rewound):
+  title = "random pruning (control)"
 
   def plan(self, config, planned):
     return [ModelSpec(f"random_prune_{sparsity_tag(t.sparsity)}", "random_prune", t.sparsity, "dense", "random")
@@ -161,6 +165,7 @@ class RandomPrune(Rewound):
 
 @RECIPES.register("random_reinit")
 class RandomReinit(Rewound):
+  title = "random reinitialisation (control)"
 
   def plan(self, config, planned):
     return [ModelSpec(f"random_reinit_{sparsity_tag(t.sparsity)}", "random_reinit", t.sparsity, t.name, "same",

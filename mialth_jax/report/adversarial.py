@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from mialth_jax.attacks import registry  # noqa: E402
 from mialth_jax.experiments import adversarial as protocol  # noqa: E402
 from mialth_jax.layout import RunLayout  # noqa: E402
-from mialth_jax.report import collect, plots  # noqa: E402
+from mialth_jax.report import collect, names, plots, sections  # noqa: E402
 from mialth_jax.utils import io  # noqa: E402
 
 ACCESS = {"adversarial_tv": "white-box", "input_gradient_norm": "white-box", "minimal_perturbation": "white-box",
@@ -132,7 +132,7 @@ def eps_sweep(run: collect.Run, results: list[dict], path: str) -> tuple[str | N
 def defences(run: collect.Run, results: list[dict], defended: dict) -> list[str]:
   """Each defended model next to the undefended dense: test accuracy and the strongest attack on it (highest AUC)."""
   rows = [(n, "none", run.models[n]["test_accuracy"]) for n in ("dense",) if n in run.models]
-  rows += [(n, s["kind"] + " (ours, training)", s["test_accuracy"]) for n, s in run.models.items()
+  rows += [(n, names.model_kind(s["kind"]) + " (ours, training)", s["test_accuracy"]) for n, s in run.models.items()
            if s["kind"] == "input_gradient_penalty"]
   rows += [(n, f"output smoothing sigma {d['sigma']:g}, {d['num_samples']} samples (ours, inference)",
             d["test_accuracy"]) for n, d in sorted(defended.items())]
@@ -147,12 +147,17 @@ def defences(run: collect.Run, results: list[dict], defended: dict) -> list[str]
   return lines
 
 
-def section(run: collect.Run, size: int, plot_dir: str, rel) -> list[str]:
-  """The report lines (and PNGs in plot_dir) of the adversarial protocol's results at attack-set `size`."""
+@sections.register("adversarial", order=140, per_run=True)
+def section(runs: list[collect.Run], out: sections.Output) -> str:
+  """The report lines (and PNGs) of the adversarial protocol's results at the run's attack-set size."""
+  [run] = runs
+  size = collect.main_size(run)
+  if size is None:
+    return ""
   results = collect.select(run.attacks, protocol="adversarial", size=size)
   results = [r for r in results if r["source"] == r["target"]]
   if not results:
-    return []
+    return ""
   stats, defended = _read(run, size, "statistics.json"), _read(run, size, "defended.json")
   first = results[0]
   doc = [f"### {run.label}: adversarial-example and label-only attacks ({size} attack samples)", "",
@@ -163,11 +168,11 @@ def section(run: collect.Run, size: int, plot_dir: str, rel) -> list[str]:
          "bootstrap over attack-test. Method and choices: docs/adversarial.md.", "", *attack_table(run, results, stats),
          "", "Defences (ours: the paper's own defence is not known), each against the strongest attack run on it:", "",
          *defences(run, results, defended), ""]
-  sweep_png, sweep_lines = eps_sweep(run, results, os.path.join(plot_dir, f"adversarial_eps_{run.label}.png"))
+  sweep_png, sweep_lines = eps_sweep(run, results, out.plot(f"adversarial_eps_{run.label}.png"))
   if sweep_png:
-    doc += [f"![eps sweep {run.label}]({rel(sweep_png)})", "", *sweep_lines, ""]
+    doc += [out.image(f"eps sweep {run.label}", sweep_png), "", *sweep_lines, ""]
   for name in targets(run, results):
-    png = distributions(name, results, stats, os.path.join(plot_dir, f"adversarial_scores_{run.label}_{name}.png"))
+    png = distributions(name, results, stats, out.plot(f"adversarial_scores_{run.label}_{name}.png"))
     if png:
-      doc += [f"![signals {name}]({rel(png)})", ""]
-  return doc
+      doc += [out.image(f"signals {name}", png), ""]
+  return sections.text(doc)

@@ -9,11 +9,11 @@ import os
 from mialth_jax import errors, layout as layout_lib
 from mialth_jax.attacks import metrics as metrics_lib
 from mialth_jax.data import splits as splits_lib
+from mialth_jax.experiments import verdict
 from mialth_jax.lottery import recipes
 from mialth_jax.utils import io
 
 PAPER_NUMBERS = os.path.join(os.path.dirname(__file__), "paper_numbers.json")
-TABLE1_SPARSITY = 0.8
 
 
 class ReportError(errors.UserError, ValueError):
@@ -63,6 +63,9 @@ def paper_numbers() -> dict:
     return json.load(f)
 
 
+TABLE1_SPARSITY = paper_numbers()["text"]["fig3_sparsity"]["sparsity"]  # the paper's Fig. 3 sparsity (see Run)
+
+
 def attack_results(workdir: str, num_bootstrap: int, seed: int) -> list[dict]:
   """Every finished attack result of a run, its metrics recomputed from its .npz of per-example scores (whose path
   each result keeps as `scores_path`)."""
@@ -103,6 +106,18 @@ def paper_result(run: Run, name: str, attack: str, size: int) -> dict | None:
   """`attack`'s result on model `name`, learnt on its own outputs (paper protocol) at attack-set `size`."""
   found = select(run.attacks, protocol="paper", source=name, target=name, attack=attack, size=size)
   return found[0] if found else None
+
+
+def main_size(run: Run) -> int | None:
+  """The attack size the tables use: the largest one with paper-protocol results."""
+  sizes = [r["size"] for r in run.attacks if r["protocol"] == "paper"]
+  return max(sizes) if sizes else None
+
+
+def leakage_choice(run: Run) -> verdict.Choice | str:
+  """The attack and baseline that answer "did this model change leakage?" (experiments.verdict's rule), for every
+  section that compares a model with a baseline, or why there are none."""
+  return verdict.choose(run.models, run.attacks)
 
 
 def select(results: list[dict], **where) -> list[dict]:

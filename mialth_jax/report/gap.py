@@ -2,32 +2,36 @@
 
 Shown when a report holds two or more runs of one dataset (e.g. one recipe trained for 10 ... 160 epochs, with and
 without augmentation): every model's train-test accuracy gap against the attack accuracy and ROC AUC of the paper's
-MLP attack, the loss threshold and the strongest attack on it (highest ROC AUC over the paper and zoo protocols),
-with the paper's Table 1 accuracies as horizontal lines, and the run whose dense model is nearest to the paper's
-(attack accuracy and precision of the paper's attack).
+MLP attack, the loss threshold and the strongest attack (the verdict's rule, experiments.verdict: the attack with the
+highest ROC AUC on the run's dense model, paper and zoo protocols), with the paper's Table 1 accuracies as horizontal
+lines, and the run whose dense model is nearest to the paper's (attack accuracy and precision of the paper's attack).
+What the paper's own numbers imply about its models (`regime` of its Table 1 rows in paper_numbers.json) is set
+against ours in Table 1's discrepancies (`paper_regime`).
 """
-import os
-
 import numpy as np
 
 from mialth_jax.lottery.recipes import TICKET_KINDS
-from mialth_jax.report import collect, plots
+from mialth_jax.report import collect, plots, sections
 
 PAPER_ATTACK = collect.PAPER_ATTACK
 MEMORISING = 0.99  # train accuracy from which a model counts as having memorised its members
 
 
-def _strongest(run, name: str, size: int) -> dict | None:
-  own = [r for r in run.attacks if r["protocol"] in ("paper", "zoo") and r["target"] == name and r["size"] == size
-         and r["source"] in (name, "zoo")]
-  return max(own, key=lambda r: r["roc_auc"]) if own else None
+def _strongest(run, name: str) -> dict | None:
+  """The result of the attack that the verdict's rule picks for `name` (None where the run has no choice)."""
+  choice = collect.leakage_choice(run)
+  if isinstance(choice, str):
+    return None
+  protocol, attack = choice.attack(name)
+  found = collect.select(run.attacks, protocol=protocol, source=name, target=name, attack=attack, size=choice.size)
+  return found[0] if found else None
 
 
-def points(runs, size_of) -> list[dict]:
+def points(runs) -> list[dict]:
   """One point per (run, dense or ticket model): its gap and the three attacks' results (None where absent)."""
   out = []
   for run in runs:
-    size = size_of(run)
+    size = collect.main_size(run)
     if size is None:
       continue
     for name, summary in sorted(run.models.items(), key=lambda item: item[1]["sparsity"]):
@@ -38,7 +42,7 @@ def points(runs, size_of) -> list[dict]:
                   "gap": summary["train_accuracy"] - summary["test_accuracy"],
                   "paper": collect.paper_result(run, name, PAPER_ATTACK, size),
                   "loss": collect.paper_result(run, name, "loss", size),
-                  "strongest": _strongest(run, name, size)})
+                  "strongest": _strongest(run, name)})
   return out
 
 
@@ -86,23 +90,24 @@ def _nearest_line(dataset: str, pts: list, paper_row: dict | None) -> str:
           f"{within} its interval; that model {memorised}.")
 
 
-def section(runs, size_of, plot_dir: str, rel) -> list[str]:
+@sections.register("gap", order=100)
+def section(runs, out: sections.Output) -> str:
   """The report section, or nothing when no dataset has two runs."""
   by_dataset = {}
   for run in runs:
     by_dataset.setdefault(run.dataset, []).append(run)
   swept = {d: rs for d, rs in by_dataset.items() if len(rs) > 1}
   if not swept:
-    return []
+    return ""
   paper_rows = {row["dataset"]: row for row in collect.paper_numbers()["table1"]["rows"]
                 if row["dataset"] in swept}
-  points_of = {d: points(rs, size_of) for d, rs in swept.items()}
-  path = figure(points_of, paper_rows, os.path.join(plot_dir, "leakage_vs_gap.png"))
+  points_of = {d: points(rs) for d, rs in swept.items()}
+  path = figure(points_of, paper_rows, out.plot("leakage_vs_gap.png"))
   lines = ["## Leakage against the generalisation gap", "",
            f"Every dense and ticket model of the runs of one dataset: train - test accuracy against the paper's attack "
-           f"(`{PAPER_ATTACK}`), the loss threshold and the strongest attack on the model (highest ROC AUC, paper and "
-           "zoo protocols), at each run's largest paper-protocol attack set. Black lines: the paper's Table 1.", "",
-           f"![leakage vs gap]({rel(path)})", "",
+           f"(`{PAPER_ATTACK}`), the loss threshold and the strongest attack (the verdict's: highest ROC AUC on the "
+           "run's dense model, paper and zoo protocols), at each run's largest paper-protocol attack set. Black lines: "
+           "the paper's Table 1.", "", out.image("leakage vs gap", path), "",
            "| dataset | run | model | epochs | augment | train acc | test acc | gap | paper's attack acc [95 % CI] | "
            "precision | loss AUC | strongest attack (AUC) |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -116,25 +121,26 @@ def section(runs, size_of, plot_dir: str, rel) -> list[str]:
                    f"{c['data']['augment']} | {p['train_accuracy']:.3f} | {p['test_accuracy']:.3f} | "
                    f"{p['gap']:.3f} | {acc} | {f(r, 'precision')} | {f(p['loss'], 'roc_auc')} | {strongest} |")
   lines += ["", *(_nearest_line(d, points_of[d], paper_rows.get(d)) for d in sorted(points_of)), ""]
-  return lines
+  return sections.text(lines)
 
 
-def paper_regime(dataset: str, row: dict, ours: dict, train_accuracy: float) -> str:
-  """What the paper's own CIFAR numbers imply about its model, set against what ours measured."""
-  if dataset == "cifar10":
+def paper_regime(row: dict, ours: dict, train_accuracy: float) -> str:
+  """What a paper Table 1 row's numbers imply about the paper's model (its `regime` in paper_numbers.json: "chance",
+  or "memorised" for a precision that only near-certain members give), set against what ours measured."""
+  paper_accuracy, paper_precision = row["accuracy"]["dense"], row["precision"]["dense"]
+  if row.get("regime") == "chance":
     at_chance = ours["accuracy_ci"][0] <= 0.5
-    return (" The paper's own CIFAR-10 figure (0.503, precision 0.57) is at chance, although a ResNet-18 trained to "
-            "convergence on CIFAR-10 usually leaks measurably; " + (
+    return (f" The paper's own {row['name']} figure ({paper_accuracy:.3f}, precision {paper_precision:.2f}) is at "
+            f"chance, although a {row['model']} trained to convergence on {row['name']} usually leaks measurably; " + (
                 "ours is at chance too (its interval holds 0.5)." if at_chance else
                 f"ours is above chance by {ours['accuracy'] - 0.5:.3f} (train accuracy {train_accuracy:.3f})."))
-  if dataset != "cifar100" or row["precision"]["dense"] <= 0.9:
+  if row.get("regime") != "memorised":
     return ""
   low, high = ours["accuracy_ci"]
-  paper_accuracy = row["accuracy"]["dense"]
   memorised = " (it memorised its members too)" if train_accuracy >= MEMORISING else ""
   compared = ("its members stand out less than the paper's in the raw softmax vector that the MLP reads"
               if high < paper_accuracy else "its members stand out more than the paper's"
               if low > paper_accuracy else "its attack accuracy agrees with the paper's")
-  return (f" The paper's precision of {row['precision']['dense']:.2f} implies members predicted with near certainty, "
+  return (f" The paper's precision of {paper_precision:.2f} implies members predicted with near certainty, "
           f"i.e. a model close to 100 % train accuracy; ours has train accuracy {train_accuracy:.3f}{memorised} and "
           f"the paper's attack precision {ours['precision']:.2f} on it: {compared}.")

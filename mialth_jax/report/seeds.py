@@ -9,7 +9,7 @@ import json
 import numpy as np
 
 from mialth_jax.lottery.recipes import TICKET_KINDS
-from mialth_jax.report import collect
+from mialth_jax.report import collect, sections
 
 PAPER_ATTACK = collect.PAPER_ATTACK
 
@@ -33,7 +33,7 @@ def _mean_sd(values: list[float]) -> str:
   return f"{mean:.3f} +- {np.std(values, ddof=1):.3f}"
 
 
-def rows(group, size_of) -> list[dict]:
+def rows(group) -> list[dict]:
   """Per model name present in every run of the group: the paper attack's accuracy, precision and ROC AUC, the
   loss threshold's ROC AUC, train and test accuracy (how well the model fits its members drives what it leaks), each a
   list over the runs."""
@@ -41,10 +41,10 @@ def rows(group, size_of) -> list[dict]:
                              for run in group))
   out = []
   for name in sorted(names, key=lambda n: group[0].models[n]["sparsity"]):
-    paper = [collect.paper_result(run, name, PAPER_ATTACK, size_of(run)) for run in group]
+    paper = [collect.paper_result(run, name, PAPER_ATTACK, collect.main_size(run)) for run in group]
     if not all(paper):
       continue
-    loss = [collect.paper_result(run, name, "loss", size_of(run)) for run in group]
+    loss = [collect.paper_result(run, name, "loss", collect.main_size(run)) for run in group]
     out.append({"name": name, "accuracy": [r["accuracy"] for r in paper],
                 "precision": [r["precision"] for r in paper], "roc_auc": [r["roc_auc"] for r in paper],
                 "loss_auc": [r["roc_auc"] for r in loss if r],
@@ -53,11 +53,13 @@ def rows(group, size_of) -> list[dict]:
   return out
 
 
-def section(runs, size_of) -> list[str]:
+@sections.register("seeds", order=50)
+def section(runs, out: sections.Output) -> str:
   """The report section, or nothing when no two runs differ in their seed only."""
+  del out  # no figures
   found = groups(runs)
   if not found:
-    return []
+    return ""
   lines = ["## Table 1 over seeds", "",
            f"Runs that differ only in `seed` (members, initialisation and attack split re-drawn): the paper's attack "
            f"(`{PAPER_ATTACK}`, paper protocol, largest attack set) as mean +- standard deviation over the runs.", ""]
@@ -66,14 +68,14 @@ def section(runs, size_of) -> list[str]:
     lines += [f"**{group[0].dataset}, {group[0].arch}: {', '.join(run.label for run in group)} (seeds {seeds})**",
               "", "| model | attack accuracy | precision | ROC AUC | loss ROC AUC | train accuracy | test accuracy |",
               "| --- | --- | --- | --- | --- | --- | --- |"]
-    table = rows(group, size_of)
+    table = rows(group)
     for row in table:
       loss = _mean_sd(row["loss_auc"]) if len(row["loss_auc"]) == len(group) else "-"
       lines.append(f"| {row['name']} | {_mean_sd(row['accuracy'])} | {_mean_sd(row['precision'])} | "
                    f"{_mean_sd(row['roc_auc'])} | {loss} | {_mean_sd(row['train_accuracy'])} | "
                    f"{_mean_sd(row['test_accuracy'])} |")
     lines += ["", *_paired_lines(table), ""]
-  return lines
+  return sections.text(lines)
 
 
 def _paired_lines(table: list[dict]) -> list[str]:

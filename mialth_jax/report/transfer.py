@@ -4,11 +4,9 @@ another's; with attacks.transfer_runs, the models of other runs on the same memb
 A run launched with only the transfer protocol (configs/experiments/fig4_transfer.py on a new folder) has no
 paper-protocol results; its matrix is shown at the largest attack size it has transfer results for.
 """
-import os
-
 import numpy as np
 
-from mialth_jax.report import collect, plots
+from mialth_jax.report import collect, plots, sections
 
 ATTACKS = (collect.PAPER_ATTACK, "mlp", "loss")  # the paper's Fig. 4 attack, ours, and a threshold that leaks more
 
@@ -42,7 +40,8 @@ def table(labels: list[str], accuracy: np.ndarray) -> list[str]:
   return lines
 
 
-def section(runs, plot_dir: str, rel) -> list[str]:
+@sections.register("transfer", order=90)
+def section(runs, out: sections.Output) -> str:
   """The Figure 4 section: per run and attack, the heatmap and its numbers."""
   doc = ["## Figure 4: do attacks transfer between models?", ""]
   for run in runs:
@@ -52,12 +51,12 @@ def section(runs, plot_dir: str, rel) -> list[str]:
       if found is None:
         continue
       heat = plots.transfer_heatmap(*found, f"{run.label}: transfer accuracy\n({attack})",
-                                    os.path.join(plot_dir, f"fig4_{run.label}_{attack}.png"))
-      doc += [f"![Figure 4, {run.label}, {attack}]({rel(heat)})", "",
+                                    out.plot(f"fig4_{run.label}_{attack}.png"))
+      doc += [out.image(f"Figure 4, {run.label}, {attack}", heat), "",
               f"{run.label}, `{attack}`, {size} attack samples, attack accuracy:", "", *table(*found), ""]
   if len(doc) == 2:
     attacks = ", ".join(f"`{a}`" for a in ATTACKS)
     doc += [f"No transfer results ({attacks}) in {', '.join(r.workdir for r in runs)}: run "
             "configs/experiments/fig4_transfer.py on the run folder (`python -m launch.main "
             "--config=configs/experiments/fig4_transfer.py:<run config> --workdir=<run folder>`).", ""]
-  return doc
+  return sections.text(doc)

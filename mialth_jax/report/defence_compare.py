@@ -1,0 +1,40 @@
+"""Paired comparisons of two models (defences.Row) of the defences section, and a defence's test-accuracy cost."""
+import numpy as np
+
+from mialth_jax.attacks import compare
+from mialth_jax.attacks.inputs import AttackError
+from mialth_jax.utils import io
+
+
+class Comparisons:
+  """Paired comparisons of two models' strongest attacks for one run, each computed once: the table, the verdicts and
+  the claims ask for the same pairs."""
+
+  def __init__(self, num_bootstrap: int, seed: int):
+    self.num_bootstrap, self.seed, self._done = num_bootstrap, seed, {}
+
+  def versus(self, base, other, metric: str = "roc_auc") -> compare.Difference | None:
+    """`metric` of `other` minus `base`, paired over their common attack-test examples: ROC AUC of the verdict's
+    attack for `other` on both (None where `base` has no result of it); attack accuracy of each one's most accurate
+    adaptive attack (as the paper's "attack accuracy" means)."""
+    if metric == "roc_auc":
+      mine = base.result(other.attack["protocol"], other.attack["attack"])
+      if mine is None:
+        return None
+      paths = (mine["scores_path"], other.attack["scores_path"])
+    else:
+      paths = (base.strongest(metric)["scores_path"], other.strongest(metric)["scores_path"])
+    if paths not in self._done:
+      a, b = (io.read_npz(path) for path in paths)
+      if not (np.array_equal(a["ids"], b["ids"]) and np.array_equal(a["is_member"], b["is_member"])):
+        raise AttackError(f"{paths[1]}: other attack-test examples than {paths[0]}")
+      self._done[paths] = compare.paired_difference(a["is_member"], a["scores"], a["predicted"], b["scores"],
+                                                    b["predicted"], num_bootstrap=self.num_bootstrap, seed=self.seed)
+    return self._done[paths][metric]
+
+
+def accuracy_cost(base, other) -> tuple[float, tuple[float, float]]:
+  """other - base test accuracy, with an unpaired 95 % normal interval."""
+  p, q = base.test_accuracy, other.test_accuracy
+  half = 1.96 * np.sqrt(p * (1 - p) / base.num_test + q * (1 - q) / other.num_test)
+  return q - p, (q - p - half, q - p + half)

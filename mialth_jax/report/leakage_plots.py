@@ -1,0 +1,52 @@
+"""Per run: ROC curves of one attack on dense and the tickets, and per-class leakage of dense and the Table 1 ticket
+(the paper's future work: do classes leak differently?)."""
+import os
+
+import numpy as np
+
+from mialth_jax.report import collect, plots, sections
+
+
+def leak_attack(run) -> str:
+  """The ROC and per-class figures' attack: the loss threshold where the run has it, else the paper's attack."""
+  attacks = {r["attack"] for r in run.attacks if r["protocol"] == "paper"}
+  return "loss" if "loss" in attacks else collect.PAPER_ATTACK
+
+
+def class_names(run) -> list[str]:
+  """Class names for labels in the report, where the run's data carries them cheaply."""
+  data = run.config["data"]
+  if data["name"] == "npz" and os.path.exists(data["path"]):
+    with np.load(data["path"], allow_pickle=False) as f:  # lazy: reads class_names only, not the images
+      return [str(n) for n in f["class_names"]] if "class_names" in f.files else []
+  return [str(d) for d in range(10)] if data["name"] == "digits" else []
+
+
+def per_class_summary(run, attack: str, size: int, names: list[str], class_names_) -> list[str]:
+  lines = []
+  for name in names:
+    found = collect.select(run.attacks, protocol="paper", source=name, target=name, attack=attack, size=size)
+    if found:
+      acc = found[0]["per_class_accuracy"]
+      ranked = sorted(acc, key=acc.get)
+      label = (lambda c: class_names_[int(c)]) if class_names_ else str
+      lines.append(f"- {name}: most leaky classes {', '.join(f'{label(c)} ({acc[c]:.2f})' for c in ranked[-3:][::-1])};"
+                   f" least leaky {', '.join(f'{label(c)} ({acc[c]:.2f})' for c in ranked[:3])}.")
+  return lines
+
+
+@sections.register("leakage_plots", order=150, per_run=True)
+def section(runs, out: sections.Output) -> str:
+  [run] = runs
+  size = collect.main_size(run)
+  if size is None:
+    return ""
+  attack = leak_attack(run)
+  roc = plots.roc_curves(run, attack, size, out.plot(f"roc_{run.label}.png"))
+  names, labels = [n for n in ("dense", run.table1_ticket) if n in run.models], class_names(run)
+  per = plots.per_class(run, attack, size, names, labels, out.plot(f"per_class_{run.label}.png"))
+  doc = [out.image(f"ROC {run.label}", roc), ""]
+  if per:
+    doc += [f"Per-class leakage (`{attack}` attack):", "", out.image(f"per class {run.label}", per), "",
+            *per_class_summary(run, attack, size, names, labels), ""]
+  return sections.text(doc)
