@@ -13,12 +13,13 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mialth_jax import inference
-from mialth_jax.attacks import adversarial, adversarial_signals, label_only, registry, smoothing
+from mialth_jax.attacks import adversarial, adversarial_signals, label_only, registry
+from mialth_jax.defences import smoothing
 from mialth_jax.attacks import target as target_lib
 from mialth_jax.attacks.inputs import AttackError
 from mialth_jax.data import digits
 from mialth_jax.data.examples import ExampleSource
-from mialth_jax.lottery import input_gradient_penalty, train as train_lib, train_state
+from mialth_jax.lottery import train as train_lib, train_state
 
 NUM = 24  # examples per batched check
 
@@ -279,22 +280,22 @@ def test_smoothing_answers_the_mean_softmax_over_fixed_noise(trained, tmp_path):
 
 
 def test_the_penalised_step_is_the_plain_step_at_weight_zero_and_flattens_the_loss(trained):
+  """The `input_gradient_penalty` step hook (it replaces the step's objective) at weight 0 is the plain step."""
   model, variables, dataset, mean, std = trained
   tx = optax.sgd(0.05)
   mask = jax.tree.map(lambda p: np.ones(p.shape, bool), variables["params"])
   start = lambda weight: train_state.create_state(  # noqa: E731
-      variables["params"], variables["batch_stats"], mask, tx, extra={"weight": np.float32(weight)})
-  common = dict(model=model, tx=tx, seed=0, augment_kind="none", mean=mean, std=std)
-  plain = jax.jit(functools.partial(train_lib.train_step, **common))
-  penalised = jax.jit(functools.partial(input_gradient_penalty.penalised_step, **common))
+      variables["params"], variables["batch_stats"], mask, tx,
+      extra=None if weight is None else {"input_gradient_penalty": np.float32(weight)})
+  step = jax.jit(functools.partial(train_lib.train_step, model=model, tx=tx, seed=0, augment_kind="none", mean=mean,
+                                   std=std))
   images, labels = dataset.x_test[:40], dataset.y_test[:40]
-  a, b = plain(start(0.0), images, labels)[0], penalised(start(0.0), images, labels)[0]
+  a, b = step(start(None), images, labels)[0], step(start(0.0), images, labels)[0]
   jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6), (a.params, a.batch_stats),
                (b.params, b.batch_stats))
-  states = {"plain": start(0.0), "penalised": start(0.01)}  # a weight of 1 diverges at this learning rate
+  states = {"plain": start(None), "penalised": start(0.01)}  # a weight of 1 diverges at this learning rate
   for _ in range(6):
-    states = {"plain": plain(states["plain"], images, labels)[0],
-              "penalised": penalised(states["penalised"], images, labels)[0]}
+    states = {name: step(state, images, labels)[0] for name, state in states.items()}
   norms = {}
   for name, state in states.items():
     logits_fn = adversarial.pixel_logits_fn(model, {"params": state.params, "batch_stats": state.batch_stats}, mean,

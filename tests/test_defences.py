@@ -19,7 +19,6 @@ import pytest
 from mialth_jax import config_lib, errors
 from mialth_jax.data.examples import ExampleSource
 from mialth_jax.defences import admm, reference
-from mialth_jax.defences import step as step_lib
 from mialth_jax.experiments import attack_runs, launch
 from mialth_jax.layout import RunLayout
 from mialth_jax.lottery import masks, pipeline, recipes
@@ -84,12 +83,13 @@ def test_admm_z_keeps_exactly_k_per_layer_after_every_projection(run):
       flat = np.argsort(np.abs(t).ravel(), kind="stable")[k:]  # the tickets' rule on |W + U|
       assert np.array_equal(np.flatnonzero(z.ravel()), np.sort(flat))
     projections.append((done, float(extra["rho"])))
-  state = _steps(ctx, state, ctx.train_step(train_lib.cross_entropy, step_lib.defence_step), 6, 12, check)
+  state = _steps(ctx, state, ctx.train_step(), 6, 12, check)
   assert projections == [(9, 2.0), (12, 4.0)]  # rho x2 per round
   assert _same_bits(jax.device_get(state.params), _variables(ctx, "admm_train_s80")["params"])
 
 
 def test_rho_zero_and_one_round_is_plain_training_bit_for_bit(run):
+  """The `first_step` and `admm` step hooks at rho 0 from step 0 change nothing of the plain step's arithmetic."""
   _, ctx, _ = run
   mask = ctx.dense_mask()
   start = lambda extra: ctx.start_state(ctx.restore_variables(ctx.layout.final("dense")),  # noqa: E731
@@ -98,7 +98,7 @@ def test_rho_zero_and_one_round_is_plain_training_bit_for_bit(run):
   state = admm.init_state(params, mask, 0.8, "layerwise_magnitude", rho=0.0, growth=1.0, round_steps=4,
                           first_step=0)
   defended = _steps(ctx, start({"first_step": np.int32(0), "admm": state}),
-                    ctx.train_step(train_lib.cross_entropy, step_lib.defence_step), 0, 4)
+                    ctx.train_step(), 0, 4)
   plain = _steps(ctx, start(None), ctx.train_step(), 0, 4)
   assert _same_bits(jax.device_get(defended.params), jax.device_get(plain.params))
   assert _same_bits(jax.device_get(defended.batch_stats), jax.device_get(plain.batch_stats))
@@ -123,7 +123,7 @@ def test_admm_and_minmax_compose_in_one_step(run):
   state = other.start_state(other.restore_variables(other.layout.final("dense")),
                             jax.device_put(other.dense_mask(), other.replicated), 6, extra)
   inputs = next(train_lib.step_inputs(other.loop(), other.data, other.mesh, 6))
-  jitted = other.train_step(train_lib.cross_entropy, step_lib.defence_step)
+  jitted = other.train_step()
   after, metrics = jax.eval_shape(lambda s: jitted(s, inputs), state)
   assert jax.tree.structure(after) == jax.tree.structure(state) and metrics["loss"].shape == ()
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mialth_jax import config_lib, errors
-from mialth_jax.defences import admm
+from mialth_jax.defences import admm, phase
 from mialth_jax.lottery import masks
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -22,7 +22,7 @@ def test_the_jitted_projection_is_the_tickets_magnitude_rule():
             "b": {"kernel": np.round(rng.normal(size=(16, 10)), 1).astype(np.float32), "bias": np.ones(10, np.float32)}}
   mask = masks.dense_mask(params, masks.prunable_predicate(r"kernel$"))
   counts = {"layerwise_magnitude": [round(0.7 * 288), round(0.7 * 160)], "global_magnitude": round(0.7 * 448)}
-  for rule in admm.RULES:
+  for rule in phase.RULES:
     state = admm.init_state(params, mask, 0.7, rule, rho=0.0, growth=1.0, round_steps=1, first_step=0)
     assert np.asarray(state["pruned"]).tolist() == counts[rule]
     expected = masks.prunable_leaves(masks.prune(params, mask, 0.7, rule), mask)
