@@ -8,7 +8,7 @@ import os
 import ml_collections
 
 from mialth_jax import data, errors
-from mialth_jax.attacks import attack_sets, registry
+from mialth_jax.attacks import attack_sets, contracts, registry
 from mialth_jax.data import augment
 from mialth_jax.defences import settings as defence_settings
 from mialth_jax.experiments import adversarial
@@ -19,6 +19,8 @@ from mialth_jax.models import resnet
 
 def base() -> ml_collections.ConfigDict:
   """Defaults for a complete lottery + membership-inference run."""
+  from mialth_jax import plugins  # the built-in features register themselves before a config names them
+  plugins.load()
   config = ml_collections.ConfigDict()
   config.seed = 0
 
@@ -132,6 +134,8 @@ CHOICES = {
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks every choice and range before anything is written; the error names the field and what was expected."""
+  from mialth_jax import plugins
+  plugins.load()
   for field, allowed in CHOICES.items():
     section, key = field.split(".")
     value = config[section][key]
@@ -155,7 +159,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     PROTOCOLS.lookup(protocol, "attacks.protocols")
   defence_settings.validate(config)
   adversarial.validate(config)
-  calibrated = registry.learning_from(config.attacks.models.to_dict(), "references")
+  calibrated = registry.of_contract(config.attacks.models.to_dict(), contracts.ReferenceAttack)
   if calibrated and "zoo" not in config.attacks.protocols:
     raise errors.ConfigError(f"attacks.models: {', '.join(calibrated)} learn from reference models and run only "
                              "under the zoo protocol; add 'zoo' to attacks.protocols")

@@ -13,7 +13,7 @@ import numpy as np
 from absl import logging
 
 from mialth_jax import layout as layout_lib
-from mialth_jax.attacks import reference as reference_lib, registry
+from mialth_jax.attacks import contracts, reference as reference_lib, registry
 from mialth_jax.data.examples import ExampleSource
 from mialth_jax.experiments import attack_runs
 from mialth_jax.experiments.protocols import PROTOCOLS, Protocol
@@ -35,7 +35,7 @@ class Zoo(Protocol):
   title = "zoo protocol (LiRA / RMIA, calibrated on reference models trained on random subsets of the data)"
 
   def run(self, attack_run, models, attack_configs):
-    configs = registry.learning_from(attack_configs, "references")
+    configs = registry.of_contract(attack_configs, contracts.ReferenceAttack)
     if not configs:
       return {}
     ctx, layout = attack_run.ctx, attack_run.ctx.layout
