@@ -21,7 +21,7 @@ import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from mialth_jax import config_lib, errors, run_dir  # noqa: E402
+from mialth_jax import config_lib, errors, plugins, run_dir  # noqa: E402
 from mialth_jax.experiments import launch  # noqa: E402
 from mialth_jax.utils import config_sections, hosts  # noqa: E402
 
@@ -157,6 +157,7 @@ def _exit(status: int) -> NoReturn:
 
 def main(argv):
   del argv
+  plugins.load()
   logs.quiet_libraries()
   _use_compilation_cache(_COMPILATION_CACHE.value, _WORKDIR.value)
   if _CPU_DEVICES.value:

@@ -27,7 +27,7 @@ import os
 import ml_collections
 import numpy as np
 
-from mialth_jax import inference
+from mialth_jax import inference, plugins
 from mialth_jax.attacks import registry
 from mialth_jax.attacks.inputs import AttackError, AttackInputs
 from mialth_jax.attacks.target import Target
@@ -140,6 +140,7 @@ class Run:
 
 def load_run(workdir: str) -> Run:
   """The run in `workdir` (as `launch.main --workdir` made it); reads its files and writes nothing there."""
+  plugins.load()
   context = targets.open_run(workdir, "load_run")
   summary = RunLayout(workdir).attacks_summary
   return Run(context, io.read_json(summary) if os.path.exists(summary) else [])
@@ -172,6 +173,7 @@ def attack_logits(train_logits, train_labels, train_is_member, test_logits, test
   `options` are the attack's own (e.g. per_class=True, or hidden=(64,) for optax_mlp); the result is
   `registry.run_attack`'s, which also gives per-example scores.
   """
+  plugins.load()
   train, train_member = _attack_inputs("train", train_logits, train_labels, train_is_member)
   test, test_member = _attack_inputs("test", test_logits, test_labels, test_is_member)
   if train.num_classes != test.num_classes:

@@ -9,6 +9,13 @@ imported (from a config file, a notebook or a test), before the launch reads the
 import importlib
 
 BUILTIN = (
+    # attacks
+    "mialth_jax.attacks.optax_mlp",
+    "mialth_jax.attacks.sklearn_attacks",
+    "mialth_jax.attacks.threshold",
+    "mialth_jax.attacks.lira",
+    "mialth_jax.attacks.rmia",
+    "mialth_jax.attacks.adversarial_attacks",
     # defences
     "mialth_jax.defences.phase",
     "mialth_jax.defences.finetune",

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from mialth_jax.attacks import features, registry, threshold
+from mialth_jax.attacks import contracts, features, registry, threshold
 from mialth_jax.attacks.inputs import AttackError, AttackInputs
 
 NUM_CLASSES = 10
@@ -33,7 +33,7 @@ def null():
 
 
 CONFIGS = {name: {"type": name} for name, cls in registry.ATTACKS.items()
-           if getattr(cls, "learns_from", "labelled_outputs") == "labelled_outputs"}  # lira, rmia: test_lira_rmia.py
+           if issubclass(cls, contracts.LabelledOutputsAttack)}  # lira, rmia: test_lira_rmia.py
 # A linear model cannot threshold the largest probability from the raw vector; sorted, it is the first coordinate.
 CONFIGS["sklearn_logreg"]["features"] = "sorted_topk"
 CONFIGS["threshold_loss_per_class"] = {"type": "threshold_loss", "per_class": True}

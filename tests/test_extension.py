@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from mialth_jax import config_lib
-from mialth_jax.attacks import registry
+from mialth_jax.attacks import contracts, registry
 from mialth_jax.attacks.features import check_membership
 from mialth_jax.experiments import launch
 from mialth_jax.experiments.protocols import PROTOCOLS, Protocol, own_outputs
@@ -19,7 +19,7 @@ from mialth_jax.report import collect, markdown
 from mialth_jax.utils import io
 
 
-class MaxLogitAttack:
+class MaxLogitAttack(contracts.LabelledOutputsAttack):
   """Toy attack: score = the largest logit; threshold = the median score of attack-train members."""
 
   def __init__(self, *, margin: float = 0.0):

@@ -10,7 +10,7 @@
   adversarial_features     several of these signals (and the loss and top probability) as the features of a
                            learned attack (`learner`: any feature attack, e.g. optax_mlp)
 
-They declare learns_from = "target": a protocol (experiments/adversarial.py) hands them the target and example ids,
+They follow contracts.TargetQueryAttack: a protocol (experiments/adversarial.py) hands them the target and example ids,
 `statistic(target, ids, batch_size)` gives one value (or feature row) per example, cached per target and signal
 (attacks/adversarial_signals.py), and fit / score / predict work on those values. For the reconstructed attack's
 signals (adversarial_tv, input_gradient_norm) the side members are on is not assumed: with direction="auto" (their
@@ -21,8 +21,9 @@ perturbation, farther from the boundary, more augmentations still right); any at
 """
 import numpy as np
 
-from mialth_jax.attacks import adversarial, adversarial_signals, metrics, threshold
+from mialth_jax.attacks import adversarial, adversarial_signals, contracts, features, metrics, registry, threshold
 from mialth_jax.attacks.inputs import AttackError
+from mialth_jax.attacks.registry import ATTACKS
 
 DIRECTIONS = ("auto", "lower", "higher")
 
@@ -47,9 +48,8 @@ def _membership(values: np.ndarray, is_member) -> np.ndarray:
   return is_member
 
 
-class SignalAttack:
+class SignalAttack(contracts.TargetQueryAttack):
   """One per-example signal (`kind`, a key of adversarial_signals.STATISTICS), thresholded."""
-  learns_from = "target"
   kind = ""
   name = ""
 
@@ -109,6 +109,7 @@ def _flag(attack: str, name: str, value) -> bool:
   return bool(value)
 
 
+@ATTACKS.register("adversarial_tv")
 class AdversarialTV(SignalAttack):
   kind, name = "tv", "adversarial_tv"
 
@@ -128,6 +129,7 @@ class AdversarialTV(SignalAttack):
                 random_start=self.random_start, output=self.output, per_eps=self.per_eps)
 
 
+@ATTACKS.register("input_gradient_norm")
 class InputGradientNorm(SignalAttack):
   kind, name = "grad_norm", "input_gradient_norm"
 
@@ -139,6 +141,7 @@ class InputGradientNorm(SignalAttack):
     return dict(norm=self.norm)
 
 
+@ATTACKS.register("minimal_perturbation")
 class MinimalPerturbation(SignalAttack):
   kind, name = "min_eps", "minimal_perturbation"
 
@@ -154,6 +157,7 @@ class MinimalPerturbation(SignalAttack):
                 step_fraction=self.step_fraction)
 
 
+@ATTACKS.register("hopskipjump")
 class HopSkipJump(SignalAttack):
   kind, name = "hsj_distance", "hopskipjump"
 
@@ -170,6 +174,7 @@ class HopSkipJump(SignalAttack):
                 init_size=self.init_size)
 
 
+@ATTACKS.register("augmentation_robustness")
 class AugmentationRobustness(SignalAttack):
   kind, name = "augmentation", "augmentation_robustness"
 
@@ -185,20 +190,21 @@ SIGNAL_ATTACKS = {cls.name: cls for cls in (AdversarialTV, InputGradientNorm, Mi
                                             AugmentationRobustness)}
 
 
-class AdversarialFeatures:
+@ATTACKS.register("adversarial_features")
+class AdversarialFeatures(contracts.TargetQueryAttack):
   """Signals of several SignalAttacks (and, with with_outputs, the loss and the top probability) as the feature
   vector of a learned attack (`learner`: a feature attack config, e.g. {"type": "optax_mlp"})."""
-  learns_from = "target"
 
   def __init__(self, *, signals: dict | None = None, learner: dict | None = None, with_outputs: bool = True):
     signals = signals if signals is not None else {"tv": {"type": "adversarial_tv"}}
     check("adversarial_features", "signals", isinstance(signals, dict) and len(signals) > 0 and all(
         isinstance(c, dict) and c.get("type") in SIGNAL_ATTACKS for c in signals.values()),
         f"a non-empty dict of signal attack configs (types {', '.join(SIGNAL_ATTACKS)})", signals)
-    self.signals = {name: _make(dict(c)) for name, c in sorted(signals.items())}
+    self.signals = {name: registry.make_attack(dict(c)) for name, c in sorted(signals.items())}
     self.learner = dict(learner or {"type": "optax_mlp"})
     self.with_outputs = _flag("adversarial_features", "with_outputs", with_outputs)
-    check("adversarial_features", "learner", hasattr(_make(dict(self.learner)), "_fit"),
+    check("adversarial_features", "learner", isinstance(registry.make_attack(dict(self.learner)),
+                                                        features.FeatureAttack),
           "a feature attack config (e.g. optax_mlp, sklearn_logreg)", learner)
 
   def statistic(self, target, ids: np.ndarray, batch_size: int = 128) -> np.ndarray:
@@ -210,17 +216,12 @@ class AdversarialFeatures:
     return np.stack(columns, axis=1)
 
   def fit(self, values: np.ndarray, is_member: np.ndarray) -> "AdversarialFeatures":
-    self.model_ = _make(dict(self.learner))
-    self.model_._fit(np.asarray(values, np.float32), _membership(values, is_member))
+    self.model_ = registry.make_attack(dict(self.learner))
+    self.model_.fit_features(np.asarray(values, np.float32), _membership(values, is_member))
     return self
 
   def score(self, values: np.ndarray) -> np.ndarray:
-    return np.asarray(self.model_._score(np.asarray(values, np.float32)), np.float64)
+    return np.asarray(self.model_.score_features(np.asarray(values, np.float32)), np.float64)
 
   def predict(self, values: np.ndarray) -> np.ndarray:
     return self.score(values) >= self.model_.threshold
-
-
-def _make(config: dict):
-  from mialth_jax.attacks import registry  # the registry imports this module to register its attacks
-  return registry.make_attack(config)

@@ -1,12 +1,15 @@
-"""Feature vectors that learned attacks see, and the base class every learned attack shares.
+"""Feature vectors that learned attacks see, and the base class every learned attack shares (`FeatureAttack`).
 
 confidence: the raw softmax vector (Shokri et al. 2017; Bagmar et al. 2021).
 sorted_topk: the k largest probabilities, sorted descending (Salem et al. 2018, ML-Leaks): class-agnostic, so one attack
              serves every class.
 loss:        the per-example cross-entropy, one column.
 """
+import abc
+
 import numpy as np
 
+from mialth_jax.attacks import contracts
 from mialth_jax.attacks.inputs import AttackError, AttackInputs
 
 FEATURE_KINDS = ("confidence", "sorted_topk", "loss")
@@ -48,10 +51,11 @@ def check_membership(inputs: AttackInputs, is_member: np.ndarray) -> np.ndarray:
   return is_member
 
 
-class FeatureAttack:
-  """A learned attack over `make_features`; subclasses implement `_fit(x, y)` and `_score(x)`.
+class FeatureAttack(contracts.LabelledOutputsAttack):
+  """A learned attack over `make_features`; subclasses implement `fit_features(x, y)` and `score_features(x)`.
 
-  predict() is `score >= threshold`: 0.5 for attacks scoring with a member probability, 0 for margin scores.
+  predict() is `score >= threshold`: 0.5 for attacks scoring with a member probability, 0 for margin scores. The
+  feature-level methods are public because attacks on other features (adversarial_features) learn with them.
   """
   threshold = 0.5
 
@@ -64,19 +68,21 @@ class FeatureAttack:
 
   def fit(self, inputs: AttackInputs, is_member: np.ndarray) -> "FeatureAttack":
     """Learns member vs non-member from attack-train; returns self."""
-    self._fit(self._features(inputs), check_membership(inputs, is_member))
+    self.fit_features(self._features(inputs), check_membership(inputs, is_member))
     return self
 
   def score(self, inputs: AttackInputs) -> np.ndarray:
     """float64 [N]; higher means more likely a member."""
-    return np.asarray(self._score(self._features(inputs)), np.float64)
+    return np.asarray(self.score_features(self._features(inputs)), np.float64)
 
   def predict(self, inputs: AttackInputs) -> np.ndarray:
     """bool [N]: the attack's own decision."""
     return self.score(inputs) >= self.threshold
 
-  def _fit(self, x: np.ndarray, y: np.ndarray) -> None:
-    raise NotImplementedError
+  @abc.abstractmethod
+  def fit_features(self, x: np.ndarray, y: np.ndarray) -> None:
+    """Learns from float32 features x [N, F] and bool membership y [N]."""
 
-  def _score(self, x: np.ndarray) -> np.ndarray:
-    raise NotImplementedError
+  @abc.abstractmethod
+  def score_features(self, x: np.ndarray) -> np.ndarray:
+    """Scores [N] of float32 features x [N, F] (compared with `threshold` by predict)."""

@@ -20,8 +20,9 @@ takes the mean per-example sd (advanced_mia.py fills missing values the same way
 import numpy as np
 from scipy import special
 
-from mialth_jax.attacks import reference as reference_lib
+from mialth_jax.attacks import contracts, reference as reference_lib
 from mialth_jax.attacks.inputs import AttackError
+from mialth_jax.attacks.registry import ATTACKS
 
 _SD_FLOOR = 1e-30  # added to every sd, as the reference code does
 _HALF_LOG_2PI = 0.5 * np.log(2 * np.pi)
@@ -64,7 +65,8 @@ def _log_pdf(x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
   return -0.5 * z * z - np.log(sd) - _HALF_LOG_2PI
 
 
-class LiRA(reference_lib.ReferenceAttack):
+@ATTACKS.register("lira")
+class LiRA(contracts.ReferenceAttack):
   """LiRA scores (higher = more likely a member); `predict_examples` thresholds them at `decision_threshold`.
 
   The rule: online, the IN likelihood exceeds the OUT one (score > 0); offline, phi lies above the OUT Gaussian's
@@ -90,7 +92,7 @@ class LiRA(reference_lib.ReferenceAttack):
   def score_examples(self, target_logits, labels, pool_rows, population=None) -> np.ndarray:
     """float64 [M] scores of the target's logits [M, A, C] on pool examples `pool_rows`; `population` is unused
     (LiRA compares each example with its own reference models only)."""
-    logits, labels, rows = self._pool().check_queries(target_logits, labels, pool_rows)
+    logits, labels, rows = reference_lib.fitted_pool(self).check_queries(target_logits, labels, pool_rows)
     phi = reference_lib.logit_scaled_confidence(logits, labels)
     mu_out, sd_out = (stat[rows] for stat in self.out_)
     if self.online:

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 
 from mialth_jax.attacks.features import FeatureAttack
+from mialth_jax.attacks.registry import ATTACKS
 
 
 class MLP(nn.Module):
@@ -74,6 +75,7 @@ def member_probability(params, x: jax.Array, *, hidden: tuple[int, ...]) -> jax.
   return jax.nn.sigmoid(logits).mean(axis=0)
 
 
+@ATTACKS.register("optax_mlp")
 class OptaxMLPAttack(FeatureAttack):
   """Standardised features -> MLP(s) trained with Adam on the log-loss; predict() is P(member) >= 0.5.
 
@@ -99,7 +101,7 @@ class OptaxMLPAttack(FeatureAttack):
   def _standardise(self, x: np.ndarray) -> jax.Array:
     return jnp.asarray((x - self.mean_) / self.scale_)
 
-  def _fit(self, x: np.ndarray, y: np.ndarray) -> None:
+  def fit_features(self, x: np.ndarray, y: np.ndarray) -> None:
     # Zero-variance features keep scale 1 (as sklearn's StandardScaler does) instead of dividing by zero.
     self.mean_ = x.mean(axis=0)
     std = x.std(axis=0)
@@ -110,5 +112,5 @@ class OptaxMLPAttack(FeatureAttack):
     self.params_ = train(keys, jnp.asarray(orders), self._standardise(x), jnp.asarray(y, jnp.float32),
                          hidden=self.hidden, learning_rate=self.learning_rate, weight_decay=self.weight_decay)
 
-  def _score(self, x: np.ndarray) -> np.ndarray:
+  def score_features(self, x: np.ndarray) -> np.ndarray:
     return np.asarray(member_probability(self.params_, self._standardise(x), hidden=self.hidden))

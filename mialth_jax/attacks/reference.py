@@ -1,12 +1,11 @@
-"""The contract of attacks that learn from many reference ("shadow") models, such as LiRA and RMIA.
+"""What attacks that learn from many reference ("shadow") models, such as LiRA and RMIA, are fitted on.
 
-Such an attack does not learn from one labelled set of outputs (`fit(inputs, is_member)`); it calibrates every
+Such an attack (`contracts.ReferenceAttack`) does not learn from one labelled set of outputs; it calibrates every
 example against models that did and did not train on it. A protocol hands it `ReferenceOutputs` (S models' logits on
 N pool examples, with the membership matrix `keep`) through `fit_reference(reference, exclude=None)`, then scores the
 target's outputs on examples of that pool with `score_examples(target_logits [M, A, C], labels [M], pool_rows [M],
 population=None)` (pool_rows = `reference.rows(ids)`; RMIA also needs `population`, the same triple for examples the
-target did not train on). Attack classes declare which kind they are with `learns_from = "references"` (the
-default, `"labelled_outputs"`, is the `fit(inputs, is_member)` kind).
+target did not train on).
 """
 import dataclasses
 import functools
@@ -132,19 +131,8 @@ class ReferenceOutputs:
     return logits, np.asarray(labels, np.int64), rows.astype(np.int64)
 
 
-class ReferenceAttack:
-  """Base of attacks calibrated on reference models: they are fitted with `fit_reference`, never `fit`."""
-  learns_from = "references"
-
-  def fit(self, inputs, is_member):
-    raise AttackError(f"attack {type(self).__name__} learns from reference models (learns_from = 'references'): "
-                      "its protocol must call fit_reference and score_examples, not fit(inputs, is_member)")
-
-  def _pool(self) -> ReferenceOutputs:
-    if not hasattr(self, "reference_"):
-      raise RuntimeError(f"{type(self).__name__}: call fit_reference before scoring")
-    return self.reference_
-
-  def predict_examples(self, target_logits, labels, pool_rows, population=None) -> np.ndarray:
-    """Members by the attack's stated rule: score above `decision_threshold`."""
-    return self.score_examples(target_logits, labels, pool_rows, population) > self.decision_threshold
+def fitted_pool(attack) -> ReferenceOutputs:
+  """The ReferenceOutputs `attack` was fitted on (its `reference_`); refuses an attack not yet fitted."""
+  if not hasattr(attack, "reference_"):
+    raise RuntimeError(f"{type(attack).__name__}: call fit_reference before scoring")
+  return attack.reference_

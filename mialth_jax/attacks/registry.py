@@ -4,36 +4,36 @@
 
 Every learned attack takes `features`, `top_k`, `with_label` and `seed`; threshold attacks take `per_class` only
 (they read their statistic from the outputs directly, so feature options would have no effect and are refused).
+
+ATTACKS starts empty and this module imports no attack: each attack module registers its classes as it is defined
+(`@ATTACKS.register("my_attack")`), and `mialth_jax.plugins.load()` imports the built-in ones. An attack class follows
+one of the contracts of attacks/contracts.py (checked when it is registered); its keyword-only __init__ arguments are
+its config options.
 """
 import inspect
 
 import numpy as np
 
+from mialth_jax import plugins
+from mialth_jax.attacks import contracts
 from mialth_jax.attacks import metrics as metrics_lib
-from mialth_jax.attacks import adversarial_attacks, lira, optax_mlp, rmia, sklearn_attacks, threshold
 from mialth_jax.attacks.inputs import AttackError, AttackInputs
 from mialth_jax.utils.registry import Registry
 
-# An attack is a class with fit(AttackInputs, is_member) -> self, score(AttackInputs) -> higher = more likely a
-# member, and predict(AttackInputs) -> bool; its keyword-only __init__ arguments are its config options.
-# `ATTACKS.register("my_attack", MyAttack)` adds one (from any module) for configs, validation and protocols.
-# Attacks with learns_from = "references" (lira, rmia) are fitted on reference models instead: fit_reference and
-# score_examples (attacks/reference.py); their fit(inputs, is_member) raises.
-ATTACKS = Registry("attack type", AttackError, {
-    "optax_mlp": optax_mlp.OptaxMLPAttack,
-    "sklearn_mlp": sklearn_attacks.SklearnMLPAttack,
-    "sklearn_svc": sklearn_attacks.SklearnSVCAttack,
-    "sklearn_rf": sklearn_attacks.SklearnRFAttack,
-    "sklearn_logreg": sklearn_attacks.SklearnLogRegAttack,
-    "threshold_loss": threshold.LossThreshold,
-    "threshold_confidence": threshold.ConfidenceThreshold,
-    "threshold_entropy": threshold.EntropyThreshold,
-    "threshold_mentropy": threshold.MentropyThreshold,
-    "lira": lira.LiRA,
-    "rmia": rmia.RMIA,
-    **adversarial_attacks.SIGNAL_ATTACKS,  # learns_from = "target": white-box, label-only (experiments/adversarial)
-    "adversarial_features": adversarial_attacks.AdversarialFeatures,
-})
+
+class AttackRegistry(Registry):
+  """A Registry whose entries are attack classes, each following one attack contract (checked as it is added,
+  by `register` or by item assignment)."""
+
+  def __setitem__(self, name: str, cls: type) -> None:
+    try:
+      contracts.contract_of(cls)
+    except AttackError as e:
+      raise AttackError(f"attack type {name!r} not registered: {e}") from None
+    super().__setitem__(name, cls)
+
+
+ATTACKS = AttackRegistry("attack type", AttackError)
 
 
 def known_options(cls: type) -> list[str]:
@@ -48,6 +48,7 @@ def known_options(cls: type) -> list[str]:
 
 def make_attack(config: dict):
   """An unfitted attack from {"type": name, **options}; unknown types and options are refused by name."""
+  plugins.load()
   options = dict(config)
   name = options.pop("type", None)
   cls = ATTACKS.lookup(name)
@@ -58,12 +59,14 @@ def make_attack(config: dict):
   return cls(**options)
 
 
-def learning_from(attack_configs: dict, kind: str) -> dict:
-  """The attack configs whose attack class learns from `kind`: "labelled_outputs" (fit(inputs, is_member)),
-  "references" (fit_reference: LiRA, RMIA; see attacks.reference) or "target" (statistic(target, ids), then fit on
-  it: white-box and label-only attacks, attacks.adversarial_attacks)."""
-  return {name: c for name, c in attack_configs.items()
-          if getattr(ATTACKS.lookup(c.get("type")), "learns_from", "labelled_outputs") == kind}
+def of_contract(attack_configs: dict, contract: type) -> dict:
+  """The attack configs ({name: {"type": ..., **options}}) whose attack class follows `contract`, one of
+  contracts.CONTRACTS; an unknown type raises."""
+  if contract not in contracts.CONTRACTS:
+    raise TypeError(f"of_contract: expected one of {', '.join(c.__name__ for c in contracts.CONTRACTS)}, "
+                    f"got {contract!r}")
+  plugins.load()
+  return {name: c for name, c in attack_configs.items() if issubclass(ATTACKS.lookup(c.get("type")), contract)}
 
 
 def evaluate(attack, test_inputs: AttackInputs, test_is_member: np.ndarray, test_classes: np.ndarray | None = None,
@@ -82,6 +85,11 @@ def evaluate(attack, test_inputs: AttackInputs, test_is_member: np.ndarray, test
 def run_attack(config: dict, train_inputs: AttackInputs, train_is_member: np.ndarray, test_inputs: AttackInputs,
                test_is_member: np.ndarray, test_classes: np.ndarray | None = None, *, num_bootstrap: int = 1000,
                seed: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
-  """Fits on attack-train, then `evaluate`s on attack-test."""
-  attack = make_attack(config).fit(train_inputs, train_is_member)
+  """Fits on attack-train, then `evaluate`s on attack-test (attacks learnt from labelled outputs; a reference attack's
+  fit refuses with its own message)."""
+  attack = make_attack(config)
+  if isinstance(attack, contracts.TargetQueryAttack):
+    raise AttackError(f"attack {config.get('type')!r} queries the target model (contracts.TargetQueryAttack): it runs "
+                      "under the adversarial protocol, not on given outputs")
+  attack = attack.fit(train_inputs, train_is_member)
   return evaluate(attack, test_inputs, test_is_member, test_classes, num_bootstrap=num_bootstrap, seed=seed)

@@ -26,9 +26,10 @@ import numbers
 import numpy as np
 from scipy import special
 
-from mialth_jax.attacks import metrics
+from mialth_jax.attacks import contracts, metrics
 from mialth_jax.attacks import reference as reference_lib
 from mialth_jax.attacks.inputs import AttackError
+from mialth_jax.attacks.registry import ATTACKS
 
 A_GRID = np.round(np.arange(11) / 10, 1)
 _TUNE_EXAMPLES = 2000
@@ -93,7 +94,8 @@ def tune_a(log_p: np.ndarray, keep: np.ndarray, log_gamma: float, ids: np.ndarra
   return float(A_GRID[int(np.argmax(aucs))])
 
 
-class RMIA(reference_lib.ReferenceAttack):
+@ATTACKS.register("rmia")
+class RMIA(contracts.ReferenceAttack):
   """RMIA scores in [0, 1] (higher = more likely a member); `predict_examples` calls x a member when it beats more
   than half of the population by the factor gamma (`decision_threshold` 0.5)."""
   decision_threshold = 0.5
@@ -126,7 +128,7 @@ class RMIA(reference_lib.ReferenceAttack):
 
   def _log_ratios(self, logits, labels, pool_rows, what: str) -> tuple[np.ndarray, np.ndarray]:
     """(log LR [M, A], rows) of a target's outputs on pool examples."""
-    logits, labels, rows = self._pool().check_queries(logits, labels, pool_rows, what)
+    logits, labels, rows = reference_lib.fitted_pool(self).check_queries(logits, labels, pool_rows, what)
     log_marginal = self.log_marginal_[rows]
     if np.isnan(log_marginal).any():
       raise AttackError(f"offline RMIA: {int(np.isnan(log_marginal).any(axis=1).sum())} {what} examples have no OUT "

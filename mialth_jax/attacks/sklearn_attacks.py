@@ -11,6 +11,7 @@ import numpy as np
 from sklearn import ensemble, exceptions, linear_model, neural_network, pipeline, preprocessing, svm
 
 from mialth_jax.attacks.features import FeatureAttack
+from mialth_jax.attacks.registry import ATTACKS
 
 
 class _SklearnAttack(FeatureAttack):
@@ -19,17 +20,18 @@ class _SklearnAttack(FeatureAttack):
   def make_estimator(self):
     raise NotImplementedError
 
-  def _fit(self, x: np.ndarray, y: np.ndarray) -> None:
+  def fit_features(self, x: np.ndarray, y: np.ndarray) -> None:
     self.model_ = pipeline.make_pipeline(preprocessing.StandardScaler(), self.make_estimator())
     # A fixed epoch budget is part of the setting, not a fault: the ConvergenceWarning would only add noise.
     with warnings.catch_warnings():
       warnings.simplefilter("ignore", exceptions.ConvergenceWarning)
       self.model_.fit(x, y)
 
-  def _score(self, x: np.ndarray) -> np.ndarray:
+  def score_features(self, x: np.ndarray) -> np.ndarray:
     return self.model_.predict_proba(x)[:, list(self.model_.classes_).index(True)]
 
 
+@ATTACKS.register("sklearn_mlp")
 class SklearnMLPAttack(_SklearnAttack):
   def __init__(self, *, hidden: tuple[int, ...] = (100,), max_iter: int = 200, alpha: float = 1e-4,
                learning_rate: float = 1e-3, batch_size: int | str = "auto", **common):
@@ -43,6 +45,7 @@ class SklearnMLPAttack(_SklearnAttack):
                                         random_state=self.seed)
 
 
+@ATTACKS.register("sklearn_svc")
 class SklearnSVCAttack(_SklearnAttack):
   threshold = 0.0
 
@@ -53,11 +56,12 @@ class SklearnSVCAttack(_SklearnAttack):
   def make_estimator(self):
     return svm.SVC(C=self.C, kernel=self.kernel, gamma=self.gamma, random_state=self.seed)
 
-  def _score(self, x: np.ndarray) -> np.ndarray:
+  def score_features(self, x: np.ndarray) -> np.ndarray:
     # decision_function is positive on the side of classes_[1], which is True (member) for bool labels.
     return self.model_.decision_function(x)
 
 
+@ATTACKS.register("sklearn_rf")
 class SklearnRFAttack(_SklearnAttack):
   def __init__(self, *, n_estimators: int = 100, max_depth: int | None = None, min_samples_leaf: int = 1,
                **common):
@@ -69,6 +73,7 @@ class SklearnRFAttack(_SklearnAttack):
                                            min_samples_leaf=self.min_samples_leaf, random_state=self.seed)
 
 
+@ATTACKS.register("sklearn_logreg")
 class SklearnLogRegAttack(_SklearnAttack):
   def __init__(self, *, C: float = 1.0, max_iter: int = 1000, **common):  # noqa: N803
     super().__init__(**common)

@@ -9,12 +9,15 @@ The threshold maximises accuracy on attack-train. With `per_class`, each true cl
 label-aware variant of Song & Mittal) and the score becomes `statistic - threshold[class]`, so scores of different
 classes are comparable and `predict` is `score >= 0`.
 """
+import abc
+
 import numpy as np
 from scipy import special
 
-from mialth_jax.attacks import metrics
+from mialth_jax.attacks import contracts, metrics
 from mialth_jax.attacks.features import check_membership
 from mialth_jax.attacks.inputs import AttackInputs
+from mialth_jax.attacks.registry import ATTACKS
 from mialth_jax.utils import numerics
 
 _LOG_FLOOR = 1e-30  # log(1 - p) of a near-certain probability: the floor Song & Mittal's reference code uses
@@ -54,14 +57,15 @@ def modified_entropy(inputs: AttackInputs) -> np.ndarray:
   return -(1 - p_y) * log_p_y - others
 
 
-class ThresholdAttack:
+class ThresholdAttack(contracts.LabelledOutputsAttack):
   """Thresholds `statistic(inputs)` (higher = member) at the accuracy-maximising value on attack-train."""
 
   def __init__(self, *, per_class: bool = False):
     self.per_class = per_class
 
+  @abc.abstractmethod
   def statistic(self, inputs: AttackInputs) -> np.ndarray:
-    raise NotImplementedError
+    """float64 [N]: the thresholded statistic, higher for members."""
 
   def fit(self, inputs: AttackInputs, is_member: np.ndarray) -> "ThresholdAttack":
     """Chooses the global threshold, and with per_class one per class holding both members and non-members."""
@@ -92,21 +96,25 @@ class ThresholdAttack:
     return self.statistic(inputs) >= self._thresholds(inputs.labels)
 
 
+@ATTACKS.register("threshold_loss")
 class LossThreshold(ThresholdAttack):
   def statistic(self, inputs: AttackInputs) -> np.ndarray:
     return -inputs.loss.astype(np.float64)
 
 
+@ATTACKS.register("threshold_confidence")
 class ConfidenceThreshold(ThresholdAttack):
   def statistic(self, inputs: AttackInputs) -> np.ndarray:
     return np.exp(_log_softmax(inputs).max(axis=1))
 
 
+@ATTACKS.register("threshold_entropy")
 class EntropyThreshold(ThresholdAttack):
   def statistic(self, inputs: AttackInputs) -> np.ndarray:
     return -special.entr(np.exp(_log_softmax(inputs))).sum(axis=1)
 
 
+@ATTACKS.register("threshold_mentropy")
 class MentropyThreshold(ThresholdAttack):
   def statistic(self, inputs: AttackInputs) -> np.ndarray:
     return -modified_entropy(inputs)

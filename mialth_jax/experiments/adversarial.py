@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 
 from mialth_jax import errors
-from mialth_jax.attacks import attack_sets, registry
+from mialth_jax.attacks import attack_sets, contracts, registry
 from mialth_jax.data.examples import ExampleSource
 from mialth_jax.defences import smoothing
 from mialth_jax.experiments import attack_runs
@@ -117,7 +117,7 @@ def attack_targets(cut: attack_runs.AttackRun, targets: list, attack_configs: di
   stats_path = os.path.join(adversarial_dir(layout, cut.size), "statistics.json")
   statistics = io.read_json(stats_path) if os.path.exists(stats_path) else {}
   for target in targets:
-    for name, config in registry.learning_from(attack_configs, "target").items():
+    for name, config in registry.of_contract(attack_configs, contracts.TargetQueryAttack).items():
       json_path, _ = layout.result(cut.size, "adversarial", target.label, target.label, name)
       if not os.path.exists(json_path):
         started = time.time()
@@ -138,7 +138,7 @@ def attack_targets(cut: attack_runs.AttackRun, targets: list, attack_configs: di
 def validate(config) -> None:
   """Checks the adversarial section; errors name the field."""
   settings = config.adversarial
-  target_attacks = registry.learning_from(config.attacks.models.to_dict(), "target")
+  target_attacks = registry.of_contract(config.attacks.models.to_dict(), contracts.TargetQueryAttack)
   if target_attacks and "adversarial" not in config.attacks.protocols:
     raise errors.ConfigError(f"attacks.models: {', '.join(target_attacks)} query the model itself and run only under "
                              "the adversarial protocol; add 'adversarial' to attacks.protocols")

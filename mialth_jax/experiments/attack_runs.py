@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from mialth_jax.attacks import attack_sets, registry
+from mialth_jax.attacks import attack_sets, contracts, registry
 from mialth_jax.data import reserved
 from mialth_jax.experiments import targets as targets_lib
 from mialth_jax.utils import hosts, io
@@ -97,7 +97,7 @@ class AttackRun:
     results = {}
     for source in sources:
       targets = targets_for(source)
-      for name, attack_config in registry.learning_from(attack_configs, "labelled_outputs").items():
+      for name, attack_config in registry.of_contract(attack_configs, contracts.LabelledOutputsAttack).items():
         paths = {t.label: layout.result(self.size, protocol, source.label, t.label, name) for t in targets}
         todo = [t for t in targets if not os.path.exists(paths[t.label][0])]
         if todo:

@@ -13,7 +13,7 @@ import numpy as np
 from absl import logging
 
 from mialth_jax import errors, layout as layout_lib
-from mialth_jax.attacks import reference as reference_lib, registry
+from mialth_jax.attacks import contracts, reference as reference_lib, registry
 from mialth_jax.data import augment
 from mialth_jax.data.examples import ExampleSource
 from mialth_jax.experiments import attack_runs
@@ -36,7 +36,7 @@ class Zoo(Protocol):
   title = "zoo protocol (LiRA / RMIA, calibrated on reference models trained on random subsets of the data)"
 
   def run(self, attack_run, models, attack_configs):
-    configs = registry.learning_from(attack_configs, "references")
+    configs = registry.of_contract(attack_configs, contracts.ReferenceAttack)
     if not configs:
       return {}
     ctx, layout = attack_run.ctx, attack_run.ctx.layout
@@ -81,7 +81,7 @@ def validate(config) -> None:
   if zoo.num_models < 2 or any(q not in augment.QUERIES for q in zoo.queries):
     raise errors.ConfigError(f"zoo.num_models must be >= 2 and zoo.queries a subset of {', '.join(augment.QUERIES)}; "
                              f"got {zoo.num_models} and {tuple(zoo.queries)}")
-  calibrated = registry.learning_from(config.attacks.models.to_dict(), "references")
+  calibrated = registry.of_contract(config.attacks.models.to_dict(), contracts.ReferenceAttack)
   if calibrated and "zoo" not in config.attacks.protocols:
     raise errors.ConfigError(f"attacks.models: {', '.join(calibrated)} learn from reference models and run only "
                              "under the zoo protocol; add 'zoo' to attacks.protocols")
