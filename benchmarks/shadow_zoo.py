@@ -22,7 +22,7 @@ from mialth_jax import config_lib, inference
 from mialth_jax.data import load_dataset, splits
 from mialth_jax.data.examples import ExampleSource
 from mialth_jax.layout import RunLayout
-from mialth_jax.lottery import context as context_lib, train, zoo
+from mialth_jax.lottery import context as context_lib, train, zoo, zoo_pipeline
 
 flags.DEFINE_integer("num_models", 16, "S, models in the zoo")
 flags.DEFINE_float("width", 0.25, "ResNet-18 width multiplier (the default digits run: 0.25)")
@@ -55,10 +55,10 @@ def main(argv):
   batches = zoo.Batches(keep, seeds, F.batch_size, 7)
   dense = ctx.dense_mask()
   starts = [ctx.init_variables(int(s)) for s in seeds]
-  images, labels = ctx.zoo_pool()
+  images, labels = zoo_pipeline.zoo_pool(ctx)
   by_model = zoo.models_sharding(ctx.mesh, F.num_models)
   zoo_state = [zoo.start_states(starts, [dense] * F.num_models, ctx.tx, 0, by_model)]
-  zoo_step = ctx.zoo_step(F.num_models)
+  zoo_step = zoo_pipeline.zoo_step(ctx, F.num_models)
   single = jax.jit(functools.partial(train.train_step, model=ctx.model, tx=ctx.tx, seed=0, augment_kind="none",
                                      mean=ctx.data.mean, std=ctx.data.std), donate_argnums=0)
   alone = [ctx.start_state(v, jax.tree.map(np.asarray, dense), 0) for v in starts]

@@ -8,8 +8,8 @@ Full (tfds cifar10, prepared as in docs/tfds.md): 50,000 members, 160 epochs, de
 subset: the real CIFAR10 subset of ../shared/data, 5,000 members, width 1/4, 20 epochs with augmentation; see
 docs/reproduction.md for measured results and wall time.
 """
-from mialth_jax import config_lib
+from mialth_jax.experiments import presets
 
 
 def get_config(arg: str | None = None):
-  return config_lib.image_classification("cifar10", "resnet18", arg)
+  return presets.image_classification("cifar10", "resnet18", arg)

@@ -5,8 +5,8 @@
 Accelerator-sized: 1.28 M members, 90 epochs, bfloat16 compute, batch 1024. Prepare the data once as in
 docs/tfds.md. Images are decoded and cropped on the host and streamed to the devices two batches ahead.
 """
-from mialth_jax import config_lib
+from mialth_jax.experiments import presets
 
 
 def get_config(arg: str | None = None):
-  return config_lib.image_classification("imagenet2012", "resnet50", arg)
+  return presets.image_classification("imagenet2012", "resnet50", arg)

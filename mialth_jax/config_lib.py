@@ -5,7 +5,6 @@
 Only JSON-able values live in a config so that `config.to_json()` is written into every run folder.
 """
 import collections
-import os
 
 import ml_collections
 
@@ -71,10 +70,10 @@ config_sections.register("lottery", "the models of the run: dense, its tickets a
     "keep_first_conv": (False, "never prune the first convolution"),
     "keep_classifier": (False, "never prune the classifier"),
     "rewind_step": (0, "0: rewind to w0 (the paper); k > 0: late rewinding to step k"),
-    "controls": ((), "more recipes, in order: random_prune, random_reinit, a defence (any registered recipe)"),
+    "controls": ((), "more recipes, in order: random_prune, random_reinit or any registered recipe (--help: lottery.controls)"),
 })
 config_sections.register("attacks", "membership inference on every model (experiments/, attacks/)", {
-    "protocols": (("paper",), "any of: paper, transfer, shadow, zoo, adversarial (or another registered protocol)"),
+    "protocols": (("paper",), "paper, transfer or any registered protocol, run in this order"),
     "sizes": ((-1,), "members + non-members per attack set (-1: the largest balanced set)"),
     "test_fraction": (0.5, "the share of each attack set held out as attack-test (where attacks are judged)"),
     "nonmembers": ("test", "test (the paper) | test+unused_train (also the training images not used)"),
@@ -133,50 +132,3 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise errors.ConfigError(f"model.width_multiplier must be > 0, got {config.model.width_multiplier}")
   if config.train.learning_rate < 0 or config.train.batch_size <= 0:
     raise errors.ConfigError("train.learning_rate must be >= 0 and train.batch_size > 0")
-
-
-def data_root() -> str:
-  """Folder of the local CIFAR subsets: $MIALTH_DATA_DIR, else ../shared/data (relative to the launch folder)."""
-  return os.environ.get("MIALTH_DATA_DIR", os.path.join("..", "shared", "data"))
-
-
-def image_classification(dataset: str, arch: str, variant: str | None) -> ml_collections.ConfigDict:
-  """CIFAR-10/100 or ImageNet with ResNet-18/50, in three sizes.
-
-  variant None: the full dataset through tfds (GPU/TPU-sized; data_dir from --config.data.data_dir);
-  "subset": the real CIFAR subsets of `data_root()` with a narrow network, CPU-sized;
-  "smoke": the subset, a tiny network and a few steps, for CI.
-  """
-  if variant not in (None, "subset", "smoke"):
-    raise errors.ConfigError(f"config variant {variant!r} is unknown; expected none, 'subset' or 'smoke'")
-  config = base()
-  config.model.name = arch
-  config.lottery.sparsities = (0.5, 0.8, 0.9, 0.95)
-  config.train.learning_rate, config.train.weight_decay = 0.1, 5e-4
-  config.train.warmup_epochs = 1.0
-  config.data.augment = "cifar"
-  if dataset == "imagenet2012":
-    config.data.name, config.data.tfds_name, config.data.augment = "tfds", dataset, "none"
-    config.model.stem, config.model.dtype = "imagenet", "bfloat16"
-    config.train.batch_size, config.train.num_epochs, config.train.weight_decay = 1024, 90.0, 1e-4
-    config.train.learning_rate, config.train.warmup_epochs = 0.4, 5.0
-    config.attacks.sizes = (20_000, 60_000, 100_000)
-  elif variant is None:
-    config.data.name, config.data.tfds_name = "tfds", dataset
-    config.train.num_epochs = 160.0
-  else:
-    config.data.name, config.data.path = "npz", os.path.join(data_root(), f"{dataset}_small.npz")
-    config.data.num_train = 5000          # the other 5,000 training images are extra non-members
-    config.model.width_multiplier = 0.25  # 16 channels in the first stage: CPU-sized
-    config.train.num_epochs = 20.0
-    config.train.eval_every_epochs = 5.0
-    config.checkpoint_every_steps = 200
-    config.attacks.nonmembers = "test+unused_train"
-    config.attacks.protocols = ("paper", "transfer", "shadow")
-  if variant == "smoke":
-    config.model.width_multiplier = 0.0625
-    config.data.num_train = 256
-    config.train.batch_size, config.train.num_epochs, config.train.num_steps = 64, -1.0, 4
-    config.train.warmup_epochs = 0.0
-    config.lottery.sparsities = (0.8,)
-  return config

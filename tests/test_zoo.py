@@ -46,10 +46,10 @@ def test_the_vectorised_zoo_equals_sequential_training_of_the_same_models(ctx):
   dense = ctx.dense_mask()
   starts = [ctx.init_variables(int(s)) for s in seeds]
   batches = zoo.Batches(keep, seeds, 32, 4)
-  images, labels = ctx.zoo_pool()
+  images, labels = zoo_pipeline.zoo_pool(ctx)
   by_model = zoo.models_sharding(ctx.mesh, NUM_MODELS)
   state = zoo.start_states(starts, [dense] * NUM_MODELS, ctx.tx, 0, by_model)
-  step = ctx.zoo_step(NUM_MODELS)
+  step = zoo_pipeline.zoo_step(ctx, NUM_MODELS)
   for k in range(3):
     state, _ = step(state, images, labels, inference.global_array(batches.positions(k), by_model))
   single = jax.jit(functools.partial(train.train_step, model=ctx.model, tx=ctx.tx, seed=zoo.augment_seed(0),

@@ -6,9 +6,9 @@ contract (`registry.of_contract(configs, contracts.ReferenceAttack)`).
 
   LabelledOutputsAttack  learns member vs non-member from the outputs of a model on labelled examples (the paper's
                          MLP, threshold and scikit-learn attacks): fit(AttackInputs, is_member), score, predict.
-  ReferenceAttack        calibrates every example on reference ("shadow") models that did and did not train on it
-                         (LiRA, RMIA): fit_reference(ReferenceOutputs), then score_examples on the target's logits.
-  TargetQueryAttack      queries the target model itself (white-box gradients, adversarial examples, label-only
+  ReferenceAttack        calibrates every example on reference models that did and did not train on it
+                         (likelihood-ratio tests): fit_reference(ReferenceOutputs), then score_examples on the target's logits.
+  TargetQueryAttack      queries the target model itself (white-box gradients, perturbations, label-only
                          queries): statistic(target, ids) gives one value or feature row per example, then
                          fit / score / predict work on those values.
 
@@ -42,8 +42,8 @@ class ReferenceAttack(abc.ABC):
   """An attack calibrated on reference models; `decision_threshold` is its stated rule (member: score above it).
 
   The target's outputs come as (logits [M, A, C] under A queries, labels [M], pool_rows [M]) with pool_rows =
-  `reference.rows(ids)`; RMIA also compares with `population`, the same triple for examples the target did not train
-  on.
+  `reference.rows(ids)`; an attack may also compare with `population`, the same triple for examples the target did
+  not train on.
   """
   decision_threshold: float  # set by the class or its __init__
 

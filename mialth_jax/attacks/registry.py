@@ -90,6 +90,6 @@ def run_attack(config: dict, train_inputs: AttackInputs, train_is_member: np.nda
   attack = make_attack(config)
   if isinstance(attack, contracts.TargetQueryAttack):
     raise AttackError(f"attack {config.get('type')!r} queries the target model (contracts.TargetQueryAttack): it runs "
-                      "under the adversarial protocol, not on given outputs")
+                      "under a protocol that queries targets, not on given outputs")
   attack = attack.fit(train_inputs, train_is_member)
   return evaluate(attack, test_inputs, test_is_member, test_classes, num_bootstrap=num_bootstrap, seed=seed)

@@ -93,4 +93,4 @@ def check_disjoint(ids: np.ndarray, others: dict[str, np.ndarray]) -> None:
                                f"(e.g. id {int(shared[0])}); the reference set must be non-members no evaluation uses")
 
 
-reserved.RESERVATIONS.register("minmax_reference", reserved.Reservation(draw=draw, hand_to_shadow=hand_to_shadow))
+reserved.RESERVATIONS.register("minmax_reference", reserved.Reservation(draw=draw, hand_to_copy=hand_to_shadow))

@@ -15,7 +15,7 @@ from mialth_jax.utils import hosts, io
 
 def nonmember_pool(ctx) -> np.ndarray:
   """Global ids of non-members: the test split (the paper), optionally plus the unused training images, less the ids
-  that features reserve (data.reserved: e.g. the Min-Max defender's reference set), which no evaluation may use."""
+  that features reserve (data.reserved), which no evaluation may use."""
   pool = ctx.splits.test + len(ctx.dataset.y_train)
   if ctx.config.attacks.nonmembers == "test+unused_train":
     unused = np.setdiff1d(ctx.splits.unused_train, reserved.reserved_ids(ctx.config, ctx.splits))
@@ -57,7 +57,7 @@ def part(split: attack_sets.AttackSplit, name: str) -> tuple[np.ndarray, np.ndar
 
 class Scored:
   """Scores and decisions already computed on attack-test, in the score / predict shape `AttackRun.record` takes
-  (for attacks that do not score AttackInputs: reference-calibrated and adversarial ones)."""
+  (for attacks that do not score AttackInputs: those calibrated on reference models or querying the target)."""
 
   def __init__(self, scores: np.ndarray, predicted: np.ndarray):
     self.scores, self.predicted = scores, predicted

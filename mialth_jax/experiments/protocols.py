@@ -5,7 +5,6 @@ paper:    the attack learns from the target model's own outputs on known members
 transfer: the attack learns from model A's outputs and is evaluated on model B's, for every pair (their Fig. 4);
           the diagonal is the paper protocol. `attacks.transfer_runs` adds the models of other run folders with the
           same members and attack split (e.g. ResNet-50 next to ResNet-18), labelled "<run folder>/<model>".
-shadow:   see experiments.shadow.
 
 A protocol's `run(attack_run, models, attack_configs)` returns {(source, target, attack): metrics}; `title` heads its
 section in the report.
@@ -18,7 +17,9 @@ from mialth_jax.utils.registry import Registry
 
 
 class Protocol:
-  title = ""
+  title = ""          # heads the protocol's section in the report
+  in_verdict = False  # its attacks on a model's own outputs, on the run's attack-test examples, compete for the
+                      # verdict's "strongest attack" (experiments/verdict.py)
 
   def run(self, attack_run: attack_runs.AttackRun, models: list[str], attack_configs: dict) -> dict:
     raise NotImplementedError
@@ -36,6 +37,7 @@ def own_outputs(attack_run: attack_runs.AttackRun):
 @PROTOCOLS.register("paper")
 class Paper(Protocol):
   title = "paper protocol (attack learnt on the target's own outputs)"
+  in_verdict = True
 
   def run(self, attack_run, models, attack_configs):
     own = [attack_run.target(m) for m in models]

@@ -46,7 +46,7 @@ def shadow_models(attack_run: attack_runs.AttackRun) -> tuple[pipeline.Context, 
   shadow_splits = splits_lib.Splits(members=members, unused_train=np.zeros(0, np.int64), test=np.zeros(0, np.int64))
   shadow_ctx = pipeline.setup(config, ctx.layout.shadow_run(size).workdir, dataset=ctx.dataset, splits=shadow_splits)
   shadow_ctx.log_prefix = f"{ctx.layout.shadow_run(size).label}/"  # "[shadow_n898/dense]", not "[dense]" again
-  reserved.hand_to_shadow(ctx, shadow_ctx.layout)  # e.g. Min-Max shadows train on the target's reference set
+  reserved.hand_to_copy(ctx, shadow_ctx.layout)  # e.g. Min-Max shadows train on the target's reference set
   pipeline.ensure_w0(shadow_ctx)
   for spec in recipes.plan(config):
     pipeline.train_model(shadow_ctx, spec)

@@ -1,7 +1,8 @@
 """Did pruning change leakage? Each ticket against the dense model of its run, from the saved per-example scores.
 
 Largest attack set of the paper protocol. The attack is the strongest on the dense model (highest ROC AUC) among the
-paper protocol's attacks and the zoo protocol's (LiRA, RMIA: the same attack-test examples); the ticket is attacked
+attacks of the protocols that attack a model's own outputs on the same attack-test examples (those registered with
+`in_verdict = True`: the paper protocol and features' protocols that score the same examples); the ticket is attacked
 by the same attack on the same examples, and a paired bootstrap (`attacks.compare`) gives the
 difference in ROC AUC (ticket - dense) with its 95 % interval and p-value. "higher" / "lower" only when that interval
 excludes 0. Choosing the attack on the dense model's own results favours the dense model slightly (the best of a few
@@ -16,11 +17,16 @@ from absl import logging
 from mialth_jax import layout as layout_lib
 from mialth_jax.attacks import compare, metrics as metrics_lib
 from mialth_jax.attacks.inputs import AttackError
+from mialth_jax.experiments import protocols
 from mialth_jax.lottery import recipes
 from mialth_jax.utils import io
 
 PROTOCOL = "paper"            # sets the attack set; its results are always candidates
-PROTOCOLS = ("paper", "zoo")  # whose attacks on a model's own outputs compete for "strongest"
+
+
+def candidate_protocols() -> tuple[str, ...]:
+  """The registered protocols whose attacks on a model's own outputs compete for "strongest", in their order."""
+  return tuple(name for name, protocol in protocols.PROTOCOLS.items() if getattr(protocol, "in_verdict", False))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +66,7 @@ class Judgement:
       return f"No verdict ({PROTOCOL} protocol, every ticket vs the dense model)."
     v = self.verdicts[0]
     return (f"Attack set n{v.size} ({v.num_examples} attack-test examples), the attack with the highest ROC AUC on "
-            f"{v.dense} among the {' and '.join(PROTOCOLS)} protocols' attacks; paired bootstrap of the ROC AUC difference (ticket - "
+            f"{v.dense} among the {' and '.join(candidate_protocols())} protocols' attacks; paired bootstrap of the ROC AUC difference (ticket - "
             f"{v.dense}); \"higher\" / \"lower\" only when its 95 % CI excludes 0.")
 
   @property
@@ -75,12 +81,12 @@ def _scores(layout: layout_lib.RunLayout, size: int, model: str, protocol: str, 
 
 
 def own_output_results(layout: layout_lib.RunLayout) -> list[dict]:
-  """The metadata (protocol, source, target, attack, size) of the finished results of PROTOCOLS on a model's own
+  """The metadata (protocol, source, target, attack, size) of the finished results of `candidate_protocols()` on a model's own
   outputs."""
   found = []
   for json_path, _ in layout.finished_results():
     meta = io.read_json(json_path)
-    if meta["protocol"] in PROTOCOLS and meta["source"] == meta["target"]:
+    if meta["protocol"] in candidate_protocols() and meta["source"] == meta["target"]:
       found.append({k: meta[k] for k in ("protocol", "source", "target", "attack", "size")})
   return found
 
@@ -89,7 +95,7 @@ def own_output_results(layout: layout_lib.RunLayout) -> list[dict]:
 class Choice:
   """Which attack and which baseline answer "did this model change leakage?", for every section that asks it: the
   baseline is the run's dense model; the attack set is the paper protocol's largest; the attack is the strongest on
-  the baseline (highest ROC AUC among PROTOCOLS' attacks on its own outputs) among those with a result on the model
+  the baseline (highest ROC AUC among `candidate_protocols()`' attacks on its own outputs) among those with a result on the model
   compared, else the strongest overall (then missing for that model)."""
   baseline: str
   size: int
@@ -109,7 +115,7 @@ def choose(summaries: dict, results: list[dict], auc_of=None) -> Choice | str:
   dense = layout_lib.select(summaries, kind="dense")
   if not dense:
     return "no finished dense model"
-  own = [r for r in results if r["protocol"] in PROTOCOLS and r["source"] == r["target"]]
+  own = [r for r in results if r["protocol"] in candidate_protocols() and r["source"] == r["target"]]
   sizes = {r["size"] for r in own if r["protocol"] == PROTOCOL}
   if not sizes:
     return f"no {PROTOCOL}-protocol attack results (attacks.protocols must include {PROTOCOL})"

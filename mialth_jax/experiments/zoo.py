@@ -34,6 +34,7 @@ def reference_outputs(ctx, zoo_name: str) -> reference_lib.ReferenceOutputs:
 @PROTOCOLS.register("zoo")
 class Zoo(Protocol):
   title = "zoo protocol (LiRA / RMIA, calibrated on reference models trained on random subsets of the data)"
+  in_verdict = True
 
   def run(self, attack_run, models, attack_configs):
     configs = registry.of_contract(attack_configs, contracts.ReferenceAttack)

@@ -12,7 +12,7 @@ from mialth_jax import errors, inference, run_dir
 from mialth_jax.data import load_dataset, splits as splits_lib
 from mialth_jax.data.examples import ExampleSource
 from mialth_jax.layout import RunLayout
-from mialth_jax.lottery import masks, zoo
+from mialth_jax.lottery import masks
 from mialth_jax.lottery import train as train_lib
 from mialth_jax.lottery import train_state as state_lib
 from mialth_jax.models import resnet
@@ -33,7 +33,7 @@ class Context:
   steps_per_epoch: int
   variable_shapes: dict
   tx: object = None
-  log_prefix: str = ""      # before model names in progress lines ("shadow_n898/" for the shadow run's models)
+  log_prefix: str = ""      # before model names in progress lines (a protocol's own run folder, e.g. "x_n898/")
   _jitted: dict = dataclasses.field(default_factory=dict, repr=False)
 
   @property
@@ -65,7 +65,7 @@ class Context:
 
   def init_variables(self, seed: int) -> dict:
     """Fresh {params, batch_stats} from `seed`, replicated over the mesh."""
-    variables = self._compiled("init", lambda: jax.jit(
+    variables = self.compiled("init", lambda: jax.jit(
         lambda key: self.model.init(key, np.zeros((1, *self.dataset.image_shape), np.uint8)),
         out_shardings=self.replicated))(jax.random.PRNGKey(seed))
     return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
@@ -83,38 +83,24 @@ class Context:
   def train_step(self, loss_fn=train_lib.cross_entropy):
     """The jitted train step for a recipe's loss, compiled on first use, then reused (it is traced again only for a
     model whose `TrainState.extra` turns other step hooks on)."""
-    return self._compiled(("step", loss_fn), lambda: train_lib.make_jitted_step(
+    return self.compiled(("step", loss_fn), lambda: train_lib.make_jitted_step(
         self.model, self.tx, self.loop(), self.data, self.mesh,
         step_fn=functools.partial(train_lib.train_step, loss_fn=loss_fn)))
 
   def start_state(self, variables: dict, mask, first_step: int, extra=None) -> state_lib.TrainState:
     """The train state at `first_step`: parameters masked and optimiser state built inside one jitted call."""
-    start = self._compiled("start", lambda: jax.jit(
+    start = self.compiled("start", lambda: jax.jit(
         lambda v, m, step, e: state_lib.create_state(masks.apply_mask(v["params"], m), v["batch_stats"], m,
                                                      self.tx, step, e),
         out_shardings=self.replicated))
     return start(variables, mask, np.int32(first_step), extra)
 
-  def zoo_pool(self) -> tuple[jax.Array, jax.Array]:
-    """Every example of the dataset by global id (the zoo's population pool): images and labels on device."""
-    if not self.dataset.in_memory:
-      raise errors.ConfigError("zoo protocol: the dataset must fit in memory (digits, npz, tfds CIFAR)")
-    source = ExampleSource(self.dataset)
-    ids = np.arange(len(source))
-    return self._compiled("zoo_pool", lambda: (inference.global_array(source[ids], self.replicated),
-                                               inference.global_array(source.labels(ids), self.replicated)))
-
-  def zoo_step(self, num_models: int):
-    """The vectorised train step of a zoo of `num_models` (compiled once per run and zoo size)."""
-    return self._compiled(("zoo_step", num_models), lambda: zoo.make_zoo_step(
-        self.model, self.tx, zoo.augment_seed(self.config.seed), self.config.data.augment, self.data.mean,
-        self.data.std, self.mesh, num_models))
-
   @property
   def logits_fn(self):
     return inference.make_logits_fn(self.model, self.data.mean, self.data.std, self.mesh)
 
-  def _compiled(self, key, build):
+  def compiled(self, key, build):
+    """`build()`'s result (a compiled function, or arrays put on device), made once per run and `key`."""
     if key not in self._jitted:
       self._jitted[key] = build()
     return self._jitted[key]
@@ -158,7 +144,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str, dataset=None,
           splits: splits_lib.Splits | None = None) -> Context:
   """Loads data, builds the context, checks the config against the workdir and records config.json / splits.npz.
 
-  `splits` overrides the config's member draw (shadow models train on members chosen by the attack protocol).
+  `splits` overrides the config's member draw (a protocol's own models may train on members it chooses).
   """
   dataset = dataset or load_dataset(config.data)
   layout = RunLayout(workdir)

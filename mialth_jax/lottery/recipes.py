@@ -2,7 +2,7 @@
 
 A recipe says which models it adds to a run (`plan`), and for each: its mask, its starting point, its first step,
 its loss, and its extra training state (`extra`: the slots of the train-step hooks it turns on, lottery/step_hooks.py,
-e.g. a defence's second network). The pipeline runs every recipe through the same loop and the one train step;
+e.g. a second network trained alongside). The pipeline runs every recipe through the same loop and the one train step;
 recipes that share a loss share its compilation.
 
   dense          the unpruned model, trained from w0

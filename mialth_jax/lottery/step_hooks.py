@@ -9,11 +9,11 @@ float rounding, so it is fixed rather than left to the order of imports), each p
   before(slot, batch)                      -> slot      before the gradient (e.g. a second network's step)
   loss_term(slot, params, logits, batch)   -> scalar    added to the loss, in hook order
   objective(slot, batch, loss_fn)          -> f(params) -> (loss, (logits, batch_stats)): replaces the forward pass
-                                                        and the loss (e.g. a penalty on input gradients)
+                                                        and the loss (e.g. a penalty on the inputs' gradients)
   gradients(slot, objective, params, batch)-> ((loss, (logits, batch_stats)), grads): replaces jax.value_and_grad
                                                         (e.g. per-example clipped and noised gradients)
   optimizer_state(slot, batch)             -> opt_state the optimiser state the update starts from
-  after(slot, new_state, batch)            -> slot      after the update (e.g. ADMM's Z- and U-steps)
+  after(slot, new_state, batch)            -> slot      after the update (e.g. dual-variable updates)
 
 At most one active hook may replace each of objective, gradients and optimizer_state. Every value a hook reads from
 its slot is an array, so one compiled step serves every setting of it; a model without extra state runs the plain

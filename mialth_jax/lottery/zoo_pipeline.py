@@ -118,6 +118,23 @@ def _train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarra
   return {"params": state.params, "batch_stats": state.batch_stats}
 
 
+def zoo_pool(ctx) -> tuple[jax.Array, jax.Array]:
+  """Every example of the dataset by global id (the zoo's population pool): images and labels on device, once."""
+  if not ctx.dataset.in_memory:
+    raise errors.ConfigError("zoo protocol: the dataset must fit in memory (digits, npz, tfds CIFAR)")
+  source = ExampleSource(ctx.dataset)
+  ids = np.arange(len(source))
+  return ctx.compiled("zoo_pool", lambda: (inference.global_array(source[ids], ctx.replicated),
+                                           inference.global_array(source.labels(ids), ctx.replicated)))
+
+
+def zoo_step(ctx, num_models: int):
+  """The vectorised train step of a zoo of `num_models` (compiled once per run and zoo size)."""
+  return ctx.compiled(("zoo_step", num_models), lambda: zoo.make_zoo_step(
+      ctx.model, ctx.tx, zoo.augment_seed(ctx.config.seed), ctx.config.data.augment, ctx.data.mean, ctx.data.std,
+      ctx.mesh, num_models))
+
+
 def _loop(ctx, name: str, state, batches: zoo.Batches, total_steps: int):
   """Runs the vectorised step from the state's step (or its latest checkpoint) to `total_steps`."""
   num_models = len(batches.seeds)
@@ -128,8 +145,8 @@ def _loop(ctx, name: str, state, batches: zoo.Batches, total_steps: int):
     logging.info("[zoo %s] resumed from the checkpoint at step %d", name, resumed)
   log = io.MetricsLog(ctx.layout.zoo(name, "metrics.jsonl"))
   log.truncate_after(int(state.step[0]))
-  pool = ctx.zoo_pool()
-  step_fn = ctx.zoo_step(num_models)
+  pool = zoo_pool(ctx)
+  step_fn = zoo_step(ctx, num_models)
   meter = progress.Meter(f"zoo {name}", total_steps, int(state.step[0]), batches.batch_size * num_models)
   every, checkpoint_every = max(1, ctx.config.train.log_every_steps), ctx.config.checkpoint_every_steps
   for step in range(int(state.step[0]), total_steps):

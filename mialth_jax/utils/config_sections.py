@@ -1,9 +1,9 @@
 """Config sections: each component owns its part of the config, with a comment per field and its validation.
 
-  config_sections.register("defences.admm", "ADMM pruning (defences/admm.py)", {
-      "rounds": (3, "ADMM rounds (Z- and U-steps), splitting the W-phase evenly"),
-      "rho": (1.0, "initial penalty rho"),
-  }, validate=check_admm)
+  config_sections.register("defences.my_defence", "what the section is for (defences/my_defence.py)", {
+      "rounds": (3, "rounds of the defence's second phase"),
+      "strength": (1.0, "weight of its loss term"),
+  }, validate=check_my_defence)
 
 `config_lib.base()` builds the config from the registered sections, in registration order (a dotted path nests a
 section in its parent, registered before it); `--help` lists every field with its default and comment; `validate`
@@ -19,7 +19,7 @@ from mialth_jax.utils.registry import Registry
 
 @dataclasses.dataclass(frozen=True)
 class Section:
-  path: str                # "train" or "defences.admm"; "" for top-level fields
+  path: str                # "train" or "defences.my_defence"; "" for top-level fields
   comment: str             # what the section is for
   fields: dict             # field name -> (default, comment)
   validate: Callable[[ml_collections.ConfigDict], None] | None = None
