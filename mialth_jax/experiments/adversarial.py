@@ -82,7 +82,9 @@ def signal_statistics(attack, values: np.ndarray, is_member: np.ndarray, seconds
   """What the report and docs say of a signal: the fitted side of members and the raw means on attack-test."""
   found = {"seconds": seconds}
   if values.ndim == 1:
-    found.update(members=attack.members_, member_mean=float(values[is_member].mean()),
+    if hasattr(attack, "members_"):  # the side of the threshold members were on (the package's signal attacks)
+      found["members"] = attack.members_
+    found.update(member_mean=float(values[is_member].mean()),
                  nonmember_mean=float(values[~is_member].mean()), member_median=float(np.median(values[is_member])),
                  nonmember_median=float(np.median(values[~is_member])))
   return found
