@@ -68,11 +68,7 @@ def _validate(config) -> None:
   unknown = [a for a in settings.attacks if a not in config.attacks.models]
   if unknown:
     raise errors.ConfigError(f"defences.smoothing.attacks: {', '.join(unknown)} not in attacks.models")
-  planned = [spec.name for spec in recipes.plan(config)]
-  unknown = [m for m in settings.models if m not in planned]
-  if unknown:
-    raise errors.ConfigError(f"defences.smoothing.models: {', '.join(unknown)} not among this run's models "
-                             f"({', '.join(planned)})")
+  recipes.check_planned(config, settings.models, "defences.smoothing.models")
 
 
 config_sections.register("defences.smoothing", "defence D1: output smoothing, attacked by the adversarial protocol", {

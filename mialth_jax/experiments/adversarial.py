@@ -149,11 +149,7 @@ def validate(config) -> None:
     raise errors.ConfigError(f"adversarial.num_examples must be -1 or an even number >= 2, got {n!r}")
   if settings.batch_size < 1:
     raise errors.ConfigError(f"adversarial.batch_size must be >= 1, got {settings.batch_size}")
-  planned = [spec.name for spec in recipes.plan(config)]
-  unknown = [m for m in settings.models if m not in planned]
-  if unknown:
-    raise errors.ConfigError(f"adversarial.models: {', '.join(unknown)} not among this run's models "
-                             f"({', '.join(planned)})")
+  recipes.check_planned(config, settings.models, "adversarial.models")
 
 
 config_sections.register("adversarial", "the adversarial protocol (experiments/adversarial.py)", {

@@ -17,6 +17,7 @@ import dataclasses
 import jax
 import ml_collections
 
+from mialth_jax import errors
 from mialth_jax.lottery import masks
 from mialth_jax.lottery import train as train_lib
 from mialth_jax.utils.registry import Registry
@@ -180,6 +181,14 @@ class RandomReinit(Rewound):
 
 METHOD_RECIPES = {"oneshot": "ticket", "imp": "imp"}  # lottery.method -> the recipe that makes its tickets
 CONTROLS = ("random_prune", "random_reinit")
+
+
+def check_planned(config: ml_collections.ConfigDict, names, field: str) -> None:
+  """Refuses, naming `field`, model names that the config's recipes do not plan."""
+  planned = [spec.name for spec in plan(config)]
+  unknown = [name for name in names if name not in planned]
+  if unknown:
+    raise errors.ConfigError(f"{field}: {', '.join(unknown)} not among this run's models ({', '.join(planned)})")
 
 
 def plan(config: ml_collections.ConfigDict) -> list[ModelSpec]:
