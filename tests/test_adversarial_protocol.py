@@ -109,7 +109,7 @@ def test_the_report_shows_the_attacks_defences_and_plots(run, tmp_path):
   path = markdown.write([collect.load_run(workdir, num_bootstrap=100)], str(tmp_path))
   text = open(path).read()
   assert "adversarial-example and label-only attacks" in text and "| dense~smooth | output smoothing" in text
-  assert "| input_gradient_penalty | input_gradient_penalty (ours, training)" in text
+  assert "| input_gradient_penalty | input-gradient penalty (ours, training)" in text
   assert "| dense | tv | white-box | lower / lower |" in text
   assert "| dense | augmentation | label-only | higher (fixed) /" in text
   for name in ("adversarial_eps_", "adversarial_scores_"):
@@ -118,7 +118,8 @@ def test_the_report_shows_the_attacks_defences_and_plots(run, tmp_path):
 
 @pytest.mark.parametrize("change,message", [
     (lambda c: setattr(c.attacks, "protocols", ("paper",)), "run only under the adversarial protocol"),
-    (lambda c: setattr(c.adversarial, "batch_size", 0), "adversarial.batch_size and"),
+    (lambda c: setattr(c.adversarial, "batch_size", 0), "adversarial.batch_size must be >= 1, got 0"),
+    (lambda c: setattr(c.defences.smoothing, "samples", 0), "defences.smoothing.samples must be >= 1"),
     (lambda c: setattr(c.adversarial, "num_examples", 3), "adversarial.num_examples must be -1 or an even"),
     (lambda c: setattr(c.defences.smoothing, "models", ("ticket_s80",)), "defences.smoothing.models: ticket_s80"),
     (lambda c: setattr(c.defences.smoothing, "attacks", ("lira",)), "defences.smoothing.attacks: lira"),
