@@ -39,7 +39,8 @@ def differing_fields(old: dict, new: dict) -> list[str]:
 
   Fields present in only one of them are not compared: they come from a newer or older version of the defaults.
   """
-  old_flat, new_flat = _flatten(old), _flatten(new)
+  old_flat = _flatten(old)
+  new_flat = _flatten(new)
   names = sorted(set(old_flat) & set(new_flat))
   return [n for n in names if n.split(".")[0] in MODEL_DEFINING and n not in ADDITIVE
           and old_flat.get(n) != new_flat.get(n)]
@@ -78,7 +79,8 @@ def restart(config: ml_collections.ConfigDict, workdir: str) -> str | None:
     if not differing_config(config, workdir):
       return None
     base = f"{os.path.normpath(workdir)}.old-{time.strftime('%Y%m%d-%H%M%S')}"
-    target, n = base, 1
+    target = base
+    n = 1
     while os.path.exists(target):
       target, n = f"{base}-{n}", n + 1
     os.rename(workdir, target)
@@ -128,7 +130,8 @@ def locked(workdir: str):
 
 def _missing_folders(workdir: str) -> list[str]:
   """The folders that creating `workdir` makes, deepest first."""
-  missing, folder = [], os.path.abspath(workdir)
+  missing = []
+  folder = os.path.abspath(workdir)
   while not os.path.exists(folder):
     missing.append(folder)
     folder = os.path.dirname(folder)

@@ -56,7 +56,9 @@ class SignalAttack(contracts.TargetQueryAttack):
   def __init__(self, *, direction: str = "auto", seed: int = 0, batch_size: int = 0):
     check(self.name, "direction", direction in DIRECTIONS, f"one of {', '.join(DIRECTIONS)}", direction)
     check(self.name, "batch_size", isinstance(batch_size, int) and batch_size >= 0, "an int >= 0", batch_size)
-    self.direction, self.seed, self.batch_size = direction, int(seed), batch_size
+    self.direction = direction
+    self.seed = int(seed)
+    self.batch_size = batch_size
 
   def signal_options(self) -> dict:
     raise NotImplementedError
@@ -111,12 +113,14 @@ def _flag(attack: str, name: str, value) -> bool:
 
 @ATTACKS.register("adversarial_tv")
 class AdversarialTV(SignalAttack):
-  kind, name = "tv", "adversarial_tv"
+  kind = "tv"
+  name = "adversarial_tv"
 
   def __init__(self, *, eps: float = 4 / 255, norm: str = "linf", steps: int = 10, step_fraction: float = 0.25,
                random_start: bool = False, output: str = "tv", per_eps: bool = False, **common):
     super().__init__(**common)
-    self.eps, self.norm = _size(self.name, "eps", eps), _norm(self.name, norm)
+    self.eps = _size(self.name, "eps", eps)
+    self.norm = _norm(self.name, norm)
     self.steps, self.step_fraction = _count(self.name, "steps", steps), _size(self.name, "step_fraction",
                                                                              step_fraction, positive=True)
     self.random_start, self.per_eps = _flag(self.name, "random_start", random_start), _flag(self.name, "per_eps",
@@ -131,7 +135,8 @@ class AdversarialTV(SignalAttack):
 
 @ATTACKS.register("input_gradient_norm")
 class InputGradientNorm(SignalAttack):
-  kind, name = "grad_norm", "input_gradient_norm"
+  kind = "grad_norm"
+  name = "input_gradient_norm"
 
   def __init__(self, *, norm: str = "linf", **common):
     super().__init__(**common)
@@ -143,13 +148,16 @@ class InputGradientNorm(SignalAttack):
 
 @ATTACKS.register("minimal_perturbation")
 class MinimalPerturbation(SignalAttack):
-  kind, name = "min_eps", "minimal_perturbation"
+  kind = "min_eps"
+  name = "minimal_perturbation"
 
   def __init__(self, *, norm: str = "linf", max_eps: float = 16 / 255, search_steps: int = 8, steps: int = 10,
                step_fraction: float = 0.25, direction: str = "higher", **common):
     super().__init__(direction=direction, **common)
-    self.norm, self.max_eps = _norm(self.name, norm), _size(self.name, "max_eps", max_eps, positive=True)
-    self.search_steps, self.steps = _count(self.name, "search_steps", search_steps), _count(self.name, "steps", steps)
+    self.norm = _norm(self.name, norm)
+    self.max_eps = _size(self.name, "max_eps", max_eps, positive=True)
+    self.search_steps = _count(self.name, "search_steps", search_steps)
+    self.steps = _count(self.name, "steps", steps)
     self.step_fraction = _size(self.name, "step_fraction", step_fraction, positive=True)
 
   def signal_options(self):
@@ -159,13 +167,15 @@ class MinimalPerturbation(SignalAttack):
 
 @ATTACKS.register("hopskipjump")
 class HopSkipJump(SignalAttack):
-  kind, name = "hsj_distance", "hopskipjump"
+  kind = "hsj_distance"
+  name = "hopskipjump"
 
   def __init__(self, *, iterations: int = 10, init_eval: int = 100, max_eval: int = 1000, init_size: int = 100,
                direction: str = "higher", **common):
     super().__init__(direction=direction, **common)
     self.iterations = _count(self.name, "iterations", iterations, minimum=0)
-    self.init_eval, self.max_eval = _count(self.name, "init_eval", init_eval), _count(self.name, "max_eval", max_eval)
+    self.init_eval = _count(self.name, "init_eval", init_eval)
+    self.max_eval = _count(self.name, "max_eval", max_eval)
     self.init_size = _count(self.name, "init_size", init_size)
     check(self.name, "max_eval", self.max_eval >= self.init_eval, f">= init_eval ({self.init_eval})", max_eval)
 
@@ -176,11 +186,13 @@ class HopSkipJump(SignalAttack):
 
 @ATTACKS.register("augmentation_robustness")
 class AugmentationRobustness(SignalAttack):
-  kind, name = "augmentation", "augmentation_robustness"
+  kind = "augmentation"
+  name = "augmentation_robustness"
 
   def __init__(self, *, max_shift: int = 1, flip: bool = True, direction: str = "higher", **common):
     super().__init__(direction=direction, **common)
-    self.max_shift, self.flip = _count(self.name, "max_shift", max_shift, minimum=0), _flag(self.name, "flip", flip)
+    self.max_shift = _count(self.name, "max_shift", max_shift, minimum=0)
+    self.flip = _flag(self.name, "flip", flip)
 
   def signal_options(self):
     return dict(max_shift=self.max_shift, flip=self.flip)

@@ -36,7 +36,8 @@ class Difference:
 def _p_value(differences: np.ndarray) -> float:
   """Two-sided percentile-bootstrap p-value of "no difference"."""
   n = len(differences)
-  below, above = (differences <= 0).sum(), (differences >= 0).sum()
+  below = (differences <= 0).sum()
+  above = (differences >= 0).sum()
   return float(min(1.0, 2 * (min(below, above) + 1) / (n + 1)))
 
 
@@ -62,7 +63,8 @@ def paired_difference(is_member: np.ndarray, base_scores: np.ndarray, base_predi
   for name in METRICS:
     differences = np.concatenate(resampled[name])
     differences = differences[~np.isnan(differences)]  # resamples without members or without non-members
-    base, other = float(observed[0][name][0]), float(observed[1][name][0])
+    base = float(observed[0][name][0])
+    other = float(observed[1][name][0])
     low, high = np.percentile(differences, [2.5, 97.5]).tolist()
     result[name] = Difference(base, other, other - base, (low, high), _p_value(differences))
   return result

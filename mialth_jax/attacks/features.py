@@ -61,7 +61,10 @@ class FeatureAttack(contracts.LabelledOutputsAttack):
 
   def __init__(self, *, features: str = "confidence", top_k: int = 3, with_label: bool = False, seed: int = 0):
     check_kind(features, top_k)
-    self.features, self.top_k, self.with_label, self.seed = features, top_k, with_label, seed
+    self.features = features
+    self.top_k = top_k
+    self.with_label = with_label
+    self.seed = seed
 
   def _features(self, inputs: AttackInputs) -> np.ndarray:
     return make_features(inputs, self.features, top_k=self.top_k, with_label=self.with_label)

@@ -77,7 +77,8 @@ class LiRA(contracts.ReferenceAttack):
     for name, value in (("online", online), ("fixed_variance", fixed_variance)):
       if not isinstance(value, (bool, np.bool_)):
         raise AttackError(f"attack lira: option {name} must be true or false, got {value!r}")
-    self.online, self.fixed_variance = bool(online), bool(fixed_variance)
+    self.online = bool(online)
+    self.fixed_variance = bool(fixed_variance)
     self.decision_threshold = 0.0 if self.online else float(np.log(2))
 
   def fit_reference(self, reference: reference_lib.ReferenceOutputs, exclude: int | None = None) -> "LiRA":

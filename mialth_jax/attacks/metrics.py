@@ -51,7 +51,8 @@ def _weighted_metrics(weights: np.ndarray, member: np.ndarray, predicted: np.nda
   """CI_METRICS [B] of each row of example weights (examples in score order)."""
   tp, fp = _roc_counts(weights, member, group_end)
   with np.errstate(invalid="ignore", divide="ignore"):  # a resample without members (or non-members) gives NaN
-    tpr, fpr = tp / tp[:, -1:], fp / fp[:, -1:]
+    tpr = tp / tp[:, -1:]
+    fpr = fp / fp[:, -1:]
     flagged = (weights * predicted).sum(axis=1)
     hits = (weights * (predicted & member)).sum(axis=1)
     undefined = np.where(np.isnan(fpr[:, -1]) | np.isnan(tpr[:, -1]), np.nan, 0.0)

@@ -89,9 +89,13 @@ class OptaxMLPAttack(FeatureAttack):
                max_steps: int = 3000, batch_size: int = 200, learning_rate: float = 1e-3, weight_decay: float = 0.0,
                **common):
     super().__init__(**common)
-    self.hidden, self.num_models, self.epochs = tuple(int(h) for h in hidden), int(num_models), int(epochs)
+    self.hidden = tuple(int(h) for h in hidden)
+    self.num_models = int(num_models)
+    self.epochs = int(epochs)
     self.max_steps = int(max_steps)
-    self.batch_size, self.learning_rate, self.weight_decay = int(batch_size), float(learning_rate), float(weight_decay)
+    self.batch_size = int(batch_size)
+    self.learning_rate = float(learning_rate)
+    self.weight_decay = float(weight_decay)
 
   def epochs_for(self, num_examples: int) -> int:
     """Epochs trained on `num_examples`: `epochs`, fewer where they would exceed `max_steps` steps, at least one."""

@@ -76,7 +76,8 @@ def evaluate(attack, test_inputs: AttackInputs, test_is_member: np.ndarray, test
   test_classes defaults to the true labels of test_inputs.
   """
   classes = test_inputs.labels if test_classes is None else np.asarray(test_classes)
-  scores, predicted = attack.score(test_inputs), attack.predict(test_inputs)
+  scores = attack.score(test_inputs)
+  predicted = attack.predict(test_inputs)
   is_member = np.asarray(test_is_member, bool)
   result = metrics_lib.attack_metrics(scores, is_member, predicted, classes, num_bootstrap=num_bootstrap, seed=seed)
   return result, {"scores": scores, "is_member": is_member, "predicted": predicted, "classes": classes}

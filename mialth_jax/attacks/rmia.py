@@ -55,7 +55,8 @@ def pairwise_scores(lr_x: np.ndarray, lr_z: np.ndarray, log_gamma: float, x_rows
 
   lr_x [M, A] and lr_z [P, A] are log likelihood ratios; x_rows and z_rows their pool rows (to skip x = z).
   """
-  num_queries, bar = lr_x.shape[1], lr_z + log_gamma
+  num_queries = lr_x.shape[1]
+  bar = lr_z + log_gamma
   chunk = max(1, _PAIRS_PER_CHUNK // max(1, len(lr_z)))
   scores = np.empty(len(lr_x))
   for start in range(0, len(lr_x), chunk):
@@ -81,7 +82,8 @@ def tune_a(log_p: np.ndarray, keep: np.ndarray, log_gamma: float, ids: np.ndarra
   usable = ~np.isnan(log_out).any(axis=1)
   rng = np.random.default_rng(0)
   pick = lambda rows: np.sort(rng.permutation(rows[np.argsort(ids[rows])])[:_TUNE_EXAMPLES])
-  x_rows, z_rows = pick(np.flatnonzero(usable)), pick(np.flatnonzero(usable & ~keep[0]))
+  x_rows = pick(np.flatnonzero(usable))
+  z_rows = pick(np.flatnonzero(usable & ~keep[0]))
   member = keep[0, x_rows]
   if member.all() or not member.any() or len(z_rows) == 0:
     raise AttackError("RMIA: tuning a needs pool examples that the first reference model did and did not train on, "
@@ -108,7 +110,9 @@ class RMIA(contracts.ReferenceAttack):
     if a is not None and (online or isinstance(a, bool) or not isinstance(a, numbers.Real) or not 0 <= a <= 1):
       raise AttackError(f"attack rmia: option a must be None (tuned) or a number in [0, 1], and only offline "
                         f"(online=False); got a={a!r}, online={online}")
-    self.online, self.gamma, self.a = bool(online), float(gamma), a
+    self.online = bool(online)
+    self.gamma = float(gamma)
+    self.a = a
 
   def fit_reference(self, reference: reference_lib.ReferenceOutputs, exclude: int | None = None) -> "RMIA":
     """Computes log Pr(x) of every pool example from the reference models, leaving out model `exclude` (the target);

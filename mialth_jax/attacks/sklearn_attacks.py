@@ -36,8 +36,11 @@ class SklearnMLPAttack(_SklearnAttack):
   def __init__(self, *, hidden: tuple[int, ...] = (100,), max_iter: int = 200, alpha: float = 1e-4,
                learning_rate: float = 1e-3, batch_size: int | str = "auto", **common):
     super().__init__(**common)
-    self.hidden, self.max_iter, self.alpha = tuple(int(h) for h in hidden), int(max_iter), float(alpha)
-    self.learning_rate, self.batch_size = float(learning_rate), batch_size
+    self.hidden = tuple(int(h) for h in hidden)
+    self.max_iter = int(max_iter)
+    self.alpha = float(alpha)
+    self.learning_rate = float(learning_rate)
+    self.batch_size = batch_size
 
   def make_estimator(self):
     return neural_network.MLPClassifier(hidden_layer_sizes=self.hidden, max_iter=self.max_iter, alpha=self.alpha,
@@ -51,7 +54,9 @@ class SklearnSVCAttack(_SklearnAttack):
 
   def __init__(self, *, C: float = 1.0, kernel: str = "rbf", gamma: str | float = "scale", **common):  # noqa: N803
     super().__init__(**common)
-    self.C, self.kernel, self.gamma = float(C), kernel, gamma
+    self.C = float(C)
+    self.kernel = kernel
+    self.gamma = gamma
 
   def make_estimator(self):
     return svm.SVC(C=self.C, kernel=self.kernel, gamma=self.gamma, random_state=self.seed)
@@ -66,7 +71,9 @@ class SklearnRFAttack(_SklearnAttack):
   def __init__(self, *, n_estimators: int = 100, max_depth: int | None = None, min_samples_leaf: int = 1,
                **common):
     super().__init__(**common)
-    self.n_estimators, self.max_depth, self.min_samples_leaf = int(n_estimators), max_depth, int(min_samples_leaf)
+    self.n_estimators = int(n_estimators)
+    self.max_depth = max_depth
+    self.min_samples_leaf = int(min_samples_leaf)
 
   def make_estimator(self):
     return ensemble.RandomForestClassifier(n_estimators=self.n_estimators, max_depth=self.max_depth,
@@ -77,7 +84,8 @@ class SklearnRFAttack(_SklearnAttack):
 class SklearnLogRegAttack(_SklearnAttack):
   def __init__(self, *, C: float = 1.0, max_iter: int = 1000, **common):  # noqa: N803
     super().__init__(**common)
-    self.C, self.max_iter = float(C), int(max_iter)
+    self.C = float(C)
+    self.max_iter = int(max_iter)
 
   def make_estimator(self):
     return linear_model.LogisticRegression(C=self.C, max_iter=self.max_iter, random_state=self.seed)

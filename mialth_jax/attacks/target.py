@@ -76,7 +76,8 @@ class _Queried:
   """Images of a source under one test-time query (e.g. mirrored)."""
 
   def __init__(self, source: ExampleSource, query: str):
-    self.source, self.transform = source, augment.QUERIES[query]
+    self.source = source
+    self.transform = augment.QUERIES[query]
 
   def __getitem__(self, ids: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(self.transform(self.source[ids]))

@@ -52,7 +52,8 @@ def modified_entropy(inputs: AttackInputs) -> np.ndarray:
   probs = np.exp(log_probs)
   rows = np.arange(len(inputs))
   log_not = np.log(np.maximum(1 - probs, _LOG_FLOOR))
-  p_y, log_p_y = probs[rows, inputs.labels], log_probs[rows, inputs.labels]
+  p_y = probs[rows, inputs.labels]
+  log_p_y = log_probs[rows, inputs.labels]
   others = (probs * log_not).sum(axis=1) - p_y * log_not[rows, inputs.labels]
   return -(1 - p_y) * log_p_y - others
 

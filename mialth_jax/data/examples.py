@@ -11,7 +11,8 @@ class ExampleSource:
   """Random access to train and test images by global id, keeping the order of the ids asked for."""
 
   def __init__(self, dataset: base.Dataset):
-    self.dataset, self.num_train = dataset, len(dataset.y_train)
+    self.dataset = dataset
+    self.num_train = len(dataset.y_train)
 
   def __len__(self) -> int:
     return self.num_train + len(self.dataset.y_test)

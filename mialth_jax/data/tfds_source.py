@@ -27,7 +27,8 @@ def center_crop(jpeg: bytes, size: int) -> np.ndarray:
   short = round(size * 256 / 224)
   scale = short / min(image.size)
   width, height = round(image.width * scale), round(image.height * scale)
-  left, top = (width - size) // 2, (height - size) // 2
+  left = (width - size) // 2
+  top = (height - size) // 2
   return np.asarray(image.resize((width, height), Image.BILINEAR).crop((left, top, left + size, top + size)))
 
 

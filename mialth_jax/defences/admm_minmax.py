@@ -27,7 +27,8 @@ class AdmmMinMax(admm.Admm):
     rule, specs = config.defences.rule, []
     for s in phase.sparsities(config):
       for lam in config.defences.minmax.combined_lambdas:
-        name, options = f"admm_minmax_{tag(s)}_l{lam:g}", (("lambda", float(lam)),)
+        name = f"admm_minmax_{tag(s)}_l{lam:g}"
+        options = (("lambda", float(lam)),)
         train = f"admm_minmax_train_{tag(s)}_l{lam:g}"
         specs += [ModelSpec(train, "admm_minmax_train", 0.0, "dense", rule, "trained", (*options, ("sparsity", s))),
                   ModelSpec(name, "admm_minmax", s, train, rule, "trained", options)]

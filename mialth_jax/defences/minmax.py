@@ -136,7 +136,8 @@ def game_state(ctx, spec: recipes.ModelSpec, warmup_step: int) -> dict:
   if not ctx.dataset.in_memory:
     raise errors.ConfigError("defences.minmax: the reference set must fit in memory (digits, npz, tfds CIFAR)")
   ids = reference.load(ctx)
-  source, settings = ExampleSource(ctx.dataset), ctx.config.defences.minmax
+  source = ExampleSource(ctx.dataset)
+  settings = ctx.config.defences.minmax
   return init_state(ctx.config.seed, ctx.dataset.num_classes, source[ids], source.labels(ids),
                     lam=spec.option("lambda"), learning_rate=settings.learning_rate, warmup_step=warmup_step)
 

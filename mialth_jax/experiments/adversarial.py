@@ -38,7 +38,8 @@ def cut_run(attack_run: attack_runs.AttackRun, split: attack_sets.AttackSplit) -
   """`attack_run` over part of its split: the same run, size, targets and result paths, fewer examples (a shallow
   copy whose attack-test outputs, read for the whole split by earlier protocols, are read again for the cut)."""
   cut = copy.copy(attack_run)
-  cut.split, cut._test_inputs = split, {}
+  cut.split = split
+  cut._test_inputs = {}
   return cut
 
 
@@ -115,7 +116,8 @@ def attack_targets(cut: attack_runs.AttackRun, targets: list, attack_configs: di
   """Every attack on each target's own attack-train / attack-test parts of the cut; results written once."""
   layout, settings = cut.ctx.layout, cut.ctx.config.adversarial
   results = cut.evaluate_pairs("adversarial", targets, lambda t: [t], attack_configs, own_outputs(cut))
-  (train_ids, train_member), (test_ids, test_member) = cut.part("train"), cut.part("test")
+  (train_ids, train_member) = cut.part("train")
+  (test_ids, test_member) = cut.part("test")
   stats_path = os.path.join(adversarial_dir(layout, cut.size), "statistics.json")
   statistics = io.read_json(stats_path) if os.path.exists(stats_path) else {}
   for target in targets:

@@ -60,7 +60,8 @@ class Scored:
   (for attacks that do not score AttackInputs: those calibrated on reference models or querying the target)."""
 
   def __init__(self, scores: np.ndarray, predicted: np.ndarray):
-    self.scores, self.predicted = scores, predicted
+    self.scores = scores
+    self.predicted = predicted
 
   def score(self, inputs) -> np.ndarray:
     return self.scores
@@ -73,9 +74,11 @@ class AttackRun:
   """The attack set of `size` examples of the run `ctx`, and the results of every protocol on it."""
 
   def __init__(self, ctx, size: int):
-    self.ctx, self.size = ctx, size
+    self.ctx = ctx
+    self.size = size
     self.split = attack_split(ctx, size)
-    self._targets, self._test_inputs = {}, {}
+    self._targets = {}
+    self._test_inputs = {}
 
   def part(self, name: str) -> tuple[np.ndarray, np.ndarray]:
     return part(self.split, name)

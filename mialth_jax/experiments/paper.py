@@ -65,12 +65,15 @@ def strong_attacks(config: ml_collections.ConfigDict, variant: str | None) -> No
     # no augmentation and 8 epochs (the models overfit, as in the LiRA paper's regime), 8 zoo models per kind, each
     # on 5,000 of the 10,860 (CIFAR-10) or 12,000 (CIFAR-100) images, so every example is IN for ~4 of them.
     overfit_on_cpu(config)
-    config.lottery.sparsities, config.zoo.num_models = (0.5, 0.8, 0.9), 8
+    config.lottery.sparsities = (0.5, 0.8, 0.9)
+    config.zoo.num_models = 8
 
 
 def overfit_on_cpu(config: ml_collections.ConfigDict) -> None:
   """The CPU-sized CIFAR-subset models of the experiments beyond the paper: width x1/8, no augmentation, 8 epochs."""
-  config.model.width_multiplier, config.data.augment, config.train.num_epochs = 0.125, "none", 8.0
+  config.model.width_multiplier = 0.125
+  config.data.augment = "none"
+  config.train.num_epochs = 8.0
 
 
 def adversarial_attacks(data_name: str) -> dict:
@@ -110,7 +113,9 @@ def adversarial(config: ml_collections.ConfigDict, variant: str | None) -> None:
   config.attacks.models = adversarial_attacks(config.data.name)
   config.lottery.controls = (*config.lottery.controls, "input_gradient_penalty")
   smoothing = config.defences.smoothing
-  smoothing.sigma, smoothing.samples, smoothing.attacks = 0.1, 8, SMOOTHED_ATTACKS
+  smoothing.sigma = 0.1
+  smoothing.samples = 8
+  smoothing.attacks = SMOOTHED_ATTACKS
   settings = config.adversarial
   # CPU-sized: every attack on the same few hundred examples per attack-split part (LeakPro's HopSkipJump also
   # audits a fraction of the set); on digits the Table 1 ticket only, next to dense and the penalty model.
@@ -148,16 +153,20 @@ def defences(config: ml_collections.ConfigDict, variant: str | None) -> None:
                                                             "confidence", "mentropy")},
                            "mlp_label": {"type": "optax_mlp", "with_label": True}}  # Nasr et al.'s attack reads y
   if config.data.name == "digits":  # 600 of 898 members: half of the other 298 train images are the reference set
-    config.data.num_train, config.lottery.sparsities = 600, (0.5, 0.9)
+    config.data.num_train = 600
+    config.lottery.sparsities = (0.5, 0.9)
     config.defences.minmax.lambdas = (1.0, 3.0)
   elif config.data.name == "tfds":  # GPU-sized: Nasr et al.'s split (half the train set) and lambda sweep
-    config.data.num_train, config.attacks.nonmembers = 25_000, "test+unused_train"
-    config.defences.minmax.lambdas, config.defences.minmax.combined_lambdas = (0.5, 1.0, 2.0, 3.0, 6.0), (1.0, 3.0)
+    config.data.num_train = 25_000
+    config.attacks.nonmembers = "test+unused_train"
+    config.defences.minmax.lambdas = (0.5, 1.0, 2.0, 3.0, 6.0)
+    config.defences.minmax.combined_lambdas = (1.0, 3.0)
   if variant == "subset":
     # CPU-sized (about an hour per dataset on 2 cores, shadows included): the strong-attacks subset's models (width
     # x1/8, no augmentation, 8 epochs: they overfit), two sparsities, two lambdas and one combined lambda.
     overfit_on_cpu(config)
-    config.lottery.sparsities, config.defences.minmax.lambdas = (0.5, 0.9), (1.0, 3.0)
+    config.lottery.sparsities = (0.5, 0.9)
+    config.defences.minmax.lambdas = (1.0, 3.0)
 
 
 EXPERIMENTS = {f.__name__: f for f in (table1, fig1_accuracy_vs_sparsity, fig2_attack_vs_sparsity,

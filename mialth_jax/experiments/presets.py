@@ -24,20 +24,29 @@ def image_classification(dataset: str, arch: str, variant: str | None) -> ml_col
   config = config_lib.base()
   config.model.name = arch
   config.lottery.sparsities = (0.5, 0.8, 0.9, 0.95)
-  config.train.learning_rate, config.train.weight_decay = 0.1, 5e-4
+  config.train.learning_rate = 0.1
+  config.train.weight_decay = 5e-4
   config.train.warmup_epochs = 1.0
   config.data.augment = "cifar"
   if dataset == "imagenet2012":
-    config.data.name, config.data.tfds_name, config.data.augment = "tfds", dataset, "none"
-    config.model.stem, config.model.dtype = "imagenet", "bfloat16"
-    config.train.batch_size, config.train.num_epochs, config.train.weight_decay = 1024, 90.0, 1e-4
-    config.train.learning_rate, config.train.warmup_epochs = 0.4, 5.0
+    config.data.name = "tfds"
+    config.data.tfds_name = dataset
+    config.data.augment = "none"
+    config.model.stem = "imagenet"
+    config.model.dtype = "bfloat16"
+    config.train.batch_size = 1024
+    config.train.num_epochs = 90.0
+    config.train.weight_decay = 1e-4
+    config.train.learning_rate = 0.4
+    config.train.warmup_epochs = 5.0
     config.attacks.sizes = (20_000, 60_000, 100_000)
   elif variant is None:
-    config.data.name, config.data.tfds_name = "tfds", dataset
+    config.data.name = "tfds"
+    config.data.tfds_name = dataset
     config.train.num_epochs = 160.0
   else:
-    config.data.name, config.data.path = "npz", os.path.join(data_root(), f"{dataset}_small.npz")
+    config.data.name = "npz"
+    config.data.path = os.path.join(data_root(), f"{dataset}_small.npz")
     config.data.num_train = 5000          # the other 5,000 training images are extra non-members
     config.model.width_multiplier = 0.25  # 16 channels in the first stage: CPU-sized
     config.train.num_epochs = 20.0
@@ -48,7 +57,9 @@ def image_classification(dataset: str, arch: str, variant: str | None) -> ml_col
   if variant == "smoke":
     config.model.width_multiplier = 0.0625
     config.data.num_train = 256
-    config.train.batch_size, config.train.num_epochs, config.train.num_steps = 64, -1.0, 4
+    config.train.batch_size = 64
+    config.train.num_epochs = -1.0
+    config.train.num_steps = 4
     config.train.warmup_epochs = 0.0
     config.lottery.sparsities = (0.8,)
   return config

@@ -25,7 +25,8 @@ def shadow_split(attack_run: attack_runs.AttackRun) -> tuple[np.ndarray, attack_
   ctx, target = attack_run.ctx, attack_run.split
   pool = np.setdiff1d(attack_runs.nonmember_pool(ctx), target.test_nonmembers)
   order = np.random.default_rng([ctx.config.seed, SHADOW_SEED_OFFSET]).permutation(pool)
-  members, nonmembers = np.sort(order[:len(order) // 2]), np.sort(order[len(order) // 2:])
+  members = np.sort(order[:len(order) // 2])
+  nonmembers = np.sort(order[len(order) // 2:])
   wanted = min(len(target.train_members), len(members), len(nonmembers))
   rng = np.random.default_rng([ctx.config.seed, SHADOW_SEED_OFFSET, 1])
   empty = np.zeros(0, np.int64)

@@ -58,7 +58,8 @@ class TorchRun:
     train = config.train
     self.opt = torch.optim.SGD(self.model.parameters(), lr=0.0, momentum=train.momentum,
                                nesterov=train.nesterov and train.momentum > 0, weight_decay=train.weight_decay)
-    self.mean, self.std = mean, std
+    self.mean = mean
+    self.std = std
 
   def step(self, images: np.ndarray, labels: np.ndarray, learning_rate: float) -> tuple[float, float]:
     """One train step on uint8 NHWC images; (loss, accuracy) before the update."""
@@ -143,7 +144,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, num_steps: int = -1, ev
   total = ctx.total_steps if num_steps < 0 else min(num_steps, ctx.total_steps)
   eval_every = max(1, int(round(eval_every_epochs * ctx.steps_per_epoch)))
   members, labels = ctx.data.host_images, ctx.data.host_labels
-  curves, meter = Curves(), progress.Meter("parity", total, 0, loop.batch_size)
+  curves = Curves()
+  meter = progress.Meter("parity", total, 0, loop.batch_size)
   for step, inputs in zip(range(total), train_lib.step_inputs(loop, ctx.data, ctx.mesh, 0)):
     idx = train_lib.batch_indices(loop.seed, step, len(labels), loop.batch_size, loop.steps_per_epoch)
     key = jax.random.fold_in(jax.random.PRNGKey(loop.seed), step)  # the key train.train_step draws from

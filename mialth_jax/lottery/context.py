@@ -161,7 +161,8 @@ class MemberSource:
   """Streamed members: `source[positions]` reads the images of members[positions] (global ids)."""
 
   def __init__(self, images, members: np.ndarray):
-    self.images, self.members = images, members
+    self.images = images
+    self.members = members
 
   def __len__(self) -> int:
     return len(self.members)

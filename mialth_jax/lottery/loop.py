@@ -45,7 +45,8 @@ def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: 
     logging.info("[%s] resuming from the checkpoint at step %d", loop.name, resumed_from)
   log.truncate_after(int(state.step))
   meter = progress.Meter(loop.name, loop.total_steps, int(state.step), loop.batch_size)
-  pending, last_eval = [], {}
+  pending = []
+  last_eval = {}
   for step, inputs in zip(range(int(state.step), loop.total_steps), step_inputs(loop, data, mesh, int(state.step))):
     if step == loop.save_at_step and not checkpoint.exists(loop.save_at_step_path):
       checkpoint.save(loop.save_at_step_path, {"params": state.params, "batch_stats": state.batch_stats})

@@ -89,7 +89,8 @@ def run_models(ctx: Context) -> dict:
   log_model_size(ctx)
   ensure_w0(ctx)
   plan = recipes.plan(ctx.config)
-  summaries, started = {}, time.time()
+  summaries = {}
+  started = time.time()
   for done, spec in enumerate(plan, 1):
     summaries[spec.name] = train_model(ctx, spec)
     _log_remaining(ctx, plan, done, time.time() - started)

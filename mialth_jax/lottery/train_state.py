@@ -28,7 +28,8 @@ def num_train_steps(train: ml_collections.ConfigDict, num_examples: int) -> tupl
   steps_per_epoch = num_examples // train.batch_size
   if steps_per_epoch == 0:
     raise errors.ConfigError(f"train.batch_size={train.batch_size} exceeds the {num_examples} training examples")
-  has_epochs, has_steps = train.num_epochs > 0, train.num_steps > 0
+  has_epochs = train.num_epochs > 0
+  has_steps = train.num_steps > 0
   if has_epochs == has_steps:
     raise errors.ConfigError("set exactly one of train.num_epochs and train.num_steps (the other to -1); got "
                      f"num_epochs={train.num_epochs}, num_steps={train.num_steps}")

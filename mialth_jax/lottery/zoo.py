@@ -104,7 +104,8 @@ def make_zoo_step(model, tx, seed: int, augment_kind: str, mean, std, mesh: Mesh
     stepped = [one(jax.tree.map(lambda x: x[i], states), images, labels, positions[i])  # noqa: B023
                for i in range(positions.shape[0])]
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *stepped)
-  by_model, replicated = models_sharding(mesh, num_models), NamedSharding(mesh, P())
+  by_model = models_sharding(mesh, num_models)
+  replicated = NamedSharding(mesh, P())
   step = jax.shard_map(local, mesh=mesh, in_specs=(by_model.spec, P(), P(), by_model.spec),
                        out_specs=(by_model.spec, by_model.spec), check_vma=False)
   return jax.jit(step, donate_argnums=0, in_shardings=(by_model, replicated, replicated, by_model),
@@ -149,7 +150,8 @@ def zoo_logits(model, variables, images: np.ndarray, mean, std, mesh: Mesh, quer
 def _zoo_logits_per_model(model, variables, images: np.ndarray, mean, std, mesh: Mesh, queries: tuple[str, ...],
                           batch_size: int) -> np.ndarray:
   logits_fn = inference.make_logits_fn(model, mean, std, mesh)
-  positions, replicated = np.arange(len(images)), NamedSharding(mesh, P())
+  positions = np.arange(len(images))
+  replicated = NamedSharding(mesh, P())
   queried = [augment.QUERIES[q](images) for q in queries]
   per_model = []
   for s in range(jax.tree.leaves(variables)[0].shape[0]):

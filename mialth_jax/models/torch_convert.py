@@ -76,7 +76,8 @@ def flax_variables(state_dict, template, layout: str = "torchvision") -> dict:
     key, array = _leaf(module, attr, _numpy(value))
     converted[key] = array
   expected = traverse_util.flatten_dict({k: template[k] for k in ("params", "batch_stats")})
-  missing, extra = sorted(set(expected) - set(converted)), sorted(set(converted) - set(expected))
+  missing = sorted(set(expected) - set(converted))
+  extra = sorted(set(converted) - set(expected))
   if missing or extra:
     names = lambda keys: ", ".join("/".join(k) for k in keys[:3]) + (" ..." if len(keys) > 3 else "")  # noqa: E731
     raise errors.ConfigError(f"the state dict does not fit the model ({layout} layout): "

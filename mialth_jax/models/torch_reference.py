@@ -32,7 +32,8 @@ class Block(nn.Module):
       setattr(self, f"conv{i}", conv)
       setattr(self, f"bn{i}", bn)
       previous = width
-    self.num_convs, self.shortcut_name = len(kernels), shortcut_name
+    self.num_convs = len(kernels)
+    self.shortcut_name = shortcut_name
     projected = stride != 1 or in_channels != previous
     setattr(self, shortcut_name, nn.Sequential(*(_conv_bn(in_channels, previous, 1, stride) if projected else [])))
 

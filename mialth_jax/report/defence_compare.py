@@ -11,7 +11,9 @@ class Comparisons:
   the claims ask for the same pairs."""
 
   def __init__(self, num_bootstrap: int, seed: int):
-    self.num_bootstrap, self.seed, self._done = num_bootstrap, seed, {}
+    self.num_bootstrap = num_bootstrap
+    self.seed = seed
+    self._done = {}
 
   def versus(self, base, other, metric: str = "roc_auc") -> compare.Difference | None:
     """`metric` of `other` minus `base`, paired over their common attack-test examples: ROC AUC of the verdict's
@@ -35,6 +37,7 @@ class Comparisons:
 
 def accuracy_cost(base, other) -> tuple[float, tuple[float, float]]:
   """other - base test accuracy, with an unpaired 95 % normal interval."""
-  p, q = base.test_accuracy, other.test_accuracy
+  p = base.test_accuracy
+  q = other.test_accuracy
   half = 1.96 * np.sqrt(p * (1 - p) / base.num_test + q * (1 - q) / other.num_test)
   return q - p, (q - p - half, q - p + half)

@@ -127,7 +127,8 @@ def section(runs, out: sections.Output) -> str:
 def paper_regime(row: dict, ours: dict, train_accuracy: float) -> str:
   """What a paper Table 1 row's numbers imply about the paper's model (its `regime` in paper_numbers.json: "chance",
   or "memorised" for a precision that only near-certain members give), set against what ours measured."""
-  paper_accuracy, paper_precision = row["accuracy"]["dense"], row["precision"]["dense"]
+  paper_accuracy = row["accuracy"]["dense"]
+  paper_precision = row["precision"]["dense"]
   if row.get("regime") == "chance":
     at_chance = ours["accuracy_ci"][0] <= 0.5
     return (f" The paper's own {row['name']} figure ({paper_accuracy:.3f}, precision {paper_precision:.2f}) is at "

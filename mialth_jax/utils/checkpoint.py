@@ -55,12 +55,14 @@ def _leaves(tree) -> dict:
 
 def check_matches(stored, target) -> None:
   """Raises ValueError naming the first leaf whose presence, shape or dtype differs between two trees."""
-  have, want = _leaves(stored), _leaves(target)
+  have = _leaves(stored)
+  want = _leaves(target)
   for name in sorted(set(have) | set(want)):
     if name not in have or name not in want:
       raise ValueError(f"{name} is {'missing' if name in want else 'not in the model'}")
     if have[name] != want[name]:
-      (shape, dtype), (want_shape, want_dtype) = have[name], want[name]
+      (shape, dtype) = have[name]
+      (want_shape, want_dtype) = want[name]
       raise ValueError(f"{name} is {dtype} {shape}, the model needs {want_dtype} {want_shape}")
 
 

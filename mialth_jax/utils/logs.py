@@ -56,7 +56,8 @@ class _AnnounceTrainStepCompile(std_logging.Filter):
     if not (lowering and record.args[0] in TRAIN_STEP_JITS):
       return record.levelno > std_logging.DEBUG
     record.msg, record.args = "compiling the train step, %s ...", record.args[:1]
-    record.levelno, record.levelname = std_logging.INFO, "INFO"
+    record.levelno = std_logging.INFO
+    record.levelname = "INFO"
     return True
 
 

@@ -8,8 +8,11 @@ class Meter:
   """Reports throughput measured since the previous report (compile time shows only in the first)."""
 
   def __init__(self, name: str, total_steps: int, start_step: int, batch_size: int):
-    self.name, self.total, self.batch_size = name, total_steps, batch_size
-    self.last_step, self.last_time = start_step, time.perf_counter()
+    self.name = name
+    self.total = total_steps
+    self.batch_size = batch_size
+    self.last_step = start_step
+    self.last_time = time.perf_counter()
 
   def update(self, step: int, loss: float, accuracy: float) -> None:
     now = time.perf_counter()
@@ -17,7 +20,8 @@ class Meter:
     eta = (self.total - step) / max(rate, 1e-9)
     logging.info("[%s] step %d/%d  loss %.4f  acc %.3f  %.0f img/s  ETA %s", self.name, step, self.total, loss,
                  accuracy, rate * self.batch_size, hms(eta))
-    self.last_step, self.last_time = step, now
+    self.last_step = step
+    self.last_time = now
 
   def skip_time(self) -> None:
     """Leaves the time since the last report (e.g. an evaluation) out of the next rate."""

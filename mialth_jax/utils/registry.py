@@ -11,7 +11,8 @@ class Registry(dict):
 
   def __init__(self, what: str, error: type[Exception] = errors.ConfigError, entries: dict | None = None):
     super().__init__(entries or {})
-    self.what, self.error = what, error
+    self.what = what
+    self.error = error
 
   def register(self, name: str, entry=None, *, replace: bool = False):
     """Adds `entry` under `name` (used as `register(name, entry)` or as a decorator `@register(name)`)."""
