@@ -132,7 +132,7 @@ def test_a_toy_attack_that_queries_the_target(toy_names):
   np.testing.assert_array_equal(values, -inputs.loss.astype(np.float64))
   predicted = attack.fit(values[::2], is_member[::2]).predict(values[1::2])
   assert predicted.dtype == bool and (predicted == is_member[1::2]).mean() > 0.7
-  with pytest.raises(AttackError, match=r"queries the target model .* adversarial protocol"):
+  with pytest.raises(AttackError, match=r"queries the target model .* a protocol that queries targets"):
     registry.run_attack(configs["mine"], inputs, is_member, inputs, is_member)
 
 
