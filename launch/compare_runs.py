@@ -24,7 +24,8 @@ _B = flags.DEFINE_string("b", None, "second run folder")
 _ALLOW_ADDED = flags.DEFINE_bool("allow_added_fields", False, "JSON fields only in --b are listed, not differences")
 flags.mark_flags_as_required(["a", "b"])
 
-WALL_CLOCK = {"wall_seconds"}  # the only fields that may differ between two identical runs
+WALL_CLOCK = {"wall_seconds", "seconds"}  # timings (summary.json; the adversarial statistics): the only fields that
+# may differ between two identical runs
 INPUTS = {"config.json"}  # what was asked, not what came out: code versions add config fields with their defaults
 
 
