@@ -40,8 +40,9 @@ def cifar_dir(request):
 
 
 # ---- Two tiers (issue 25). `pytest` runs the fast tier (pyproject's addopts: -m "not slow"); `pytest -m slow` runs
-# the end-to-end tier. Slow tests are marked here, in one place, by file or by test (a name without parameters);
-# a test file may also mark its own tests with @pytest.mark.slow.
+# the end-to-end tier. Slow tests are marked here, in one place, by file or by test (a name without parameters), and
+# every test that needs the real CIFAR subsets (the `cifar_dir` fixture, directly or through another fixture); a test
+# file may also mark its own tests with @pytest.mark.slow.
 SLOW_FILES = {
     "test_bad_input.py",        # ~24 launches of the real command line, each a fresh Python with JAX
     "test_default_run.py",      # the full 15-epoch default run
@@ -49,7 +50,7 @@ SLOW_FILES = {
     "test_zoo_resume.py",       # a zoo killed mid-training and relaunched
     "test_multihost.py",        # multi-process jobs over localhost
     "test_same_results.py",     # the reference commit's run against this checkout's
-    "test_tfds_source.py",      # preparing CIFAR-10 / ImageNet-shaped data with TensorFlow in subprocesses
+    "test_torch_parity.py",     # PyTorch parity (skipped without torch)
     "test_pipeline.py",         # the lottery pipeline end to end, and bad settings through the real command line
     "test_attack_protocols.py", # paper / transfer / shadow protocols on a 40-epoch overfitted run
     "test_adversarial_protocol.py",  # the adversarial protocol and both defences on a 15-epoch run
@@ -59,7 +60,6 @@ SLOW_TESTS = {
     "test_launcher.py::test_a_launch_says_what_it_does_and_caches_compilations_in_its_workdir",
     "test_extract.py::test_two_processes_over_localhost_agree",
     "test_defences.py::test_killed_inside_an_admm_round_resumes_to_the_same_bits",
-    "test_data.py::test_real_cifar10_subset_loads",
 }
 
 
@@ -67,7 +67,8 @@ def pytest_collection_modifyitems(config, items):
   del config
   for item in items:
     file = os.path.basename(str(item.path))
-    if file in SLOW_FILES or f"{file}::{item.originalname}" in SLOW_TESTS:
+    needs_cifar = "cifar_dir" in getattr(item, "fixturenames", ())  # CIFAR, and tfds data prepared from it
+    if file in SLOW_FILES or f"{file}::{item.originalname}" in SLOW_TESTS or needs_cifar:
       item.add_marker(pytest.mark.slow)
 
 
