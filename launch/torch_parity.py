@@ -54,6 +54,7 @@ def main(argv):
                                "use a new --workdir")
     try:
       from mialth_jax.experiments import torch_parity as parity  # pylint: disable=import-outside-toplevel
+      parity.torch_module()  # torch is imported by the parity code on first use: its absence named here
     except ModuleNotFoundError as e:
       raise errors.ConfigError(f"launch.torch_parity needs {e.name}: pip install -e '.[torch]'") from e
     os.makedirs(_WORKDIR.value, exist_ok=True)

@@ -27,14 +27,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-  """A smoke run (dense + ticket_s80, attacked), trained on one CPU device."""
-  path = str(tmp_path_factory.mktemp("api") / "run")
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  done = subprocess.run([sys.executable, "-m", "launch.main", "--config=configs/default.py:smoke",
-                         f"--workdir={path}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-  assert done.returncode == 0, done.stderr[-3000:]
-  return path
+def workdir(smoke_run):
+  """A smoke run (dense + ticket_s80, attacked), trained on one CPU device: the session's shared run (conftest.py)."""
+  return smoke_run
 
 
 def _readme_example() -> str:

@@ -6,7 +6,8 @@ PyTorch as uint8 images), and follow the same learning-rate schedule, computed f
 (plain Python, not Optax). The JAX side is the pipeline's own step (`Context.train_step`) with `model.padding="torch"`;
 the PyTorch side is `torch.optim.SGD` (momentum, Nesterov, weight decay on every parameter, as ours) on
 `models/torch_reference.py`'s ResNet. What remains different is float rounding, and BatchNorm's running variance
-(PyTorch averages the unbiased batch variance, Flax the biased one: eval-mode only). Needs torch.
+(PyTorch averages the unbiased batch variance, Flax the biased one: eval-mode only). Needs torch, imported on first
+use only (`torch_module`), so this module imports without it.
 
 SGD at a CIFAR learning rate is chaotic: two PyTorch runs whose w0 differ by 1e-7 (relative) drift apart by a factor
 of 3-10 a step, so free-running losses of any two implementations part after a few steps. `synchronise=True` checks the
@@ -21,8 +22,6 @@ import jax
 import ml_collections
 import numpy as np
 import optax
-import torch
-import torch.nn.functional as F
 
 from mialth_jax import errors, inference
 from mialth_jax.data import augment, load_dataset, splits as splits_lib
@@ -30,6 +29,12 @@ from mialth_jax.layout import RunLayout
 from mialth_jax.lottery import context as context_lib, loop as loop_lib, train as train_lib
 from mialth_jax.models import torch_convert, torch_reference
 from mialth_jax.utils import progress
+
+
+def torch_module():
+  """torch, imported here on first use: the one place this module imports it (ModuleNotFoundError without it)."""
+  import torch  # pylint: disable=import-outside-toplevel
+  return torch
 
 
 def torch_learning_rate(train: ml_collections.ConfigDict, step: int, total_steps: int, steps_per_epoch: int) -> float:
@@ -52,6 +57,7 @@ class TorchRun:
   def __init__(self, config: ml_collections.ConfigDict, dataset, mean: np.ndarray, std: np.ndarray):
     if config.model.name not in ("resnet18", "resnet50"):
       raise errors.ConfigError(f"model.name={config.model.name!r}: the PyTorch reference has resnet18 and resnet50")
+    torch = torch_module()
     torch.manual_seed(config.seed)
     self.model = torch_reference.ResNet(config.model.name, dataset.num_classes, "cifar", config.model.stem,
                                         config.model.width_multiplier, dataset.image_shape[-1])
@@ -63,23 +69,25 @@ class TorchRun:
 
   def step(self, images: np.ndarray, labels: np.ndarray, learning_rate: float) -> tuple[float, float]:
     """One train step on uint8 NHWC images; (loss, accuracy) before the update."""
+    torch = torch_module()
     self.model.train()
     for group in self.opt.param_groups:
       group["lr"] = learning_rate
     logits = self.model(torch_reference.to_nchw(images, self.mean, self.std))
-    loss = F.cross_entropy(logits, torch.from_numpy(labels.astype(np.int64)))
+    loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels.astype(np.int64)))
     self.opt.zero_grad(set_to_none=True)
     loss.backward()
     self.opt.step()
     accuracy = (logits.argmax(1).detach().numpy() == labels).mean()
     return float(loss.detach()), float(accuracy)
 
-  @torch.no_grad()
   def evaluate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 512) -> dict:
     """Eval-mode accuracy and loss, computed from the logits as the JAX side's are (`inference.accuracy_and_loss`)."""
+    torch = torch_module()
     self.model.eval()
-    logits = torch.cat([self.model(torch_reference.to_nchw(images[i:i + batch_size], self.mean, self.std))
-                        for i in range(0, len(labels), batch_size)])
+    with torch.no_grad():
+      logits = torch.cat([self.model(torch_reference.to_nchw(images[i:i + batch_size], self.mean, self.std))
+                          for i in range(0, len(labels), batch_size)])
     accuracy, loss = inference.accuracy_and_loss(logits.numpy(), labels)
     return {"accuracy": accuracy, "loss": loss}
 
