@@ -140,8 +140,6 @@ def _describe(cycles: list[list[str]]) -> str:
   return "\n".join(" -> ".join(cycle) for cycle in cycles)
 
 
-@pytest.mark.xfail(strict=False, reason="known cycle being removed (issue 25): mialth_jax.lottery.recipes imports "
-                   "lottery.input_gradient_penalty at its bottom, which imports recipes")
 def test_the_package_has_no_import_cycles():
   cycles = find_cycles(import_graph(PACKAGE))
   assert not cycles, f"module-level import cycles in mialth_jax:\n{_describe(cycles)}"
