@@ -21,11 +21,11 @@ def _launch(*flags, env=None, **kwargs):
 
 
 def _fields(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
-  """Dotted names of every field of `config`; attack configs ({name: {type, ...}}) count as one field each."""
+  """Dotted names of every field of `config`; attacks.models ({name: {type, ...}}) counts as one field."""
   names = []
   for key, value in config.items():
     name = f"{prefix}{key}"
-    nested = isinstance(value, ml_collections.ConfigDict) and not prefix.startswith("attacks.models")
+    nested = isinstance(value, ml_collections.ConfigDict) and name != "attacks.models"
     names += _fields(value, name + ".") if nested else [name]
   return names
 
