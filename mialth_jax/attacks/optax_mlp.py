@@ -84,6 +84,7 @@ class OptaxMLPAttack(FeatureAttack):
   training also stops after `max_steps` steps (3,000: 30 epochs at 20k examples, within 0.002 accuracy of 100 and
   3.2x faster, benchmarks/attack_mlp_vs_sklearn.py); sets up to 6,000 examples keep all 100 epochs.
   """
+  title = "our Optax MLP"
 
   def __init__(self, *, hidden: tuple[int, ...] = (64,), num_models: int = 1, epochs: int = 100,
                max_steps: int = 3000, batch_size: int = 200, learning_rate: float = 1e-3, weight_decay: float = 0.0,

@@ -33,6 +33,8 @@ class _SklearnAttack(FeatureAttack):
 
 @ATTACKS.register("sklearn_mlp")
 class SklearnMLPAttack(_SklearnAttack):
+  title = "the paper's scikit-learn MLP"
+
   def __init__(self, *, hidden: tuple[int, ...] = (100,), max_iter: int = 200, alpha: float = 1e-4,
                learning_rate: float = 1e-3, batch_size: int | str = "auto", **common):
     super().__init__(**common)
