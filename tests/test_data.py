@@ -86,6 +86,17 @@ def test_npz_source_refuses_bad_files(tmp_path, arrays, message):
     npz.load(_write_npz(tmp_path / "bad.npz", **arrays))
 
 
+def test_a_test_label_that_training_lacks_is_refused_unless_class_names_declare_it(tmp_path):
+  rng = np.random.default_rng(0)
+  arrays = dict(x_train=rng.integers(0, 255, (12, 4, 4, 3), dtype=np.uint8), y_train=np.arange(12) % 3,
+                x_test=rng.integers(0, 255, (4, 4, 4, 3), dtype=np.uint8), y_test=np.array([0, 1, 7, 2]))
+  with pytest.raises(DataError, match=r"y_test holds labels \[7\] that y_train lacks; add class_names"):
+    npz.load(_write_npz(tmp_path / "unseen.npz", **arrays))
+  names = np.array([f"c{i}" for i in range(8)])
+  data = npz.load(_write_npz(tmp_path / "declared.npz", **arrays, class_names=names))
+  assert data.num_classes == 8 and data.class_names[7] == "c7"
+
+
 def test_npz_missing_file_and_unknown_source_are_named(tmp_path):
   with pytest.raises(DataError, match="no such file"):
     npz.load(str(tmp_path / "absent.npz"))

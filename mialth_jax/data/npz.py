@@ -31,6 +31,15 @@ def _refuse_channels_first(name: str, shape: tuple[int, ...]) -> None:
                          "[N, H, W, C] with C = 1, 3 or 4")
 
 
+def _refuse_unseen_test_labels(path: str, arrays: dict, names: tuple[str, ...]) -> None:
+  """Without class_names the classes are the labels seen: a test label that no training image has is refused (a
+  typo, or the wrong file), since the model would get an output for a class it never trains on."""
+  unseen = np.setdiff1d(arrays["y_test"], arrays["y_train"])
+  if unseen.size and not names:
+    raise base.DataError(f"{path}: y_test holds labels {unseen.tolist()} that y_train lacks; add class_names "
+                         "(one name per class) to the npz to declare the classes, or fix the labels")
+
+
 def load(path: str) -> base.Dataset:
   """Loads and validates an npz dataset; the class count is the largest label + 1 (or len(class_names))."""
   arrays = _read(path)
@@ -41,6 +50,7 @@ def load(path: str) -> base.Dataset:
   for split in ("train", "test"):
     base.validate_arrays(f"{path}:{split}", arrays[f"x_{split}"], arrays[f"y_{split}"], num_classes)
     _refuse_channels_first(f"{path}:{split}", arrays[f"x_{split}"].shape)
+  _refuse_unseen_test_labels(path, arrays, names)
   if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
     raise base.DataError(f"{path}: train images {arrays['x_train'].shape[1:]} and test images "
                          f"{arrays['x_test'].shape[1:]} differ in shape")
