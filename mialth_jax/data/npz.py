@@ -13,7 +13,8 @@ def _read(path: str) -> dict[str, np.ndarray]:
   if not path:
     raise base.DataError("data.path is empty: the npz dataset needs a file with x_train, y_train, x_test, y_test")
   if not os.path.isfile(path):
-    raise base.DataError(f"data.path={path}: no such file")
+    raise base.DataError(f"data.path={path}: no such file (the CIFAR `:subset` configs read "
+                         "$MIALTH_DATA_DIR/<name>_small.npz, else ../shared/data from the launch folder)")
   try:
     arrays = io.read_npz(path)  # without pickle: object arrays and non-npz files are refused
   except io.UnreadableFileError as e:
