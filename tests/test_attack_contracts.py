@@ -13,9 +13,11 @@ from mialth_jax import plugins
 from mialth_jax.attacks import adversarial_attacks, contracts, registry
 from mialth_jax.attacks.features import check_membership
 from mialth_jax.attacks.inputs import AttackError, AttackInputs
-from mialth_jax.attacks.reference import ReferenceOutputs, fitted_pool, true_class_log_prob
+from mialth_jax.attacks.reference import ReferenceOutputs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+import toy_attacks  # noqa: E402
 
 
 @pytest.fixture
@@ -63,20 +65,7 @@ def test_a_toy_attack_learnt_from_labelled_outputs(toy_names):
 
 
 def test_a_toy_attack_learnt_from_reference_models(toy_names):
-  @registry.ATTACKS.register("toy_mean_ratio")
-  class MeanRatio(contracts.ReferenceAttack):
-    """log p_y of the target minus its mean over the reference models."""
-    decision_threshold = 0.0
-
-    def fit_reference(self, reference, exclude=None):
-      self.mean_ = reference.true_class_log_prob[reference.models(exclude)].mean(axis=(0, 2))
-      self.reference_ = reference
-      return self
-
-    def score_examples(self, target_logits, labels, pool_rows, population=None):
-      logits, labels, rows = fitted_pool(self).check_queries(target_logits, labels, pool_rows)
-      return true_class_log_prob(logits, labels).mean(axis=1) - self.mean_[rows]
-
+  registry.ATTACKS.register("toy_mean_ratio", toy_attacks.MeanRatio)
   toy_names.append("toy_mean_ratio")
   rng = np.random.default_rng(0)
   keep = rng.random((4, 30)) < 0.5
@@ -106,22 +95,7 @@ class OutputsTarget:
 
 
 def test_a_toy_attack_that_queries_the_target(toy_names):
-  @registry.ATTACKS.register("toy_queried_loss")
-  class QueriedLoss(contracts.TargetQueryAttack):
-    def statistic(self, target, ids, batch_size=128):
-      return np.concatenate([-target.outputs(ids[i:i + batch_size]).loss.astype(np.float64)
-                             for i in range(0, len(ids), batch_size)])
-
-    def fit(self, values, is_member):
-      self.threshold_ = float(np.median(values[np.asarray(is_member, bool)]))
-      return self
-
-    def score(self, values):
-      return np.asarray(values, np.float64)
-
-    def predict(self, values):
-      return self.score(values) >= self.threshold_
-
+  registry.ATTACKS.register("toy_queried_loss", toy_attacks.QueriedLoss)
   toy_names.append("toy_queried_loss")
   inputs, is_member = leaky_outputs(seed=3)
   target, ids = OutputsTarget(inputs), np.arange(len(inputs))

@@ -3,18 +3,17 @@ each of the three contracts, a toy protocol, a toy training recipe and a toy def
 update as a train-step hook, a validated config section that --help shows, a report section and reserved example ids)
 are registered and run end to end on digits, through validation, training, attacks and the report."""
 import os
+import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-import jax.numpy as jnp
-
 from mialth_jax import config_lib, errors
 from mialth_jax.attacks import attack_sets, contracts, registry
 from mialth_jax.attacks.features import check_membership
-from mialth_jax.attacks.reference import fitted_pool, true_class_log_prob
 from mialth_jax.data import reserved
 from mialth_jax.experiments import launch
 from mialth_jax.experiments.protocols import PROTOCOLS, Protocol, own_outputs
@@ -23,6 +22,9 @@ from mialth_jax.lottery import pipeline, recipes, step_hooks
 from mialth_jax.lottery import train as train_lib
 from mialth_jax.report import collect, markdown, sections
 from mialth_jax.utils import config_sections, io
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import toy_attacks  # noqa: E402  (the toy reference and target-query attacks, shared with test_attack_contracts)
 
 
 class MaxLogitAttack(contracts.LabelledOutputsAttack):
@@ -63,37 +65,6 @@ class LabelSmoothing(recipes.Recipe):
 
   def plan(self, config, planned):
     return [recipes.ModelSpec("smooth", "label_smoothing")]
-
-
-class MeanRatioAttack(contracts.ReferenceAttack):
-  """Toy reference attack: the target's log p_y minus its mean over the reference models."""
-  decision_threshold = 0.0
-
-  def fit_reference(self, reference, exclude=None):
-    self.mean_ = reference.true_class_log_prob[reference.models(exclude)].mean(axis=(0, 2))
-    self.reference_ = reference
-    return self
-
-  def score_examples(self, target_logits, labels, pool_rows, population=None):
-    logits, labels, rows = fitted_pool(self).check_queries(target_logits, labels, pool_rows)
-    return true_class_log_prob(logits, labels).mean(axis=1) - self.mean_[rows]
-
-
-class QueriedLossAttack(contracts.TargetQueryAttack):
-  """Toy target-query attack: minus the loss the target gives, thresholded at the attack-train members' median."""
-
-  def statistic(self, target, ids, batch_size=128):
-    return -target.outputs(ids).loss.astype(np.float64)
-
-  def fit(self, values, is_member):
-    self.threshold_ = float(np.median(values[np.asarray(is_member, bool)]))
-    return self
-
-  def score(self, values):
-    return np.asarray(values, np.float64)
-
-  def predict(self, values):
-    return self.score(values) >= self.threshold_
 
 
 # The toy defence: a logit penalty strength * mean(logits^2) added to the loss, and a count of the steps it saw.
@@ -145,8 +116,8 @@ def toy_report_section(runs, out):
 def register_toys(patches: pytest.MonkeyPatch) -> None:
   """Every toy component, registered as a user's module would (and undone with `patches`)."""
   patches.setitem(registry.ATTACKS, "max_logit", MaxLogitAttack)
-  patches.setitem(registry.ATTACKS, "toy_mean_ratio", MeanRatioAttack)
-  patches.setitem(registry.ATTACKS, "toy_queried_loss", QueriedLossAttack)
+  patches.setitem(registry.ATTACKS, "toy_mean_ratio", toy_attacks.MeanRatio)
+  patches.setitem(registry.ATTACKS, "toy_queried_loss", toy_attacks.QueriedLoss)
   patches.setitem(PROTOCOLS, "from_dense", FromDense)
   patches.setitem(recipes.RECIPES, "label_smoothing", LabelSmoothing)
   patches.setitem(recipes.RECIPES, "logit_penalty", LogitPenalty)
@@ -238,7 +209,7 @@ def test_the_toy_reference_and_query_attacks_run_under_their_protocols(toy_run):
     np.testing.assert_array_equal(ours["ids"], loss["ids"])
     np.testing.assert_allclose(ours["scores"], loss["scores"], rtol=1e-6)
   ratio = io.read_npz(layout.result(200, "zoo", "dense", "dense", "mean_ratio")[1])
-  np.testing.assert_array_equal(ratio["predicted"], ratio["scores"] > MeanRatioAttack.decision_threshold)
+  np.testing.assert_array_equal(ratio["predicted"], ratio["scores"] > toy_attacks.MeanRatio.decision_threshold)
 
 
 def test_the_toy_defence_adds_its_loss_term_and_updates_its_state(toy_run):
