@@ -123,7 +123,9 @@ class Run:
       raise checkpoint.CheckpointError(f"{self.context.layout.model_dir(name)}: no finished model there; finished: "
                                        f"{', '.join(self.models) or 'none'}")
     # model_target only reads: its output cache is written by `Target.outputs`, which Model never calls.
-    return Model(name, self.models[name], self.context.load_mask(name), targets.model_target(self.context, name))
+    target = targets.model_target(self.context, name)
+    target.variables  # pylint: disable=pointless-statement  (read now: a damaged checkpoint fails here, not later)
+    return Model(name, self.models[name], self.context.load_mask(name), target)
 
   @functools.cached_property
   def _source(self) -> ExampleSource:

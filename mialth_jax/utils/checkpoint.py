@@ -18,7 +18,11 @@ TMP_SUFFIX = ".orbax-checkpoint-tmp"
 
 
 class CheckpointError(errors.UserError, ValueError):
-  """A checkpoint is missing or does not match the model."""
+  """A checkpoint is missing, damaged or does not match the model."""
+
+
+DAMAGED_WAY_OUT = ("delete the folder of what it belongs to (models/<name>/ for a model, w0/ for w0) and relaunch the "
+                   "same command: only that is made again, everything else is kept")
 
 
 def exists(path: str) -> bool:
@@ -74,9 +78,14 @@ def restore(path: str, like):
   try:
     with ocp.StandardCheckpointer() as checkpointer:
       check_matches(checkpointer.metadata(os.path.abspath(path)).item_metadata.tree, target)
-      return checkpointer.restore(os.path.abspath(path), target)
   except (ValueError, KeyError, TypeError, AttributeError, FileNotFoundError) as e:
     raise CheckpointError(f"{path}: checkpoint does not match the model ({str(e).splitlines()[0]})") from e
+  try:
+    with ocp.StandardCheckpointer() as checkpointer:
+      return jax.block_until_ready(checkpointer.restore(os.path.abspath(path), target))
+  except Exception as e:  # TensorStore's and XLA's errors of a truncated or damaged file; read now, not at first use
+    cause = str(e).splitlines()[0].split(" See full TensorStore details")[0][:160]
+    raise CheckpointError(f"{path}: damaged checkpoint, it cannot be read ({cause}); {DAMAGED_WAY_OUT}") from e
 
 
 def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
