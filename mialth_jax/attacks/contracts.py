@@ -7,7 +7,8 @@ contract (`registry.of_contract(configs, contracts.ReferenceAttack)`).
   LabelledOutputsAttack  learns member vs non-member from the outputs of a model on labelled examples (the paper's
                          MLP, threshold and scikit-learn attacks): fit(AttackInputs, is_member), score, predict.
   ReferenceAttack        calibrates every example on reference models that did and did not train on it
-                         (likelihood-ratio tests): fit_reference(ReferenceOutputs), then score_examples on the target's logits.
+                         (likelihood-ratio tests): fit_reference(ReferenceOutputs), then score_examples on the
+                         target's logits.
   TargetQueryAttack      queries the target model itself (white-box gradients, perturbations, label-only
                          queries): statistic(target, ids) gives one value or feature row per example, then
                          fit / score / predict work on those values.
@@ -83,6 +84,12 @@ class TargetQueryAttack(abc.ABC):
   @abc.abstractmethod
   def predict(self, values: np.ndarray) -> np.ndarray:
     """bool [N]: the attack's own decision on `statistic` values."""
+
+  @property
+  def members_(self) -> str | None:
+    """After fit: "higher" or "lower", the side of a one-value statistic that attack-train's members lay on (the
+    report shows it); None for an attack without such a side."""
+    return None
 
 
 CONTRACTS = (LabelledOutputsAttack, ReferenceAttack, TargetQueryAttack)

@@ -83,7 +83,7 @@ def signal_statistics(attack, values: np.ndarray, is_member: np.ndarray, seconds
   """What the report and docs say of a signal: the fitted side of members and the raw means on attack-test."""
   found = {"seconds": seconds}
   if values.ndim == 1:
-    if hasattr(attack, "members_"):  # the side of the threshold members were on (the package's signal attacks)
+    if attack.members_ is not None:
       found["members"] = attack.members_
     found.update(member_mean=float(values[is_member].mean()),
                  nonmember_mean=float(values[~is_member].mean()), member_median=float(np.median(values[is_member])),
@@ -116,8 +116,8 @@ def attack_targets(cut: attack_runs.AttackRun, targets: list, attack_configs: di
   """Every attack on each target's own attack-train / attack-test parts of the cut; results written once."""
   layout, settings = cut.ctx.layout, cut.ctx.config.adversarial
   results = cut.evaluate_pairs("adversarial", targets, lambda t: [t], attack_configs, own_outputs(cut))
-  (train_ids, train_member) = cut.part("train")
-  (test_ids, test_member) = cut.part("test")
+  train_ids, train_member = cut.part("train")
+  test_ids, test_member = cut.part("test")
   stats_path = os.path.join(adversarial_dir(layout, cut.size), "statistics.json")
   statistics = io.read_json(stats_path) if os.path.exists(stats_path) else {}
   for target in targets:
