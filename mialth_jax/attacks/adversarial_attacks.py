@@ -111,7 +111,6 @@ def _flag(attack: str, name: str, value) -> bool:
   return bool(value)
 
 
-@ATTACKS.register("adversarial_tv")
 class AdversarialTV(SignalAttack):
   kind = "tv"
   name = "adversarial_tv"
@@ -133,7 +132,6 @@ class AdversarialTV(SignalAttack):
                 random_start=self.random_start, output=self.output, per_eps=self.per_eps)
 
 
-@ATTACKS.register("input_gradient_norm")
 class InputGradientNorm(SignalAttack):
   kind = "grad_norm"
   name = "input_gradient_norm"
@@ -146,7 +144,6 @@ class InputGradientNorm(SignalAttack):
     return dict(norm=self.norm)
 
 
-@ATTACKS.register("minimal_perturbation")
 class MinimalPerturbation(SignalAttack):
   kind = "min_eps"
   name = "minimal_perturbation"
@@ -165,7 +162,6 @@ class MinimalPerturbation(SignalAttack):
                 step_fraction=self.step_fraction)
 
 
-@ATTACKS.register("hopskipjump")
 class HopSkipJump(SignalAttack):
   kind = "hsj_distance"
   name = "hopskipjump"
@@ -184,7 +180,6 @@ class HopSkipJump(SignalAttack):
                 init_size=self.init_size)
 
 
-@ATTACKS.register("augmentation_robustness")
 class AugmentationRobustness(SignalAttack):
   kind = "augmentation"
   name = "augmentation_robustness"
@@ -200,6 +195,8 @@ class AugmentationRobustness(SignalAttack):
 
 SIGNAL_ATTACKS = {cls.name: cls for cls in (AdversarialTV, InputGradientNorm, MinimalPerturbation, HopSkipJump,
                                             AugmentationRobustness)}
+for _name, _cls in SIGNAL_ATTACKS.items():  # registered under their `name`, in this order
+  ATTACKS.register(_name, _cls)
 
 
 @ATTACKS.register("adversarial_features")
