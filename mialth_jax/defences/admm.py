@@ -70,7 +70,6 @@ def after_step(state: dict, weights: list, done: jax.Array) -> dict:
   return jax.lax.cond(at_end, round_end, lambda s: s, state)
 
 
-
 def _loss_term(state: dict, params, logits, batch: step_hooks.StepBatch) -> jax.Array:
   del logits
   return proximal_term(state, masks.prunable_leaves(params, batch.state.mask))
@@ -117,11 +116,15 @@ class Admm(phase.FineTuned):
   title = "ADMM pruning"
 
   def plan(self, config, planned):
-    rule, specs = config.defences.rule, []
-    for s in phase.sparsities(config):
-      specs += [ModelSpec(f"admm_train_{tag(s)}", "admm_train", 0.0, "dense", rule, "trained", (("sparsity", s),)),
-                ModelSpec(f"admm_{tag(s)}", "admm", s, f"admm_train_{tag(s)}", rule, "trained")]
-    return specs
+    return [spec for s in phase.sparsities(config) for spec in phase_pair("admm", s, config.defences.rule)]
+
+
+def phase_pair(kind: str, sparsity: float, rule: str, suffix: str = "", options: tuple = ()) -> list[ModelSpec]:
+  """The W-phase model `<kind>_train_s80<suffix>` (from trained dense, its mask dense) and the model hard-pruned from
+  it and fine-tuned, `<kind>_s80<suffix>`; `options` go to both, the sparsity to the W-phase's as an option."""
+  train = f"{kind}_train_{tag(sparsity)}{suffix}"
+  return [ModelSpec(train, f"{kind}_train", 0.0, "dense", rule, "trained", (*options, ("sparsity", sparsity))),
+          ModelSpec(f"{kind}_{tag(sparsity)}{suffix}", kind, sparsity, train, rule, "trained", options)]
 
 
 def _validate(config) -> None:

@@ -6,8 +6,6 @@ without a warm-up (the dense model it starts from was the warm-up).
 from mialth_jax.defences import admm, minmax, phase
 from mialth_jax.lottery import recipes
 
-ModelSpec, tag = recipes.ModelSpec, recipes.sparsity_tag
-
 
 @recipes.RECIPES.register("admm_minmax_train")
 class AdmmMinMaxTrain(admm.AdmmTrain):
@@ -24,15 +22,9 @@ class AdmmMinMax(admm.Admm):
   title = "ADMM + Min-Max"
 
   def plan(self, config, planned):
-    rule, specs = config.defences.rule, []
-    for s in phase.sparsities(config):
-      for lam in config.defences.minmax.combined_lambdas:
-        name = f"admm_minmax_{tag(s)}_l{lam:g}"
-        options = (("lambda", float(lam)),)
-        train = f"admm_minmax_train_{tag(s)}_l{lam:g}"
-        specs += [ModelSpec(train, "admm_minmax_train", 0.0, "dense", rule, "trained", (*options, ("sparsity", s))),
-                  ModelSpec(name, "admm_minmax", s, train, rule, "trained", options)]
-    return specs
+    rule = config.defences.rule
+    return [spec for s in phase.sparsities(config) for lam in config.defences.minmax.combined_lambdas
+            for spec in admm.phase_pair("admm_minmax", s, rule, f"_l{lam:g}", (("lambda", float(lam)),))]
 
   def state(self, ctx, spec):
     return {**super().state(ctx, spec), "minmax": minmax.game_state(ctx, spec, self.first_step(ctx, spec))}
