@@ -65,8 +65,8 @@ def check_matches(stored, target) -> None:
     if name not in have or name not in want:
       raise ValueError(f"{name} is {'missing' if name in want else 'not in the model'}")
     if have[name] != want[name]:
-      (shape, dtype) = have[name]
-      (want_shape, want_dtype) = want[name]
+      shape, dtype = have[name]
+      want_shape, want_dtype = want[name]
       raise ValueError(f"{name} is {dtype} {shape}, the model needs {want_dtype} {want_shape}")
 
 
@@ -75,17 +75,16 @@ def restore(path: str, like):
   if not exists(path):
     raise CheckpointError(f"{path}: no finished checkpoint there")
   target = _abstract(like)
-  try:
-    with ocp.StandardCheckpointer() as checkpointer:
+  with ocp.StandardCheckpointer() as checkpointer:
+    try:
       check_matches(checkpointer.metadata(os.path.abspath(path)).item_metadata.tree, target)
-  except (ValueError, KeyError, TypeError, AttributeError, FileNotFoundError) as e:
-    raise CheckpointError(f"{path}: checkpoint does not match the model ({str(e).splitlines()[0]})") from e
-  try:
-    with ocp.StandardCheckpointer() as checkpointer:
+    except (ValueError, KeyError, TypeError, AttributeError, FileNotFoundError) as e:
+      raise CheckpointError(f"{path}: checkpoint does not match the model ({str(e).splitlines()[0]})") from e
+    try:
       return jax.block_until_ready(checkpointer.restore(os.path.abspath(path), target))
-  except Exception as e:  # TensorStore's and XLA's errors of a truncated or damaged file; read now, not at first use
-    cause = str(e).splitlines()[0].split(" See full TensorStore details")[0][:160]
-    raise CheckpointError(f"{path}: damaged checkpoint, it cannot be read ({cause}); {DAMAGED_WAY_OUT}") from e
+    except Exception as e:  # TensorStore's and XLA's errors of a truncated or damaged file: read now, not at first use
+      cause = str(e).splitlines()[0].split(" See full TensorStore details")[0][:160]
+      raise CheckpointError(f"{path}: damaged checkpoint, it cannot be read ({cause}); {DAMAGED_WAY_OUT}") from e
 
 
 def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
