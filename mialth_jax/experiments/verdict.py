@@ -66,8 +66,8 @@ class Judgement:
       return f"No verdict ({PROTOCOL} protocol, every ticket vs the dense model)."
     v = self.verdicts[0]
     return (f"Attack set n{v.size} ({v.num_examples} attack-test examples), the attack with the highest ROC AUC on "
-            f"{v.dense} among the {' and '.join(candidate_protocols())} protocols' attacks; paired bootstrap of the ROC AUC difference (ticket - "
-            f"{v.dense}); \"higher\" / \"lower\" only when its 95 % CI excludes 0.")
+            f"{v.dense} among the {' and '.join(candidate_protocols())} protocols' attacks; paired bootstrap of the "
+            f"ROC AUC difference (ticket - {v.dense}); \"higher\" / \"lower\" only when its 95 % CI excludes 0.")
 
   @property
   def lines(self) -> list[str]:
@@ -81,12 +81,13 @@ def _scores(layout: layout_lib.RunLayout, size: int, model: str, protocol: str, 
 
 
 def own_output_results(layout: layout_lib.RunLayout) -> list[dict]:
-  """The metadata (protocol, source, target, attack, size) of the finished results of `candidate_protocols()` on a model's own
-  outputs."""
+  """The metadata (protocol, source, target, attack, size) of the finished results of `candidate_protocols()` on a
+  model's own outputs."""
+  candidates = candidate_protocols()
   found = []
   for json_path, _ in layout.finished_results():
     meta = io.read_json(json_path)
-    if meta["protocol"] in candidate_protocols() and meta["source"] == meta["target"]:
+    if meta["protocol"] in candidates and meta["source"] == meta["target"]:
       found.append({k: meta[k] for k in ("protocol", "source", "target", "attack", "size")})
   return found
 
@@ -95,8 +96,8 @@ def own_output_results(layout: layout_lib.RunLayout) -> list[dict]:
 class Choice:
   """Which attack and which baseline answer "did this model change leakage?", for every section that asks it: the
   baseline is the run's dense model; the attack set is the paper protocol's largest; the attack is the strongest on
-  the baseline (highest ROC AUC among `candidate_protocols()`' attacks on its own outputs) among those with a result on the model
-  compared, else the strongest overall (then missing for that model)."""
+  the baseline (highest ROC AUC among `candidate_protocols()`' attacks on its own outputs) among those with a result
+  on the model compared, else the strongest overall (then missing for that model)."""
   baseline: str
   size: int
   auc: dict               # {(protocol, attack): ROC AUC on the baseline}
@@ -115,7 +116,8 @@ def choose(summaries: dict, results: list[dict], auc_of=None) -> Choice | str:
   dense = layout_lib.select(summaries, kind="dense")
   if not dense:
     return "no finished dense model"
-  own = [r for r in results if r["protocol"] in candidate_protocols() and r["source"] == r["target"]]
+  candidates = candidate_protocols()
+  own = [r for r in results if r["protocol"] in candidates and r["source"] == r["target"]]
   sizes = {r["size"] for r in own if r["protocol"] == PROTOCOL}
   if not sizes:
     return f"no {PROTOCOL}-protocol attack results (attacks.protocols must include {PROTOCOL})"
