@@ -70,7 +70,7 @@ config_sections.register("lottery", "the models of the run: dense, its tickets a
     "keep_first_conv": (False, "never prune the first convolution"),
     "keep_classifier": (False, "never prune the classifier"),
     "rewind_step": (0, "0: rewind to w0 (the paper); k > 0: late rewinding to step k"),
-    "controls": ((), "more recipes, in order: random_prune, random_reinit or any registered recipe (--help: lottery.controls)"),
+    "controls": ((), "more recipes, trained in this order: random_prune, random_reinit or any registered recipe"),
 })
 config_sections.register("attacks", "membership inference on every model (experiments/, attacks/)", {
     "protocols": (("paper",), "paper, transfer or any registered protocol, run in this order"),

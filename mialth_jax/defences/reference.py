@@ -5,8 +5,9 @@ a seeded draw from the run's unused training images (`splits.unused_train`: trai
 `defences.minmax.reference_size` of them (-1: half of them). The draw is a pure function of (seed, splits, config), so
 every process and every launch makes the same one, and it is recorded in `<workdir>/minmax_reference.npz` on first use
 (and checked against the draw afterwards). They are registered as reserved ids (data.reserved), which
-`experiments.attack_runs.nonmember_pool` leaves out, so no attack set and no shadow model ever holds one: the evaluation's non-members are disjoint from D' by construction, and
-`check_disjoint` says so again before any Min-Max training.
+`experiments.attack_runs.nonmember_pool` leaves out, so no attack set and no shadow model ever holds one: the
+evaluation's non-members are disjoint from D' by construction, and `check_disjoint` says so again before any Min-Max
+training.
 
 A shadow run (the shadow protocol's attacker trains its shadows with the same defence) holds only members in its
 splits; the protocol hands it the target's reference ids, recorded in the shadow's folder before it trains: an

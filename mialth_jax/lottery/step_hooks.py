@@ -55,8 +55,8 @@ REPLACING = ("objective", "gradients", "optimizer_state")
 
 
 def active(extra) -> list[tuple[str, StepHook]]:
-  """(name, hook) of every registered hook with a slot in `extra`, in registration order; a key of `extra` that no
-  hook owns is a bug of the recipe that made it."""
+  """(name, hook) of every registered hook with a slot in `extra`, by `order` (then registration order); a key of
+  `extra` that no hook owns is a bug of the recipe that made it."""
   if not isinstance(extra, dict):
     return []
   unknown = sorted(set(extra) - set(STEP_HOOKS))

@@ -70,17 +70,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
       section.validate(config)
 
 
-def comments() -> dict[str, str]:
-  """{dotted field or section path: comment} of every registered section and field."""
-  found = {}
-  for section in SECTIONS.values():
-    prefix = f"{section.path}." if section.path else ""
-    if section.path:
-      found[section.path] = section.comment
-    found.update({prefix + name: text for name, (_, text) in section.fields.items()})
-  return found
-
-
 def describe(config: ml_collections.ConfigDict) -> list[tuple[str, object, str]]:
   """(dotted name, value in `config`, comment) of every registered section and field, in registration order; a
   section's value is None, a field holding a dict (e.g. attacks.models) gives it whole."""
