@@ -30,14 +30,25 @@ def ctx(tmp_path_factory):
   return context_lib.setup(tiny_config(), str(tmp_path_factory.mktemp("zoo")))
 
 
-def test_each_model_trains_on_a_random_half_and_each_example_is_in_about_half():
-  keep = zoo.random_subsets(64, 1001, 500, seed=0)
-  assert keep.shape == (64, 1001) and np.all(keep.sum(0) == 32)
-  assert np.all(np.abs(keep.sum(1) - 500.5) < 0.1 * 500)
-  assert np.array_equal(keep, zoo.random_subsets(64, 1001, 500, seed=0))
-  assert not np.array_equal(keep, zoo.random_subsets(64, 1001, 500, seed=1))
-  third = zoo.random_subsets(16, 900, 300, seed=0)  # a target trained on a third of the pool
-  assert np.all(third.sum(0) == 5) and np.all(np.abs(third.sum(1) - 281) < 0.15 * 281)
+@pytest.mark.parametrize("num_models,pool_size,subset_size", [(64, 1001, 500), (16, 1797, 898), (16, 10860, 5000),
+                                                               (8, 12000, 5000), (16, 900, 300), (3, 10, 7)])
+def test_each_model_trains_on_exactly_the_members_count_and_each_example_is_in_floor_or_ceil(num_models, pool_size,
+                                                                                              subset_size):
+  keep = zoo.random_subsets(num_models, pool_size, subset_size, seed=0)
+  share = num_models * subset_size / pool_size
+  assert keep.shape == (num_models, pool_size) and np.all(keep.sum(1) == subset_size)
+  assert set(keep.sum(0).tolist()) <= {np.floor(share), np.ceil(share)}
+  assert np.array_equal(keep, zoo.random_subsets(num_models, pool_size, subset_size, seed=0))
+  assert not np.array_equal(keep, zoo.random_subsets(num_models, pool_size, subset_size, seed=1))
+
+
+def test_membership_is_close_to_independent_across_examples():
+  """The repair moves few entries: the number of models holding two examples spreads like that of two independent
+  columns of 32 of 64 models each (hypergeometric: mean 16, variance 32 * 1/2 * 1/2 * 32/63)."""
+  keep = zoo.random_subsets(64, 1001, 500, seed=0).astype(float)
+  together = (keep.T @ keep)[~np.eye(1001, dtype=bool)]
+  assert abs(together.mean() - 16) < 0.1
+  assert abs(together.std() - np.sqrt(32 * 0.25 * 32 / 63)) < 0.05 * np.sqrt(32 * 0.25 * 32 / 63)
 
 
 def test_the_vectorised_zoo_equals_sequential_training_of_the_same_models(ctx):
@@ -104,7 +115,11 @@ def test_the_zoo_phase_writes_keep_logits_and_tickets_with_exact_zeros(ctx):
   assert set(summaries) == {"dense", "ticket_s80"}
   keep = np.load(layout.zoo("keep.npy"))
   n = len(ExampleSource(ctx.dataset))
-  assert keep.shape == (NUM_MODELS, n)
+  assert keep.shape == (NUM_MODELS, n) and np.all(keep.sum(1) == len(ctx.splits.members))  # trained like the target
+  recorded = io.read_json(layout.zoo("zoo.json"))
+  assert recorded["subset_size"] == len(ctx.splits.members) and recorded["steps"] == ctx.total_steps
+  last = [io.read_jsonl(layout.zoo(name, "metrics.jsonl"))[-1]["step"] for name in summaries]
+  assert all(s["steps"] == ctx.total_steps for s in summaries.values()) and last == [ctx.total_steps] * 2
   for name in summaries:
     logits = np.load(layout.zoo(name, "logits.npy"))
     assert logits.shape == (NUM_MODELS, n, 2, 10) and np.isfinite(logits).all()

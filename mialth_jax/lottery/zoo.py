@@ -1,8 +1,9 @@
 """A zoo of S reference models trained in one jitted program: the models axis is sharded over the mesh.
 
-Each model trains on its own seeded random subset of a population pool, as large as the target's member set
-(`random_subsets`; half of the pool when the target trained on half): every example is IN for a fixed share of the
-models (the membership matrix `keep [S, N]`) and OUT for the rest: what LiRA and RMIA calibrate against.
+Each model trains on its own seeded random subset of a population pool, exactly as large as the target's member set
+(`random_subsets`; half of the pool when the target trained on half), for the target's number of steps: every example
+is IN for floor or ceil of S * m / N models (the membership matrix `keep [S, N]`) and OUT for the rest: what LiRA and
+RMIA calibrate against.
 Parameters, batch statistics, optimiser states and masks are stacked on a leading models axis, split over the
 devices; every model gathers its own batch from the device-resident pool inside the step. Each model's init, data
 order and batches are those of a sequential run with its seed (`tests/test_zoo.py` checks the two agree to float tolerance); augmentation
@@ -27,13 +28,33 @@ from mialth_jax.lottery import train_state as state_lib
 
 
 def random_subsets(num_models: int, pool_size: int, subset_size: int, seed: int) -> np.ndarray:
-  """keep [S, N]: each model trains on about `subset_size` seeded random examples of the pool (the target's member
-  count: LiRA's reference models must train like the target), and every example is a member of exactly
-  round(S * subset_size / N) models, at least one and at most S - 1 (LiRA's balanced construction: online LiRA
-  has IN and OUT models for every example). subset_size = N / 2 gives random halves."""
-  rng = np.random.default_rng([seed, 0x200])
-  per_example = min(max(int(round(num_models * subset_size / pool_size)), 1), num_models - 1)
-  return rng.random((num_models, pool_size)).argsort(axis=0) < per_example
+  """keep [S, N]: model s trains on exactly `subset_size` seeded random examples of the pool (the target's member
+  count: LiRA's reference models must train like the target), and every example is a member of floor or ceil of
+  S * subset_size / N models (LiRA's balanced construction; online LiRA needs IN and OUT models for an example).
+
+  Each example first joins its count of models drawn at random (the counts floor or ceil, the ceil ones drawn at
+  random, so the total is S * subset_size); then, while a model holds more examples than `subset_size`, one of its
+  examples that a model holding fewer lacks is moved to that model (a random such example and pair): column counts
+  are kept and every row reaches `subset_size` exactly. subset_size = N / 2 gives random halves.
+  """
+  if not 0 < subset_size <= pool_size or num_models < 1:
+    raise ValueError(f"random_subsets: need 0 < subset_size <= pool_size and num_models >= 1, got {subset_size}, "
+                     f"{pool_size}, {num_models}")
+  rng = np.random.default_rng([seed, 0x201])
+  total = num_models * subset_size
+  counts = np.full(pool_size, total // pool_size)
+  counts[rng.permutation(pool_size)[:total % pool_size]] += 1
+  keep = rng.random((num_models, pool_size)).argsort(axis=0) < counts
+  for _ in range(total):  # each move lowers the excess of the rows by one
+    sizes = keep.sum(axis=1)
+    over, under = np.flatnonzero(sizes > subset_size), np.flatnonzero(sizes < subset_size)
+    if not len(over):
+      return keep
+    src, dst = rng.choice(over), rng.choice(under)
+    movable = np.flatnonzero(keep[src] & ~keep[dst])
+    moved = rng.choice(movable)
+    keep[src, moved], keep[dst, moved] = False, True
+  raise AssertionError("random_subsets: rows not balanced")  # unreachable: total moves bound the excess
 
 
 ZOO_SEED_OFFSET = 2000  # zoo seeds differ from the target's (seed) and the single shadow's (seed + 1000)

@@ -15,14 +15,17 @@ from absl import logging
 
 from mialth_jax import errors, inference
 from mialth_jax.data.examples import ExampleSource
-from mialth_jax.lottery import masks, recipes, train_state as state_lib, zoo
+from mialth_jax.lottery import masks, recipes, zoo
 from mialth_jax.utils import checkpoint, hosts, io, progress
 
 
 def zoo_settings(ctx) -> dict:
-  """What defines the zoo's models; a zoo recorded with other settings is refused, not mixed with new models."""
+  """What defines the zoo's models; a zoo recorded with other settings is refused, not mixed with new models. Every
+  zoo model trains like the target: on `subset_size` (the target's member count) examples for `steps` (the target's
+  steps); a zoo recorded before these were fixed (its models on about that many examples) lacks them and is refused."""
   return {"num_models": ctx.config.zoo.num_models, "queries": list(ctx.config.zoo.queries), "seed": ctx.config.seed,
-          "pool_size": len(ExampleSource(ctx.dataset)), "subset_size": len(ctx.splits.members)}
+          "pool_size": len(ExampleSource(ctx.dataset)), "subset_size": len(ctx.splits.members),
+          "steps": ctx.total_steps, "steps_per_epoch": ctx.steps_per_epoch}
 
 
 def record_zoo(ctx) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +36,12 @@ def record_zoo(ctx) -> tuple[np.ndarray, np.ndarray]:
     if recorded != settings:
       raise errors.ConfigError(f"{layout.zoo('zoo.json')}: the zoo was trained with other settings ({recorded}); "
                                "move shadows/ away to train a new one")
-    return np.load(layout.zoo("keep.npy")), np.load(layout.zoo("seeds.npy"))
+    keep = io.read_npy(layout.zoo("keep.npy"))
+    if keep.shape != (settings["num_models"], settings["pool_size"]) or np.any(keep.sum(1) != settings["subset_size"]):
+      raise errors.UserError(f"{layout.zoo('keep.npy')}: expected {settings['num_models']} rows of "
+                             f"{settings['subset_size']} members over {settings['pool_size']} examples; it is damaged: "
+                             "move shadows/ away to train a new zoo")
+    return keep, io.read_npy(layout.zoo("seeds.npy"))
   keep = zoo.random_subsets(settings["num_models"], settings["pool_size"], len(ctx.splits.members), ctx.config.seed)
   seeds = zoo.model_seeds(ctx.config.seed, settings["num_models"])
 
@@ -86,7 +94,7 @@ def train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray
   model_masks = _model_masks(ctx, spec, num_models)
   if not checkpoint.exists(layout.zoo(spec.name, "mask")):
     checkpoint.save(layout.zoo(spec.name, "mask"), zoo.stack(model_masks))
-  total_steps, steps_per_epoch = state_lib.num_train_steps(ctx.config.train, int(keep.sum(1).min()))
+  total_steps, steps_per_epoch = ctx.total_steps, ctx.steps_per_epoch  # the target's: keep's rows hold its count
   if checkpoint.exists(layout.zoo(spec.name, "final")):  # trained; stopped while its logits were computed
     variables = checkpoint.restore(layout.zoo(spec.name, "final"), _abstract_zoo(ctx, num_models))
   else:

@@ -90,6 +90,17 @@ def write_npy(path: str, array: np.ndarray) -> None:
     np.save(f, array)
 
 
+def read_npy(path: str) -> np.ndarray:
+  """Reads one .npy array without pickle; anything else (object arrays, garbage, a truncated file) raises naming it."""
+  try:
+    array = np.load(path, allow_pickle=False)
+    if not isinstance(array, np.ndarray):
+      raise ValueError("an .npz archive, not a single .npy array")
+    return array
+  except (ValueError, EOFError, OSError) as e:
+    raise UnreadableFileError(f"{path}: not a readable .npy without pickle ({e})") from e
+
+
 def read_npz(path: str) -> dict[str, np.ndarray]:
   """Reads every array of an .npz without pickle; anything else (object arrays, garbage) raises naming the file."""
   try:
