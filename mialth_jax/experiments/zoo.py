@@ -6,6 +6,9 @@ its sparsity (each zoo model pruned from its own dense model and rewound, as the
 summary.json fields (kind, sparsity). The attack scores the target's outputs on attack-test under the zoo's queries
 (identity and flip); RMIA compares with a population of attack-train non-members. Members are predicted by the
 attack's own rule (no threshold is fitted on the target), so attack-train is used only as RMIA's population.
+
+Then every zoo model is a target too (`zoo_targets`: leave-one-out over the zoo, on every pool example, the run's
+model joining as one more target): the model-level comparison of tickets with dense.
 """
 import os
 
@@ -16,7 +19,7 @@ from mialth_jax import errors, layout as layout_lib
 from mialth_jax.attacks import contracts, reference as reference_lib, registry
 from mialth_jax.data import augment
 from mialth_jax.data.examples import ExampleSource
-from mialth_jax.experiments import attack_runs
+from mialth_jax.experiments import attack_runs, zoo_targets
 from mialth_jax.experiments.protocols import PROTOCOLS, Protocol
 from mialth_jax.lottery import zoo_pipeline
 from mialth_jax.utils import config_sections, io
@@ -70,6 +73,8 @@ class Zoo(Protocol):
           fitted = attack_runs.Scored(scores, scores > attack.decision_threshold)  # the attack's own rule, predict_examples
           attack_run.record("zoo", name, target, attack_name, attack_config, fitted)
         results[(name, name, attack_name)] = io.read_json(json_path)
+    zoo_targets.attack_all(attack_run, zoo_summaries, lambda kind: references.get(kind) or reference_outputs(ctx, kind),
+                           configs)
     return results
 
 

@@ -1,0 +1,106 @@
+"""Every zoo model a target: leave-one-out LiRA on a synthetic zoo reaches the analytic AUC, and the model-level
+comparison of two synthetic zoos recovers their known AUC shift."""
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from mialth_jax import layout as layout_lib
+from mialth_jax.attacks import reference as reference_lib
+from mialth_jax.experiments import zoo_targets
+from mialth_jax.lottery import zoo
+from mialth_jax.utils import io
+
+LIRA_OFFLINE_FIXED = {"type": "lira", "online": False, "fixed_variance": True}
+
+
+def synthetic_zoo(num_models: int, pool_size: int, shift: float, seed: int, keep=None,
+                  example_means=None) -> reference_lib.ReferenceOutputs:
+  """Two-class logits (phi, 0) with label 0, so LiRA's phi = log p_0 - log p_1 is exactly phi: OUT ~ N(mu_n, 1) and
+  IN ~ N(mu_n + shift, 1), mu_n ~ N(0, 2^2) per example (a global threshold cannot separate what LiRA can)."""
+  rng = np.random.default_rng(seed)
+  keep = zoo.random_subsets(num_models, pool_size, pool_size // 2, seed) if keep is None else keep
+  example_means = rng.normal(0, 2, pool_size) if example_means is None else example_means
+  phi = example_means + shift * keep + rng.normal(0, 1, (num_models, pool_size))
+  logits = np.stack([phi, np.zeros_like(phi)], axis=-1)[:, :, None, :]
+  return reference_lib.ReferenceOutputs(ids=np.arange(pool_size), labels=np.zeros(pool_size, np.int32),
+                                        logits=logits.astype(np.float32), keep=keep)
+
+
+def analytic_auc(shift: float) -> float:
+  """AUC of the likelihood-ratio test with known per-example Gaussians: members' phi - mu_n ~ N(shift, 1) against
+  non-members' N(0, 1)."""
+  return float(scipy_stats.norm.cdf(shift / np.sqrt(2)))
+
+
+def test_leave_one_out_lira_reaches_the_analytic_auc_within_its_interval_over_targets():
+  reference = synthetic_zoo(256, 500, shift=1.0, seed=0)  # 255 references: each per-example median is close to mu_n
+  targets, _ = zoo_targets.leave_one_out(reference, LIRA_OFFLINE_FIXED)
+  aucs = np.array([zoo_targets.roc_auc(s, m) for s, m in zip(targets.scores, targets.member)])
+  low, high = scipy_stats.t.interval(0.95, len(aucs) - 1, aucs.mean(), scipy_stats.sem(aucs))
+  assert low <= analytic_auc(1.0) <= high, (low, high, analytic_auc(1.0))
+  # A global threshold on phi ignores mu_n and sits far lower: the interval tells the two apart.
+  global_auc = np.mean([zoo_targets.roc_auc(np.asarray(reference.logits[s, :, 0, 0], np.float64), reference.keep[s])
+                        for s in range(256)])
+  assert high < analytic_auc(1.0) + 0.01 and global_auc < low - 0.1
+  assert np.array_equal(targets.member, reference.keep) and list(targets.names[:2]) == ["zoo_0", "zoo_1"]
+
+
+def test_the_run_target_joins_calibrated_on_every_zoo_model():
+  reference = synthetic_zoo(8, 200, shift=1.0, seed=1)
+  own = synthetic_zoo(1, 200, shift=1.0, seed=2)  # another model, its own membership
+  targets, _ = zoo_targets.leave_one_out(reference, LIRA_OFFLINE_FIXED, (own.logits[0], own.keep[0]))
+  assert targets.names[-1] == zoo_targets.TARGET and np.array_equal(targets.member[-1], own.keep[0])
+  direct, _ = zoo_targets.score_target(LIRA_OFFLINE_FIXED, reference, own.logits[0], own.keep[0], exclude=None)
+  np.testing.assert_array_equal(targets.scores[-1], direct)
+
+
+def _write_zoo_results(tmp_path, shifts: dict, attacks: dict, num_models=64, pool_size=500):
+  """A run folder holding leave-one-out results of synthetic zoos {kind: shift}; ticket s shares dense s's members."""
+  layout = layout_lib.RunLayout(str(tmp_path))
+  keep = zoo.random_subsets(num_models, pool_size, pool_size // 2, 0)
+  means = np.random.default_rng(9).normal(0, 2, pool_size)
+  for i, (kind, shift) in enumerate(shifts.items()):
+    reference = synthetic_zoo(num_models, pool_size, shift, seed=10 + i, keep=keep, example_means=means)
+    io.write_json(layout.zoo(kind, "summary.json"), {"name": kind, "kind": "dense" if kind == "dense" else "ticket",
+                                                     "sparsity": 0.0 if kind == "dense" else 0.8})
+    for name, config in attacks.items():
+      zoo_targets.record(layout, kind, name, config, *zoo_targets.leave_one_out(reference, config))
+  return layout
+
+
+def test_the_model_level_comparison_recovers_a_known_auc_shift(tmp_path):
+  layout = _write_zoo_results(tmp_path, {"dense": 1.0, "ticket_s80": 1.4}, {"lira_offline_fixed": LIRA_OFFLINE_FIXED})
+  found = {m.metric: m for m in zoo_targets.judge(layout.workdir)}
+  auc = found["roc_auc"]
+  expected = analytic_auc(1.4) - analytic_auc(1.0)  # 0.079
+  assert auc.pairs == 64 and auc.comparison["ci"][0] <= expected <= auc.comparison["ci"][1]
+  assert auc.direction == "higher" and auc.p_adjusted <= 2 * min(m.comparison["p_value"] for m in found.values())
+  assert "ticket_s80 vs dense over 64 model pairs: leakage higher" in auc.line()
+
+
+def test_no_shift_gives_no_detectable_difference(tmp_path):
+  layout = _write_zoo_results(tmp_path, {"dense": 1.0, "ticket_s80": 1.0}, {"lira_offline_fixed": LIRA_OFFLINE_FIXED},
+                              num_models=16, pool_size=300)
+  found = {m.metric: m for m in zoo_targets.judge(layout.workdir)}
+  assert found["roc_auc"].direction == "no detectable difference"
+
+
+def test_each_pair_is_judged_by_the_attack_strongest_on_the_other_pairs():
+  dense_auc = np.array([[0.90, 0.60, 0.60],    # attack 0: strong on pair 0 only
+                        [0.70, 0.70, 0.70]])   # attack 1: steady
+  # Pair 0's own 0.90 would pick attack 0 for it; on the other pairs attack 1 is stronger (0.70 vs 0.60).
+  np.testing.assert_array_equal(zoo_targets.chosen_per_pair(dense_auc), [1, 0, 0])
+  # Pair 1 and 2: attack 0 averages (0.90 + 0.60) / 2 = 0.75 over the others, above attack 1's 0.70.
+  brute = [int(np.argmax(np.delete(dense_auc, p, axis=1).mean(axis=1))) for p in range(3)]
+  assert brute == [1, 0, 0]
+
+
+@pytest.mark.parametrize("level", [0.01, 0.001])
+def test_pooled_tpr_is_measured_only_with_enough_nonmembers(level):
+  reference = synthetic_zoo(16, 500, shift=1.0, seed=3)
+  targets, _ = zoo_targets.leave_one_out(reference, LIRA_OFFLINE_FIXED)
+  summary = zoo_targets.summarise(targets)
+  one = summary["per_target"]["zoo_0"][f"tpr_at_fpr_{level}"]
+  pooled = summary["pooled"][f"tpr_at_fpr_{level}"]
+  assert one["num_nonmembers"] == 250 and pooled["num_nonmembers"] == 16 * 250
+  assert one["estimable"] == (250 * level >= 10) and pooled["estimable"] == (4000 * level >= 10)
