@@ -27,6 +27,7 @@ BUILTIN = (
     # protocols beyond the core's paper and transfer
     "mialth_jax.experiments.shadow",
     "mialth_jax.experiments.zoo",
+    "mialth_jax.experiments.zoo_targets",
     "mialth_jax.experiments.adversarial",
     # report sections
     "mialth_jax.report.leakage_verdict",

@@ -93,8 +93,7 @@ def test_the_verdict_opens_the_report(run, tmp_path):
   report = open(markdown.write([collect.load_run(run, num_bootstrap=100)], str(tmp_path), preamble="# Mine")).read()
   headings = [l for l in report.splitlines() if l.startswith("#")]
   assert headings[:3] == ["# Mine", "## Did pruning change leakage?", "## Runs"]
-  config = io.read_json(os.path.join(run, "config.json"))
-  judgement = verdict.judge(run, config["attacks"]["num_bootstrap"], config["seed"])
+  judgement = verdict.judge(run).adjusted()
   assert [v.ticket for v in judgement.verdicts] == ["ticket_s80"] and judgement.verdicts[0].size == 600
   assert f"- {judgement.verdicts[0].line()}" in _section(report, "## Did pruning change leakage?")
 

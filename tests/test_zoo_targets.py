@@ -5,7 +5,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from mialth_jax import layout as layout_lib
-from mialth_jax.attacks import reference as reference_lib
+from mialth_jax.attacks import reference as reference_lib, stats
 from mialth_jax.experiments import zoo_targets
 from mialth_jax.lottery import zoo
 from mialth_jax.utils import io
@@ -68,9 +68,15 @@ def _write_zoo_results(tmp_path, shifts: dict, attacks: dict, num_models=64, poo
   return layout
 
 
+def _judged(workdir: str) -> dict:
+  """{metric: ModelLevel} with Holm-adjusted p-values over the run's comparisons."""
+  found = zoo_targets.judge(workdir)
+  return {m.metric: m.adjusted(p) for m, p in zip(found, stats.holm([m.p_value for m in found]))}
+
+
 def test_the_model_level_comparison_recovers_a_known_auc_shift(tmp_path):
   layout = _write_zoo_results(tmp_path, {"dense": 1.0, "ticket_s80": 1.4}, {"lira_offline_fixed": LIRA_OFFLINE_FIXED})
-  found = {m.metric: m for m in zoo_targets.judge(layout.workdir)}
+  found = _judged(layout.workdir)
   auc = found["roc_auc"]
   expected = analytic_auc(1.4) - analytic_auc(1.0)  # 0.079
   assert auc.pairs == 64 and auc.comparison["ci"][0] <= expected <= auc.comparison["ci"][1]
@@ -81,7 +87,7 @@ def test_the_model_level_comparison_recovers_a_known_auc_shift(tmp_path):
 def test_no_shift_gives_no_detectable_difference(tmp_path):
   layout = _write_zoo_results(tmp_path, {"dense": 1.0, "ticket_s80": 1.0}, {"lira_offline_fixed": LIRA_OFFLINE_FIXED},
                               num_models=16, pool_size=300)
-  found = {m.metric: m for m in zoo_targets.judge(layout.workdir)}
+  found = _judged(layout.workdir)
   assert found["roc_auc"].direction == "no detectable difference"
 
 

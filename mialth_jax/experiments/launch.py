@@ -41,7 +41,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     pipeline.run_models(ctx)
     results = run_attacks(ctx, sizes)
     if jax.process_index() == 0:  # process 0 wrote the per-example scores the verdict reads
-      verdict.announce(workdir, config.attacks.num_bootstrap, config.seed)
+      verdict.announce(workdir)
     return results
 
 

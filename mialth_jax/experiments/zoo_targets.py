@@ -24,6 +24,7 @@ from absl import logging
 from mialth_jax import layout as layout_lib
 from mialth_jax.attacks import metrics, registry, stats
 from mialth_jax.attacks import reference as reference_lib
+from mialth_jax.experiments import verdict
 from mialth_jax.utils import hosts, io
 
 FPR_LEVELS = (0.01, 0.001)
@@ -176,7 +177,7 @@ def chosen_per_pair(dense_auc: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class ModelLevel:
-  """ticket - dense over model pairs, for one metric."""
+  """ticket - dense over model pairs, for one metric (a comparison of experiments.verdict.MODEL_LEVEL)."""
   ticket: str
   metric: str
   pairs: int
@@ -184,11 +185,21 @@ class ModelLevel:
   comparison: dict        # stats.paired_over_models
   p_adjusted: float = float("nan")
 
+  method = ("Model level: every zoo model attacked by the others (leave-one-out) and the run's model by all of them, "
+            "on every pool example; ticket - dense over the model pairs (each zoo ticket with the dense model it was "
+            "pruned from), Student-t interval over pairs and paired t-test; each pair judged by the attack with the "
+            "highest mean dense AUC on the other pairs.")
+
+  @property
+  def p_value(self) -> float:
+    return self.comparison["p_value"]
+
   @property
   def direction(self) -> str:
-    if not self.p_adjusted < 0.05:
-      return "no detectable difference"
-    return "higher" if self.comparison["mean_difference"] > 0 else "lower"
+    return verdict.direction(self.comparison["mean_difference"], self.p_adjusted)
+
+  def adjusted(self, p_adjusted: float) -> "ModelLevel":
+    return dataclasses.replace(self, p_adjusted=float(p_adjusted))
 
   def line(self) -> str:
     c = self.comparison
@@ -227,8 +238,7 @@ def model_level(layout: layout_lib.RunLayout) -> list[ModelLevel]:
   return results
 
 
+@verdict.MODEL_LEVEL.register("zoo_targets")
 def judge(workdir: str) -> list[ModelLevel]:
-  """model_level with Holm-adjusted p-values over its comparisons."""
-  found = model_level(layout_lib.RunLayout(workdir))
-  adjusted = stats.holm([m.comparison["p_value"] for m in found])
-  return [dataclasses.replace(m, p_adjusted=float(p)) for m, p in zip(found, adjusted)]
+  """model_level of the run in `workdir` (p-values not adjusted: experiments.verdict adjusts over a report)."""
+  return model_level(layout_lib.RunLayout(workdir))

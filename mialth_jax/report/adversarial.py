@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from mialth_jax.attacks import registry  # noqa: E402
 from mialth_jax.experiments import adversarial as protocol  # noqa: E402
 from mialth_jax.layout import RunLayout  # noqa: E402
-from mialth_jax.report import collect, names, plots, sections  # noqa: E402
+from mialth_jax.report import collect, fmt, names, plots, sections  # noqa: E402
 from mialth_jax.utils import io  # noqa: E402
 
 ACCESS = {"adversarial_tv": "white-box", "input_gradient_norm": "white-box", "minimal_perturbation": "white-box",
@@ -56,14 +56,14 @@ def members_side(r: dict, stats: dict) -> str:
 
 
 def attack_table(run: collect.Run, results: list[dict], stats: dict) -> list[str]:
-  lines = ["| model | attack | access | members (train / test) | ROC AUC [95 % CI] | TPR @ 0.1 % FPR [95 % CI] | "
-           "TPR @ 1 % FPR [95 % CI] |", "| --- | --- | --- | --- | --- | --- | --- |"]
+  lines = ["| model | attack | access | members (train / test) | ROC AUC [95 % CI] | "
+           "TPR @ 0.1 % FPR [exact 95 % CI] | TPR @ 1 % FPR [exact 95 % CI] |", "| --- | --- | --- | --- | --- | --- | --- |"]
   for name in targets(run, results):
     for r in sorted((r for r in results if r["target"] == name), key=lambda r: (
         list(ACCESS).index(r["attack_config"]["type"]) if r["attack_config"]["type"] in ACCESS else -1, r["attack"])):
       side = members_side(r, stats)
       lines.append(f"| {name} | {r['attack']} | {ACCESS.get(r['attack_config']['type'], 'outputs')} | {side} | "
-                   f"{_ci(r, 'roc_auc')} | {_ci(r, 'tpr_at_fpr_0.001')} | {_ci(r, 'tpr_at_fpr_0.01')} |")
+                   f"{_ci(r, 'roc_auc')} | {fmt.tpr(r, 0.001)} | {fmt.tpr(r, 0.01)} |")
   return lines
 
 

@@ -2,7 +2,7 @@
 paper's."""
 from mialth_jax.experiments.protocols import PROTOCOLS
 from mialth_jax.report import collect, names, plots, sections
-from mialth_jax.report.fmt import number, with_ci
+from mialth_jax.report.fmt import number, tpr, with_ci
 from mialth_jax.report.paper_figures import by_sparsity
 
 PAPER_ATTACK = collect.PAPER_ATTACK
@@ -15,14 +15,14 @@ def heading(runs, out: sections.Output) -> str:
 
 
 def attacks_table(run, protocol: str, size: int) -> list[str]:
-  lines = ["| model | attack | accuracy [95 % CI] | precision | recall | ROC AUC | advantage | TPR @ 0.1 % FPR | "
-           "TPR @ 1 % FPR |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+  lines = ["| model | attack | accuracy [95 % CI] | precision | recall | ROC AUC | advantage | "
+           "TPR @ 0.1 % FPR [exact 95 % CI] | TPR @ 1 % FPR [exact 95 % CI] |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
   for name in by_sparsity(run):
     for r in sorted(collect.select(run.attacks, protocol=protocol, source=name, target=name, size=size),
                     key=lambda r: r["attack"]):
       lines.append(f"| {name} | {r['attack']} | {with_ci(r)} | {number(r['precision'])} | {number(r['recall'])} | "
-                   f"{number(r['roc_auc'])} | {number(r['advantage'])} | {with_ci(r, 'tpr_at_fpr_0.001')} | "
-                   f"{with_ci(r, 'tpr_at_fpr_0.01')} |")
+                   f"{number(r['roc_auc'])} | {number(r['advantage'])} | {tpr(r, 0.001)} | {tpr(r, 0.01)} |")
   return lines
 
 

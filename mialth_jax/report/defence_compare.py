@@ -3,6 +3,7 @@ import numpy as np
 
 from mialth_jax.attacks import compare
 from mialth_jax.attacks.inputs import AttackError
+from mialth_jax.experiments import verdict
 from mialth_jax.utils import io
 
 
@@ -17,8 +18,9 @@ class Comparisons:
 
   def versus(self, base, other, metric: str = "roc_auc") -> compare.Difference | None:
     """`metric` of `other` minus `base`, paired over their common attack-test examples: ROC AUC of the verdict's
-    attack for `other` on both (None where `base` has no result of it); attack accuracy of each one's most accurate
-    adaptive attack (as the paper's "attack accuracy" means)."""
+    attack for `other` on both, on the judged half with DeLong's interval and p-value (verdict.judged_difference;
+    None where `base` has no result of it); attack accuracy of each one's most accurate adaptive attack (as the
+    paper's "attack accuracy" means), paired bootstrap over all attack-test examples."""
     if metric == "roc_auc":
       mine = base.result(other.attack["protocol"], other.attack["attack"])
       if mine is None:
@@ -26,13 +28,17 @@ class Comparisons:
       paths = (mine["scores_path"], other.attack["scores_path"])
     else:
       paths = (base.strongest(metric)["scores_path"], other.strongest(metric)["scores_path"])
-    if paths not in self._done:
+    if (paths, metric) not in self._done:
       a, b = (io.read_npz(path) for path in paths)
       if not (np.array_equal(a["ids"], b["ids"]) and np.array_equal(a["is_member"], b["is_member"])):
         raise AttackError(f"{paths[1]}: other attack-test examples than {paths[0]}")
-      self._done[paths] = compare.paired_difference(a["is_member"], a["scores"], a["predicted"], b["scores"],
-                                                    b["predicted"], num_bootstrap=self.num_bootstrap, seed=self.seed)
-    return self._done[paths][metric]
+      if metric == "roc_auc":
+        self._done[(paths, metric)] = verdict.judged_difference(a, b)
+      else:
+        self._done[(paths, metric)] = compare.paired_difference(
+            a["is_member"], a["scores"], a["predicted"], b["scores"], b["predicted"],
+            num_bootstrap=self.num_bootstrap, seed=self.seed)[metric]
+    return self._done[(paths, metric)]
 
 
 def accuracy_cost(base, other) -> tuple[float, tuple[float, float]]:

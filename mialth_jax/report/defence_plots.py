@@ -1,8 +1,9 @@
-"""The privacy-utility chart of the defences section: test accuracy against the strongest adaptive attack's ROC AUC
-and TPR at 0.1 % FPR, one point per model, one marker per defence family."""
+"""The privacy-utility chart of the defences section: test accuracy against the strongest attack's ROC AUC and TPR at
+1 % FPR (exact intervals; left empty where the non-members are too few to measure it), one point per model, one marker
+per defence family."""
 import numpy as np
 
-from mialth_jax.report import plots
+from mialth_jax.report import fmt, plots
 from mialth_jax.utils import io
 
 plt = plots.plt  # matplotlib with the Agg backend, as plots sets it up
@@ -15,7 +16,7 @@ def _tag(row) -> str:
 
 
 def privacy_utility(runs, found: dict, path: str) -> str:
-  """One row of two panels per run (AUC, TPR @ 0.1 % FPR vs test accuracy), 95 % intervals on both axes; ADMM's
+  """One row of two panels per run (AUC, TPR @ 1 % FPR vs test accuracy), 95 % intervals on both axes; ADMM's
   W-phase models (not pruned yet) are left out."""
   shown = [run for run in runs if found.get(run.label)]
   fig, axes = plt.subplots(len(shown) or 1, 2, figsize=(12, 4.2 * max(1, len(shown))), squeeze=False)
@@ -27,19 +28,24 @@ def privacy_utility(runs, found: dict, path: str) -> str:
         continue
       x = np.array([r.test_accuracy for r in mine])
       xerr = np.abs(np.array([r.test_ci for r in mine]).T - x)
-      for ax, metric in ((ax_auc, "roc_auc"), (ax_tpr, "tpr_at_fpr_0.001")):
-        y = np.array([r.attack[metric] for r in mine])
-        yerr = np.abs(np.array([r.attack[f"{metric}_ci"] for r in mine]).T - y)
+      measured = [fmt.tpr_measure(r.attack, 0.01) for r in mine]
+      intervals = {"roc_auc": [r.attack["roc_auc_ci"] for r in mine], "tpr": [m["ci"] for m in measured]}
+      for ax, metric in ((ax_auc, "roc_auc"), (ax_tpr, "tpr")):
+        if metric == "tpr" and not all(m["estimable"] for m in measured):
+          continue
+        y = np.array([r.attack[metric] if metric == "roc_auc" else m["tpr"] for r, m in zip(mine, measured)])
+        yerr = np.abs(np.array(intervals[metric]).T - y)
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, capsize=2, markersize=9 if kind == "dense" else 6,
-                    label=mine[0].label.split(",")[0] if ax is ax_tpr else None)
+                    label=mine[0].label.split(",")[0] if ax is ax_auc else None)
         for r, xi, yi in zip(mine, x, y):
           ax.annotate(_tag(r), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=6)
     ax_auc.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax_auc.set(xlabel="test accuracy (95 % Wilson CI)", ylabel="strongest adaptive attack: ROC AUC (95 % CI)",
                title=f"{run.label}: privacy vs utility (lower right is better)")
-    ax_tpr.set(xlabel="test accuracy (95 % Wilson CI)", ylabel="that attack: TPR @ 0.1 % FPR (95 % CI)",
-               title=f"{run.label}: low-FPR leakage")
-    ax_tpr.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    enough = all(fmt.tpr_measure(r.attack, 0.01)["estimable"] for r in rows)
+    ax_tpr.set(xlabel="test accuracy (95 % Wilson CI)", ylabel="that attack: TPR @ 1 % FPR (exact 95 % CI)",
+               title=f"{run.label}: low-FPR leakage" + ("" if enough else " (too few non-members to measure)"))
+    ax_auc.legend(fontsize=7, loc="lower left")
     for ax in (ax_auc, ax_tpr):
       ax.grid(alpha=0.3)
   fig.tight_layout()

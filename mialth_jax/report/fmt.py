@@ -1,4 +1,5 @@
 """Number formats shared by the report's tables."""
+from mialth_jax.attacks import stats
 
 
 def number(x, digits: int = 3) -> str:
@@ -16,3 +17,18 @@ def with_ci(r: dict, key: str = "accuracy") -> str:
 def percent(fraction: float) -> str:
   """0.8 -> "80 %"."""
   return f"{fraction * 100:g} %"
+
+
+def tpr_measure(r: dict, level: float) -> dict:
+  """A result's TPR at FPR <= `level` as attacks.stats.tpr_at_fpr gives it: the exact (Clopper-Pearson) interval of
+  its true positives among the members, and whether its non-members give >= 10 expected false positives at `level`."""
+  members, nonmembers = r["num_members"], r["num_nonmembers"]
+  value = r[f"tpr_at_fpr_{level}"]
+  needed = stats.needed_nonmembers(level)
+  return {"tpr": value, "ci": stats.clopper_pearson(round(value * members), members), "num_members": members,
+          "num_nonmembers": nonmembers, "estimable": nonmembers >= needed, "needed_nonmembers": needed}
+
+
+def tpr(r: dict, level: float) -> str:
+  """A result's TPR at FPR <= `level` with its exact interval, or "-" and the non-members it would need."""
+  return stats.format_tpr(tpr_measure(r, level))
