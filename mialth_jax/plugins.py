@@ -39,6 +39,7 @@ BUILTIN = (
     "mialth_jax.report.transfer",
     "mialth_jax.report.gap",
     "mialth_jax.report.beyond",
+    "mialth_jax.report.zoo_targets",
     "mialth_jax.report.adversarial",
     "mialth_jax.report.leakage_plots",
 )

@@ -110,3 +110,14 @@ def test_pooled_tpr_is_measured_only_with_enough_nonmembers(level):
   pooled = summary["pooled"][f"tpr_at_fpr_{level}"]
   assert one["num_nonmembers"] == 250 and pooled["num_nonmembers"] == 16 * 250
   assert one["estimable"] == (250 * level >= 10) and pooled["estimable"] == (4000 * level >= 10)
+
+
+def test_the_reference_count_curve_reaches_leave_one_out_with_every_other_model():
+  reference = synthetic_zoo(9, 300, shift=1.0, seed=4)
+  configs = {"offline_fixed": LIRA_OFFLINE_FIXED, "online": {"type": "lira"}}
+  curve = zoo_targets.by_reference_count(reference, configs, (1, 2, 8), seed=0)
+  targets, _ = zoo_targets.leave_one_out(reference, LIRA_OFFLINE_FIXED)
+  every_other = np.mean([zoo_targets.roc_auc(s, m) for s, m in zip(targets.scores, targets.member)])
+  assert curve["offline_fixed"]["8"]["roc_auc"] == pytest.approx(every_other, abs=1e-12)
+  assert curve["offline_fixed"]["2"]["roc_auc"] < curve["offline_fixed"]["8"]["roc_auc"]  # fewer, noisier references
+  assert "2 or more" in curve["online"]["1"]["error"]  # one model cannot give an example both IN and OUT Gaussians

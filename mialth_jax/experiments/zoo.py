@@ -84,6 +84,9 @@ def validate(config) -> None:
   for s in zoo.sparsities:
     if s not in config.lottery.sparsities:
       raise errors.ConfigError(f"zoo.sparsities: {s} is not one of lottery.sparsities {tuple(config.lottery.sparsities)}")
+  if any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < zoo.num_models for k in zoo.reference_counts):
+    raise errors.ConfigError(f"zoo.reference_counts: expected whole numbers in [1, zoo.num_models - 1 = "
+                             f"{zoo.num_models - 1}], got {tuple(zoo.reference_counts)}")
   if zoo.num_models < 2 or any(q not in augment.QUERIES for q in zoo.queries):
     raise errors.ConfigError(f"zoo.num_models must be >= 2 and zoo.queries a subset of {', '.join(augment.QUERIES)}; "
                              f"got {zoo.num_models} and {tuple(zoo.queries)}")
@@ -97,4 +100,6 @@ config_sections.register("zoo", "reference models of the zoo protocol (LiRA, RMI
     "num_models": (16, "S models, each on as many seeded random examples (of all) as the members"),
     "queries": (("identity", "flip"), "test-time queries of each image (augment.QUERIES)"),
     "sparsities": ((), "ticket zoos to train: a subset of lottery.sparsities (empty: all of them)"),
+    "reference_counts": ((), "also attack each zoo model with only k random others as references, for each k here "
+                             "(LiRA vs RMIA against the number of reference models; empty: not measured)"),
 }, validate=validate)

@@ -8,6 +8,8 @@ target, calibrated on all S. Nothing is trained: the zoo's logits on the pool ar
 
   attacks/zoo_targets/<kind>/<attack>.npz   names [T], scores [T, N], member [T, N]
                                   .json  per-target metrics, the ROC pooled over targets, what each fit chose
+  attacks/zoo_targets/<kind>/by_reference_count.json   (zoo.reference_counts) each attack's mean AUC and TPR at 1 %
+                                  FPR over the zoo targets when only k random other models calibrate it
 
 The verdict compares each ticket kind with dense over the T model pairs (zoo pair s: ticket s and the dense model it
 was pruned from; the target pair: the run's ticket and dense model): the mean difference of a metric, its Student-t
@@ -24,6 +26,7 @@ from absl import logging
 from mialth_jax import layout as layout_lib
 from mialth_jax.attacks import metrics, registry, stats
 from mialth_jax.attacks import reference as reference_lib
+from mialth_jax.attacks.inputs import AttackError
 from mialth_jax.experiments import verdict
 from mialth_jax.utils import hosts, io
 
@@ -146,6 +149,44 @@ def attack_all(attack_run, zoo_summaries: dict, reference_of, configs: dict) -> 
       logging.info("zoo targets: the %d %s models (and %s) attacked leave-one-out by %s", reference.num_models, kind,
                    own[0] if own else "no run model", attack)
       record(layout, kind, attack, attack_config, *leave_one_out(reference, attack_config, target))
+  counts = tuple(ctx.config.zoo.reference_counts)
+  for kind in zoo_summaries:
+    path = layout.path("attacks", "zoo_targets", kind, "by_reference_count.json")
+    if counts and not os.path.exists(path):
+      logging.info("zoo targets: %s attacked with %s reference models", kind, ", ".join(map(str, counts)))
+      curve = by_reference_count(reference_of(kind), configs, counts, ctx.config.seed)
+      hosts.on_process_zero(lambda: io.write_json(path, {"counts": list(counts), "attacks": curve}))
+
+
+def subset(reference: reference_lib.ReferenceOutputs, models: np.ndarray) -> reference_lib.ReferenceOutputs:
+  """The pool's outputs of the given reference models only."""
+  return reference_lib.ReferenceOutputs(reference.ids, reference.labels, reference.logits[models],
+                                        reference.keep[models])
+
+
+def by_reference_count(reference: reference_lib.ReferenceOutputs, configs: dict, counts: tuple[int, ...],
+                       seed: int) -> dict:
+  """{attack: {k: {"roc_auc": mean, "roc_auc_sd", "tpr_at_fpr_0.01": mean, "targets": T} or {"error": why}}}: each
+  zoo model attacked with k seeded random others as its only references (the same draws for every attack)."""
+  rng = np.random.default_rng([seed, 0x5c])
+  draws = {k: [rng.permutation(np.delete(np.arange(reference.num_models), s))[:k] for s in
+               range(reference.num_models)] for k in counts if k < reference.num_models}
+  found = {}
+  for attack, config in configs.items():
+    found[attack] = {}
+    for k, others in draws.items():
+      try:
+        per_target = [target_metrics(score_target(config, subset(reference, o), reference.logits[s],
+                                                  reference.keep[s], None)[0], reference.keep[s])
+                      for s, o in enumerate(others)]
+      except AttackError as e:  # an attack undefined with k models (online LiRA needs 2 IN and 2 OUT) says why
+        found[attack][str(k)] = {"error": str(e)}
+        continue
+      aucs = np.array([m["roc_auc"] for m in per_target])
+      found[attack][str(k)] = {"roc_auc": float(aucs.mean()), "roc_auc_sd": float(aucs.std(ddof=1)),
+                               "tpr_at_fpr_0.01": float(np.mean([m["tpr_at_fpr_0.01"]["tpr"] for m in per_target])),
+                               "targets": len(per_target)}
+  return found
 
 
 def _pair_values(dense: dict, ticket: dict, metric: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
@@ -229,7 +270,10 @@ def model_level(layout: layout_lib.RunLayout) -> list[ModelLevel]:
       continue
     dense_auc, _, attacks, names = _pair_values(found["dense"], found[kind], "roc_auc")
     picked = chosen_per_pair(dense_auc)
+    fewest = min(int((~t.member).sum(axis=1).min()) for t in (*found["dense"].values(), *found[kind].values()))
     for metric in COMPARED:
+      if metric.startswith("tpr_at_fpr_") and fewest < stats.needed_nonmembers(float(metric.rsplit("_", 1)[1])):
+        continue  # each target's TPR at this FPR rests on fewer than 10 expected false positives: not compared
       dense, ticket, _, _ = _pair_values(found["dense"], found[kind], metric)
       columns = np.arange(len(names))
       comparison = stats.paired_over_models(ticket[picked, columns], dense[picked, columns])

@@ -1,0 +1,98 @@
+"""Per run: every zoo model a target (experiments.zoo_targets): each attack's AUC over the zoo targets (mean, spread),
+on the run's own model, and pooled over every target (S x N scores, so TPR at 0.1 % FPR becomes measurable), the ROC
+pooled over targets, and (zoo.reference_counts) each attack against the number of reference models."""
+import os
+
+import numpy as np
+
+from mialth_jax.attacks import metrics, stats
+from mialth_jax.experiments import zoo_targets
+from mialth_jax.layout import RunLayout
+from mialth_jax.report import plots, sections
+from mialth_jax.utils import io
+
+
+def _results(workdir: str) -> dict:
+  """{kind: {attack: result JSON}} of the run's leave-one-out results."""
+  root = os.path.join(workdir, "attacks", "zoo_targets")
+  found = {}
+  for kind in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+    for name in sorted(os.listdir(os.path.join(root, kind))):
+      if name.endswith(".json") and name != "by_reference_count.json":
+        found.setdefault(kind, {})[name[:-len(".json")]] = io.read_json(os.path.join(root, kind, name))
+  return found
+
+
+def _fitted(result: dict) -> str:
+  """What the fits chose, e.g. RMIA's offline a over the targets ("a 0.3 (12), 0.4 (5)")."""
+  chosen = [tuple(sorted(v.items())) for v in result["fitted_settings"].values() if v]
+  if not chosen:
+    return "-"
+  values, counts = np.unique([", ".join(f"{k} {x:g}" for k, x in c) for c in chosen], return_counts=True)
+  return "; ".join(f"{v} ({n})" for v, n in zip(values, counts))
+
+
+def table(results: dict) -> list[str]:
+  lines = ["| kind | attack | zoo targets | AUC over zoo targets: mean ± sd [min, max] | AUC, run's model | pooled AUC | "
+           "pooled TPR @ 1 % FPR [exact 95 % CI] | pooled TPR @ 0.1 % FPR [exact 95 % CI] | chosen by the fits |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+  for kind, by_attack in results.items():
+    for attack, r in by_attack.items():
+      z = r["zoo_roc_auc"]
+      own = r["per_target"].get(zoo_targets.TARGET)
+      own_auc = f"{own['roc_auc']:.3f}" if own else "-"
+      count = sum(name != zoo_targets.TARGET for name in r["per_target"])
+      lines.append(f"| {kind} | {attack} | {count} | {z['mean']:.3f} ± {z['sd']:.3f} [{z['min']:.3f}, {z['max']:.3f}] "
+                   f"| {own_auc} | {r['pooled']['roc_auc']:.3f} | "
+                   f"{stats.format_tpr(r['pooled']['tpr_at_fpr_0.01'])} | "
+                   f"{stats.format_tpr(r['pooled']['tpr_at_fpr_0.001'])} | {_fitted(r)} |")
+  return lines
+
+
+def pooled_roc(layout: RunLayout, results: dict, path: str) -> str:
+  """One log-log panel per kind: each attack's ROC pooled over every target."""
+  fig, axes = plots.plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+  for ax, (kind, by_attack) in zip(axes[0], results.items()):
+    for attack in by_attack:
+      targets = zoo_targets.read(layout, kind, attack)
+      fpr, tpr, _ = metrics.roc_curve(targets.scores.ravel(), targets.member.ravel())
+      ax.plot(np.maximum(fpr, 1e-5), np.maximum(tpr, 1e-5), label=attack)
+    ax.plot([1e-5, 1], [1e-5, 1], color="grey", ls="--", lw=0.8, label="chance")
+    ax.set(xscale="log", yscale="log", xlim=(1e-4, 1), ylim=(1e-4, 1), xlabel="false positive rate",
+           ylabel="true positive rate", title=f"{kind}: ROC pooled over {len(targets.names)} targets")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+  return plots.save(fig, path)
+
+
+def reference_counts(workdir: str) -> list[str]:
+  """Each attack's mean AUC / TPR at 1 % FPR over the zoo targets against the number of reference models."""
+  lines = []
+  root = os.path.join(workdir, "attacks", "zoo_targets")
+  for kind in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+    path = os.path.join(root, kind, "by_reference_count.json")
+    if not os.path.exists(path):
+      continue
+    curve = io.read_json(path)
+    counts = [str(k) for k in curve["counts"]]
+    lines += [f"{kind}: mean over the zoo targets of AUC / TPR @ 1 % FPR when k random other zoo models are the only "
+              "references (\"-\": the attack is not defined with k models)", "",
+              "| attack | " + " | ".join(f"k = {k}" for k in counts) + " |", "| --- |" + " --- |" * len(counts)]
+    for attack, by_count in curve["attacks"].items():
+      cells = [by_count.get(k, {}) for k in counts]
+      lines.append(f"| {attack} | " + " | ".join(f"{c['roc_auc']:.3f} / {c['tpr_at_fpr_0.01']:.3f}" if "roc_auc" in c
+                                                  else "-" for c in cells) + " |")
+    lines.append("")
+  return lines
+
+
+@sections.register("zoo_targets", order=135, per_run=True)
+def section(runs, out: sections.Output) -> str:
+  [run] = runs
+  results = _results(run.workdir)
+  if not results:
+    return ""
+  png = pooled_roc(RunLayout(run.workdir), results, out.plot(f"roc_zoo_targets_{run.label}.png"))
+  return sections.text([f"### {run.label}: every zoo model a target (leave-one-out)", "",
+                        zoo_targets.ModelLevel.method, "", *table(results), "",
+                        out.image(f"pooled ROC {run.label}", png), "", *reference_counts(run.workdir)])
