@@ -46,19 +46,25 @@ def roc_curve(scores: np.ndarray, is_member: np.ndarray) -> tuple[np.ndarray, np
   return (*_rates(is_member[order], group_end), np.r_[np.inf, scores[order][group_end]])
 
 
-def _weighted_metrics(weights: np.ndarray, member: np.ndarray, predicted: np.ndarray,
+def _decision_metrics(weights: np.ndarray, member: np.ndarray, predicted: np.ndarray) -> dict[str, np.ndarray]:
+  """Accuracy and precision [B] of the attack's own decisions, for each row of example weights."""
+  flagged = (weights * predicted).sum(axis=1)
+  hits = (weights * (predicted & member)).sum(axis=1)
+  return {"accuracy": (weights * (predicted == member)).sum(axis=1) / weights.sum(axis=1),
+          "precision": np.where(flagged > 0, hits / np.maximum(flagged, 1), 0.0)}
+
+
+def _weighted_metrics(weights: np.ndarray, member: np.ndarray, predicted: np.ndarray | None,
                       group_end: np.ndarray) -> dict[str, np.ndarray]:
-  """CI_METRICS [B] of each row of example weights (examples in score order)."""
+  """CI_METRICS [B] of each row of example weights (examples in score order); without `predicted` (a score-only
+  attack, which has no decision rule) no accuracy or precision."""
   tp, fp = _roc_counts(weights, member, group_end)
   with np.errstate(invalid="ignore", divide="ignore"):  # a resample without members (or non-members) gives NaN
     tpr = tp / tp[:, -1:]
     fpr = fp / fp[:, -1:]
-    flagged = (weights * predicted).sum(axis=1)
-    hits = (weights * (predicted & member)).sum(axis=1)
     undefined = np.where(np.isnan(fpr[:, -1]) | np.isnan(tpr[:, -1]), np.nan, 0.0)
     return {
-        "accuracy": (weights * (predicted == member)).sum(axis=1) / weights.sum(axis=1),
-        "precision": np.where(flagged > 0, hits / np.maximum(flagged, 1), 0.0),
+        **({} if predicted is None else _decision_metrics(weights, member, predicted)),
         "roc_auc": (np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1])).sum(axis=1) / 2,
         "advantage": (tpr - fpr).max(axis=1),
         **{f"tpr_at_fpr_{level}": np.where(fpr <= level, tpr, 0.0).max(axis=1) + undefined for level in FPR_LEVELS},
@@ -78,22 +84,23 @@ def resample_weights(n: int, num_bootstrap: int, seed: int):
     yield np.bincount(draws.ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
 
 
-def resampled_metrics(scores: np.ndarray, is_member: np.ndarray, predicted: np.ndarray,
+def resampled_metrics(scores: np.ndarray, is_member: np.ndarray, predicted: np.ndarray | None,
                       weights: np.ndarray) -> dict[str, np.ndarray]:
   """CI_METRICS [B] of each row of example weights [B, N] (examples in their given order); NaN where a resample
   lacks members or non-members."""
   scores, is_member, predicted = _check(scores, is_member, predicted, None)
   order, group_end = _sort_by_score(scores)
-  return _weighted_metrics(weights[:, order], is_member[order], predicted[order], group_end)
+  return _weighted_metrics(weights[:, order], is_member[order], None if predicted is None else predicted[order],
+                           group_end)
 
 
 def _bootstrap(member: np.ndarray, predicted: np.ndarray, group_end: np.ndarray, num_bootstrap: int,
                seed: int) -> dict[str, list[float]]:
   """95 % percentile intervals of CI_METRICS over `num_bootstrap` resamples with replacement."""
-  values = {name: [] for name in CI_METRICS}
+  values = {}
   for weights in resample_weights(len(member), num_bootstrap, seed):
     for name, value in _weighted_metrics(weights, member, predicted, group_end).items():
-      values[name].append(value)
+      values.setdefault(name, []).append(value)
   return {f"{name}_ci": np.nanpercentile(np.concatenate(v), [2.5, 97.5]).tolist() for name, v in values.items()}
 
 
@@ -109,27 +116,30 @@ def _check(scores, is_member, predicted, classes) -> tuple[np.ndarray, np.ndarra
   is_member = np.asarray(is_member, bool)
   if is_member.all() or not is_member.any():
     raise AttackError(f"metrics need members and non-members; got {int(is_member.sum())} members of {len(scores)}")
-  return scores, is_member, np.asarray(predicted, bool)
+  return scores, is_member, None if predicted is None else np.asarray(predicted, bool)
 
 
-def attack_metrics(scores: np.ndarray, is_member: np.ndarray, predicted: np.ndarray,
+def attack_metrics(scores: np.ndarray, is_member: np.ndarray, predicted: np.ndarray | None,
                    classes: np.ndarray | None = None, num_bootstrap: int = 1000, seed: int = 0) -> dict:
   """Accuracy, precision, recall, F1, AUC, advantage, TPR at low FPR, bootstrap CIs and per-class accuracy.
 
-  Scores rank (higher = more likely a member); `predicted` is the attack's own decision. Values are Python floats /
-  ints / lists; per_class_accuracy keys are class ids as strings, so the dict equals its JSON round trip.
+  Scores rank (higher = more likely a member); `predicted` is the attack's own decision, None for a score-only attack
+  (no decision rule: no accuracy, precision, recall, F1 or per-class accuracy). Values are Python floats / ints /
+  lists; per_class_accuracy keys are class ids as strings, so the dict equals its JSON round trip.
   """
   scores, is_member, predicted = _check(scores, is_member, predicted, classes)
   order, group_end = _sort_by_score(scores)
-  member, decided = is_member[order], predicted[order]
+  member = is_member[order]
+  decided = None if predicted is None else predicted[order]
   point = {k: float(v[0]) for k, v in _weighted_metrics(np.ones((1, len(scores))), member, decided, group_end).items()}
-  recall = float((predicted & is_member).sum() / is_member.sum())
-  result = dict(point, recall=recall, num_members=int(is_member.sum()), num_nonmembers=int((~is_member).sum()))
-  precision = point["precision"]
-  result["f1"] = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+  result = dict(point, num_members=int(is_member.sum()), num_nonmembers=int((~is_member).sum()))
+  if predicted is not None:
+    recall = float((predicted & is_member).sum() / is_member.sum())
+    precision = point["precision"]
+    result.update(recall=recall, f1=2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0)
   if num_bootstrap > 0:
     result.update(_bootstrap(member, decided, group_end, num_bootstrap, seed))
-  if classes is not None:
+  if classes is not None and predicted is not None:
     classes = np.asarray(classes)
     result["per_class_accuracy"] = {
         str(c): float((predicted == is_member)[classes == c].mean()) for c in np.unique(classes).tolist()}

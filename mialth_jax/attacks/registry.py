@@ -71,7 +71,8 @@ def of_contract(attack_configs: dict, contract: type) -> dict:
 
 def evaluate(attack, test_inputs: AttackInputs, test_is_member: np.ndarray, test_classes: np.ndarray | None = None,
              *, num_bootstrap: int = 1000, seed: int = 0) -> tuple[dict, dict[str, np.ndarray]]:
-  """Scores a fitted attack on attack-test: (metrics dict, per-example arrays for an npz).
+  """Scores a fitted attack on attack-test: (metrics dict, per-example arrays for an npz); `attack.predict` returns
+  None for a score-only attack (no decision rule), whose results then hold no accuracy and no `predicted` array.
 
   test_classes defaults to the true labels of test_inputs.
   """
@@ -80,7 +81,8 @@ def evaluate(attack, test_inputs: AttackInputs, test_is_member: np.ndarray, test
   predicted = attack.predict(test_inputs)
   is_member = np.asarray(test_is_member, bool)
   result = metrics_lib.attack_metrics(scores, is_member, predicted, classes, num_bootstrap=num_bootstrap, seed=seed)
-  return result, {"scores": scores, "is_member": is_member, "predicted": predicted, "classes": classes}
+  decided = {} if predicted is None else {"predicted": predicted}  # a score-only attack decides nothing
+  return result, {"scores": scores, "is_member": is_member, **decided, "classes": classes}
 
 
 def run_attack(config: dict, train_inputs: AttackInputs, train_is_member: np.ndarray, test_inputs: AttackInputs,

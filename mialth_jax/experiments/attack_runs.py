@@ -59,7 +59,7 @@ class Scored:
   """Scores and decisions already computed on attack-test, in the score / predict shape `AttackRun.record` takes
   (for attacks that do not score AttackInputs: those calibrated on reference models or querying the target)."""
 
-  def __init__(self, scores: np.ndarray, predicted: np.ndarray):
+  def __init__(self, scores: np.ndarray, predicted: np.ndarray | None):
     self.scores = scores
     self.predicted = predicted
 

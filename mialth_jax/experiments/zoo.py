@@ -70,7 +70,8 @@ class Zoo(Protocol):
         if not os.path.exists(json_path):
           attack = registry.make_attack(dict(attack_config)).fit_reference(reference)
           scores = attack.score_examples(*examples, population=population)
-          fitted = attack_runs.Scored(scores, scores > attack.decision_threshold)  # the attack's own rule, predict_examples
+          rule = attack.decision_threshold  # the attack's own rule (predict_examples); None: a score-only attack
+          fitted = attack_runs.Scored(scores, None if rule is None else scores > rule)
           attack_run.record("zoo", name, target, attack_name, attack_config, fitted)
         results[(name, name, attack_name)] = io.read_json(json_path)
     zoo_targets.attack_all(attack_run, zoo_summaries, lambda kind: references.get(kind) or reference_outputs(ctx, kind),

@@ -73,7 +73,7 @@ def attack_results(workdir: str, num_bootstrap: int, seed: int) -> list[dict]:
   for json_path, scores_path in layout_lib.RunLayout(workdir).finished_results():
     meta = io.read_json(json_path)
     scores = io.read_npz(scores_path)
-    metrics = metrics_lib.attack_metrics(scores["scores"], scores["is_member"], scores["predicted"],
+    metrics = metrics_lib.attack_metrics(scores["scores"], scores["is_member"], scores.get("predicted"),
                                          scores["classes"], num_bootstrap=num_bootstrap, seed=seed)
     results.append({k: meta[k] for k in ("protocol", "source", "target", "attack", "size", "attack_config")}
                    | metrics | {"scores_path": scores_path})

@@ -4,7 +4,9 @@ import os
 
 import numpy as np
 
+from mialth_jax.attacks import stats
 from mialth_jax.report import collect, plots, sections
+from mialth_jax.utils import io
 
 
 def leak_attack(run) -> str:
@@ -23,15 +25,26 @@ def class_names(run) -> list[str]:
 
 
 def per_class_summary(run, attack: str, size: int, names: list[str], class_names_) -> list[str]:
+  """The classes whose attack accuracy differs from chance (0.5) after Holm's correction over every class of every
+  model listed (two-sided exact binomial tests), or a sentence saying none does."""
+  tests = []  # (model, class, correct, count)
+  for name in names:
+    for r in collect.select(run.attacks, protocol="paper", source=name, target=name, attack=attack, size=size):
+      arrays = io.read_npz(r["scores_path"])
+      correct = arrays["predicted"] == arrays["is_member"]
+      tests += [(name, c, int(correct[arrays["classes"] == c].sum()), int((arrays["classes"] == c).sum()))
+                for c in np.unique(arrays["classes"]).tolist()]
+  if not tests:
+    return []
+  adjusted = stats.holm([stats.binomial_p_value(k, n, 0.5) for _, _, k, n in tests])
+  label = (lambda c: class_names_[int(c)]) if class_names_ else str
   lines = []
   for name in names:
-    found = collect.select(run.attacks, protocol="paper", source=name, target=name, attack=attack, size=size)
-    if found:
-      acc = found[0]["per_class_accuracy"]
-      ranked = sorted(acc, key=acc.get)
-      label = (lambda c: class_names_[int(c)]) if class_names_ else str
-      lines.append(f"- {name}: most leaky classes {', '.join(f'{label(c)} ({acc[c]:.2f})' for c in ranked[-3:][::-1])};"
-                   f" least leaky {', '.join(f'{label(c)} ({acc[c]:.2f})' for c in ranked[:3])}.")
+    found = [(c, k / n, p) for (m, c, k, n), p in zip(tests, adjusted) if m == name and p < 0.05]
+    said = ", ".join(f"{label(c)} ({a:.2f}, Holm p={p:.2g})" for c, a, p in sorted(found, key=lambda x: -x[1]))
+    lines.append(f"- {name}: " + (f"classes whose attack accuracy differs from chance: {said}." if found else
+                                   "no class's attack accuracy differs from chance (0.5)") +
+                 f" (exact binomial tests, Holm over the {len(tests)} classes x models).")
   return lines
 
 
