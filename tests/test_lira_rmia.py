@@ -1,17 +1,24 @@
 """LiRA and RMIA on synthetic reference-model outputs: against direct NumPy / SciPy computations, on leaky and
 signal-free examples, and their invariances (order, batching, leave-one-out). NumPy only, no training."""
+import math
+
 import numpy as np
 import pytest
 from scipy import special, stats
 
-from mialth_jax.attacks import metrics, registry, rmia
+from mialth_jax.attacks import metrics, registry, rmia, rmia_signals
 from mialth_jax.attacks.inputs import AttackError, AttackInputs
 from mialth_jax.attacks.reference import ReferenceOutputs, logit_scaled_confidence
 
 NUM_CLASSES = 10
 LIRA_CONFIGS = [{"type": "lira", "online": online, "fixed_variance": fixed}
                 for online in (True, False) for fixed in (False, True)]
-RMIA_CONFIGS = [{"type": "rmia"}, {"type": "rmia", "online": False}, {"type": "rmia", "online": False, "a": 0.3}]
+# Online taylor-soft-margin is left out: about 3 % of its signals on this zoo are <= 0 (hard examples, u_y - m below
+# about -1.6), and a non-member whose signal and mean are both negative gets a large LR: TPR at 0.1 % FPR 0.006 against
+# 0.10 for the softmax at T = 2. That is the authors' formula (test_rmia_signals_match_a_direct_computation).
+RMIA_CONFIGS = [{"type": "rmia"}, {"type": "rmia", "online": False}, {"type": "rmia", "online": False, "a": 0.3},
+                {"type": "rmia", "signal": "soft-margin", "temperature": 2.0},
+                {"type": "rmia", "online": False, "signal": "taylor-soft-margin", "temperature": 2.0}]
 
 
 def zoo(num_models: int, num_examples: int, *, num_queries: int = 2, never: int = 0, seed: int = 0):
@@ -193,38 +200,103 @@ def test_leave_one_out_equals_removing_the_target_model(config, small):
   assert not np.array_equal(loo, included)  # the target's own outputs would otherwise calibrate it
 
 
-def direct_rmia(reference, target, rows, population_rows, *, gamma, a=None):
-  """RMIA as the authors' code computes it (linear space): p / mean p over models, pairwise ratios, majority vote."""
-  p_ref = np.exp(np.stack([np.log(special.softmax(m.astype(np.float64), -1)) for m in reference.logits]))
-  p_ref = np.take_along_axis(p_ref, reference.labels[None, :, None, None], -1)[..., 0]  # [S, N, A]
+def authors_signal(logits, labels, metric, temp, m=0.6, n=4):
+  """research/2024_rmia/signals.py convert_signals (ml_privacy_meter d327341) in NumPy float64, line for line:
+  logits [..., C] with labels [...]; metric 'softmax', 'soft-margin' or 'taylor-soft-margin' (taylor_m, taylor_n)."""
+  def get_taylor(x, n):
+    power = x
+    taylor = power + 1.0
+    for i in range(2, n):
+      power = power * x
+      taylor = taylor + power / math.factorial(i)
+    return taylor
+
+  logit_signals = np.asarray(logits, np.float64) / temp
+  true_logits = np.take_along_axis(logit_signals, labels[..., None], -1)[..., 0]
+  if metric == "softmax":
+    exp_logit_signals = np.exp(logit_signals - logit_signals.max(-1, keepdims=True))
+    return np.take_along_axis(exp_logit_signals, labels[..., None], -1)[..., 0] / exp_logit_signals.sum(-1)
+  if metric == "soft-margin":
+    exp_logit_sum = np.exp(logit_signals).sum(-1) - np.exp(true_logits)
+    soft_true_logit = np.exp(true_logits - m)
+    return soft_true_logit / (exp_logit_sum + soft_true_logit)
+  taylor_logits = get_taylor(logit_signals, n)
+  taylor_logit_sum = taylor_logits.sum(-1) - np.take_along_axis(taylor_logits, labels[..., None], -1)[..., 0]
+  soft_taylor_true_logit = get_taylor(true_logits - m, n)
+  return soft_taylor_true_logit / (taylor_logit_sum + soft_taylor_true_logit)
+
+
+def direct_rmia(reference, target, rows, population_rows, *, gamma, a=None, signal="softmax", temperature=1.0):
+  """RMIA as the authors' code computes it (linear space): p / mean p over models, pairwise ratios compared as
+  main.py does (outer(ratio_x, 1 / ratio_z) > gamma), majority vote over queries."""
+  labels = reference.labels[:, None]  # per query
+  p_ref = np.stack([authors_signal(m, labels, signal, temperature) for m in reference.logits])  # [S, N, A]
   if a is None:
     p_x = p_ref.mean(0)
   else:
     out = ~reference.keep[:, :, None]
     p_x = (1 + a) / 2 * (p_ref * out).sum(0) / out.sum(0) + (1 - a) / 2
-  p_target = np.take_along_axis(special.softmax(target.astype(np.float64), -1),
-                                reference.labels[:, None, None], -1)[..., 0]
-  ratio = p_target / p_x
+  ratio = authors_signal(target, labels, signal, temperature) / p_x
   scores = []
   for x in rows:
     z = [z for z in population_rows if z != x]
-    wins = ((ratio[x][None, :] / ratio[z]) > gamma).sum(1) * 2 > ratio.shape[1]
+    wins = ((ratio[x][None, :] * (1 / ratio[z])) > gamma).sum(1) * 2 > ratio.shape[1]
     scores.append(wins.mean())
   return np.array(scores)
+
+
+def rmia_direct_case(num_queries):
+  """(reference, target, rows, population) of a small zoo where every example has an OUT model; example 9 is both
+  scored and in the population."""
+  reference, target, _ = zoo(4, 12, num_queries=num_queries, seed=5)
+  keep = reference.keep.copy()
+  keep[0] = False
+  reference = ReferenceOutputs(reference.ids, reference.labels, reference.logits, keep)
+  return reference, target, np.array([0, 1, 2, 3, 9]), np.array([9, 6, 7, 8, 10, 11])
 
 
 @pytest.mark.parametrize("num_queries", [1, 2])
 @pytest.mark.parametrize("gamma", [1.0, 2.0])
 @pytest.mark.parametrize("a", [None, 0.0, 0.3, 1.0])
 def test_rmia_matches_a_direct_computation(num_queries, gamma, a):
-  reference, target, _ = zoo(4, 12, num_queries=num_queries, seed=5)
-  keep = reference.keep.copy()
-  keep[0] = False  # every example has an OUT model
-  reference = ReferenceOutputs(reference.ids, reference.labels, reference.logits, keep)
-  rows, population = np.array([0, 1, 2, 3, 9]), np.array([9, 6, 7, 8, 10, 11])  # example 9 is in both
+  reference, target, rows, population = rmia_direct_case(num_queries)
   config = {"type": "rmia", "gamma": gamma} | ({"online": True} if a is None else {"online": False, "a": a})
   got = score(registry.make_attack(config).fit_reference(reference), reference, target, rows, population)
   np.testing.assert_allclose(got, direct_rmia(reference, target, rows, population, gamma=gamma, a=a))
+
+
+@pytest.mark.parametrize("signal, temperature", [("softmax", 0.5), ("soft-margin", 2.0), ("taylor-soft-margin", 1.0),
+                                                 ("taylor-soft-margin", 2.0)])
+@pytest.mark.parametrize("a", [None, 0.3])
+def test_rmia_signals_match_a_direct_computation(signal, temperature, a):
+  """The signal and temperature reach the target, the population and the reference models alike."""
+  reference, target, rows, population = rmia_direct_case(2)
+  config = {"type": "rmia", "signal": signal, "temperature": temperature} | (
+      {"online": True} if a is None else {"online": False, "a": a})
+  got = score(registry.make_attack(config).fit_reference(reference), reference, target, rows, population)
+  expected = direct_rmia(reference, target, rows, population, gamma=2.0, a=a, signal=signal, temperature=temperature)
+  np.testing.assert_allclose(got, expected)
+  plain = direct_rmia(reference, target, rows, population, gamma=2.0, a=a)
+  assert not np.array_equal(expected, plain)  # the option changes the scores here
+
+
+def test_rmia_signals_equal_the_authors_formulas():
+  """softmax and soft-margin (held as logs) and taylor-soft-margin (held as is) against signals.py, on logits with a
+  saturated example, wrong classes whose Taylor term is negative (u < -1.6) and a negative Taylor signal (row 2)."""
+  logits = np.array([[[30.0, -4.0, 1.0, 0.5], [2.0, -7.0, 3.0, 0.0]],
+                     [[0.3, 0.1, -0.2, 0.0], [-1.0, 5.0, -3.5, 2.0]],
+                     [[-4.0, 3.0, 3.0, 3.0], [8.0, -8.0, -8.0, 1.0]]])
+  labels = np.array([0, 1, 0])
+  for temperature in (1.0, 2.0, 0.7):
+    for signal in rmia_signals.SIGNALS:
+      got = rmia_signals.signal_values(logits, labels, signal, temperature)
+      expected = authors_signal(logits, labels[:, None], signal, temperature)
+      np.testing.assert_allclose(got if signal == "taylor-soft-margin" else np.exp(got), expected, rtol=1e-12)
+  assert rmia_signals.signal_values(logits, labels, "taylor-soft-margin", 1.0)[2, 0] < 0
+  extreme = np.array([[[50.0, 0, 0]], [[70.0, 0, 0]], [[-800.0, 0, 0]], [[-801.0, 0, 0]]])
+  got = rmia_signals.signal_values(extreme, np.zeros(4, int), "softmax", 1.0)[:, 0]
+  np.testing.assert_allclose(got, [-2 * np.exp(-50.0), -2 * np.exp(-70.0), -800 - np.log(2), -801 - np.log(2)],
+                             rtol=1e-12)  # p_y: 1.0, 1.0, 0.0, 0.0 in linear space; their logs keep the order
 
 
 def test_rmia_properties(leaky):
@@ -269,7 +341,15 @@ def test_rmia_tunes_a_by_attacking_the_first_reference_model():
     ({"type": "rmia", "online": False, "a": 1.5}, r"^attack rmia: option a must be None \(tuned\) or a number in"),
     ({"type": "rmia", "a": 0.3}, r"only offline \(online=False\); got a=0.3, online=True$"),
     ({"type": "rmia", "fixed_variance": True}, r"^attack 'rmia': unknown option\(s\) fixed_variance; known: a, "
-                                               r"gamma, online$"),
+                                               r"gamma, online, signal, temperature$"),
+    ({"type": "rmia", "signal": "taylor"}, r"^attack rmia: option signal must be one of softmax, soft-margin, "
+                                           r"taylor-soft-margin, got 'taylor'$"),
+    ({"type": "rmia", "signal": ["softmax"]}, r"^attack rmia: option signal must be one of .*, got \['softmax'\]$"),
+    ({"type": "rmia", "temperature": 0}, r"^attack rmia: option temperature must be a finite number > 0, got 0$"),
+    ({"type": "rmia", "temperature": -2.0}, r"^attack rmia: option temperature must be a finite number > 0, got -2.0$"),
+    ({"type": "rmia", "temperature": float("inf")}, r"^attack rmia: option temperature must be .*, got inf$"),
+    ({"type": "rmia", "temperature": "2"}, r"^attack rmia: option temperature must be .*, got '2'$"),
+    ({"type": "rmia", "temperature": True}, r"^attack rmia: option temperature must be .*, got True$"),
 ])
 def test_make_attack_refuses_bad_options_in_one_line(config, message):
   with pytest.raises(AttackError, match=message) as error:
@@ -298,3 +378,4 @@ def test_bad_reference_inputs_are_one_line_errors(small):
     with pytest.raises(AttackError, match=message) as error:
       call()
     assert "\n" not in str(error.value)
+
