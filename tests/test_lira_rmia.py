@@ -316,11 +316,12 @@ def test_rmia_properties(leaky):
 
 
 def test_rmia_tunes_a_by_attacking_the_first_reference_model():
-  """a = None: the a of the grid whose offline RMIA, calibrated on the other models, best attacks model 0."""
+  """a = None: the a of the grid whose offline RMIA, calibrated on the other models, best attacks model 0 on the
+  disjoint x (rows) and z (population) of tune_rows."""
   reference, _, _ = zoo(8, 600, seed=4)
   others = ReferenceOutputs(reference.ids, reference.labels, reference.logits[1:], reference.keep[1:])
   usable = (~others.keep).any(0)  # examples with an OUT model among the others: the rest cannot be scored offline
-  rows, population = np.flatnonzero(usable), np.flatnonzero(usable & ~reference.keep[0])
+  rows, population = rmia.tune_rows(reference.keep[0], usable, reference.ids)
   member = reference.keep[0, rows]
   aucs = []
   for a in rmia.A_GRID:
@@ -330,6 +331,71 @@ def test_rmia_tunes_a_by_attacking_the_first_reference_model():
   assert max(aucs) - min(aucs) > 0.01  # the choice matters here
   tuned = registry.make_attack({"type": "rmia", "online": False}).fit_reference(reference)
   assert tuned.a_ == rmia.A_GRID[int(np.argmax(aucs))]
+
+
+def test_rmia_tune_rows_are_disjoint(monkeypatch):
+  """z: half of model 0's usable non-members; x: its usable members and its other usable non-members; checked on the
+  rows tune_a hands to pairwise_scores, with and without the caps biting."""
+  reference, _, _ = zoo(8, 600, seed=4)
+  member, usable = reference.keep[0], (~reference.keep[1:]).any(0)
+  used = []
+  scores = rmia.pairwise_scores
+  monkeypatch.setattr(rmia, "pairwise_scores", lambda *args: used.append(args[-2:]) or scores(*args))
+  for cap in (2000, 40):
+    monkeypatch.setattr(rmia, "_TUNE_EXAMPLES", cap)
+    used.clear()
+    registry.make_attack({"type": "rmia", "online": False}).fit_reference(reference)
+    assert len(used) == len(rmia.A_GRID)
+    x_rows, z_rows = used[0]
+    assert all(np.array_equal(x, x_rows) and np.array_equal(z, z_rows) for x, z in used)
+    assert len(np.intersect1d(x_rows, z_rows)) == 0  # no z is among the x
+    assert usable[z_rows].all() and not member[z_rows].any() and usable[x_rows].all()
+    non_members = np.flatnonzero(usable & ~member)
+    assert len(z_rows) == min(len(non_members) // 2, cap) and len(x_rows) == min(cap, usable.sum() - len(z_rows))
+    if cap == 2000:  # no cap bites: x holds every usable member and every non-member not in z
+      np.testing.assert_array_equal(np.sort(np.r_[x_rows[~member[x_rows]], z_rows]), non_members)
+      np.testing.assert_array_equal(x_rows[member[x_rows]], np.flatnonzero(usable & member))
+    assert 0 < member[x_rows].sum() < len(x_rows)
+
+
+def old_overlapping_tune_a(reference, gamma):
+  """(a, AUCs, x_rows, z_rows) of tune_a before the fix, re-implemented from the old rmia.py: x drawn from all usable
+  examples and z from model 0's usable non-members, so an x that is a non-member is mostly also in z."""
+  values, keep, ids = reference.true_class_log_prob, reference.keep, reference.ids
+  log_out = rmia_signals.LogSpace.mean(values[1:], ~keep[1:])
+  usable = ~np.isnan(log_out).any(axis=1)
+  rng = np.random.default_rng(0)
+  pick = lambda rows: np.sort(rng.permutation(rows[np.argsort(ids[rows])])[:2000])
+  x_rows = pick(np.flatnonzero(usable))
+  z_rows = pick(np.flatnonzero(usable & ~keep[0]))
+  aucs = []
+  for a in rmia.A_GRID:
+    lr = values[0] - rmia_signals.LogSpace.offline(log_out, a)
+    scores = rmia.pairwise_scores(lr[x_rows], lr[z_rows], gamma, rmia_signals.LogSpace, x_rows, z_rows)
+    aucs.append(metrics.attack_metrics(scores, keep[0, x_rows], scores > 0.5, num_bootstrap=0)["roc_auc"])
+  return float(rmia.A_GRID[int(np.argmax(aucs))]), np.array(aucs), x_rows, z_rows
+
+
+def test_rmia_old_overlapping_rule_picks_another_a():
+  """Saturated models (logits x 5): many x beat the same few hard z and tie. With z among x (the old rule), an x in z
+  is divided by |z| - 1 and a member by |z|, so every tie breaks toward the non-member and every tuning AUC drops;
+  the old rule picks a = 0.0 where the disjoint split picks 0.7."""
+  reference, _, _ = zoo(4, 200, num_queries=1, seed=0)
+  saturated = ReferenceOutputs(reference.ids, reference.labels, reference.logits * 5, reference.keep)
+  old_a, old_aucs, x_rows, z_rows = old_overlapping_tune_a(saturated, 2.0)
+  x_non_members = x_rows[~saturated.keep[0, x_rows]]
+  assert np.isin(x_non_members, z_rows).all()  # the old x and z overlap on every non-member
+  tuned = registry.make_attack({"type": "rmia", "online": False}).fit_reference(saturated)
+  others = ReferenceOutputs(saturated.ids, saturated.labels, saturated.logits[1:], saturated.keep[1:])
+  rows, population = rmia.tune_rows(saturated.keep[0], (~others.keep).any(0), saturated.ids)
+  new_aucs = []
+  for a in rmia.A_GRID:
+    attack = registry.make_attack({"type": "rmia", "online": False, "a": float(a)}).fit_reference(others)
+    scores = score(attack, saturated, saturated.logits[0], rows, population)
+    new_aucs.append(metrics.attack_metrics(scores, saturated.keep[0, rows], scores > 0.5, num_bootstrap=0)["roc_auc"])
+  assert tuned.a_ == rmia.A_GRID[int(np.argmax(new_aucs))] == 0.7
+  assert old_a == 0.0
+  assert old_aucs.max() < min(new_aucs)
 
 
 @pytest.mark.parametrize("config, message", [

@@ -34,8 +34,9 @@ Here:
 - gamma defaults to 2.0, the research code's default; the library compares with 1.0. An example is never compared
   with itself.
 - a = None picks a from {0, 0.1, ..., 1} by the highest AUC when the first reference model (after `exclude`) is
-  attacked as the target by the others (at most 2,000 pool examples and 2,000 population examples, seeded); `a_`
-  records the choice.
+  attacked as the target by the others, on disjoint x and z as in the library (`tune_rows`); `a_` records the
+  choice. With z among x, an x in z is divided by |z| - 1 and every other by |z|: tied counts break toward
+  non-members, and the tuning AUCs follow the ties.
 - Pr(x) is the plain mean over models (the paper's definition), not the research code's trimmed mean.
 """
 import numbers
@@ -74,18 +75,28 @@ def pairwise_scores(lr_x: np.ndarray, lr_z: np.ndarray, gamma: float, space, x_r
   return scores
 
 
+def tune_rows(member: np.ndarray, usable: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(x_rows, z_rows): disjoint pool rows that tune a, for the model whose membership is member [N].
+
+  z: half of the model's usable non-members (at most _TUNE_EXAMPLES); x: at most _TUNE_EXAMPLES of its usable
+  members and its other usable non-members. The pool has no population that no model trained on (the library's z), so
+  z is carved from the non-members. Draws are seeded and follow the examples' ids [N], not the pool's order.
+  """
+  rng = np.random.default_rng(0)
+  shuffled = lambda rows: rng.permutation(rows[np.argsort(ids[rows])])
+  non_members = shuffled(np.flatnonzero(usable & ~member))
+  z_rows = non_members[:min(len(non_members) // 2, _TUNE_EXAMPLES)]
+  x_rows = shuffled(np.r_[np.flatnonzero(usable & member), non_members[len(z_rows):]])[:_TUNE_EXAMPLES]
+  return np.sort(x_rows), np.sort(z_rows)
+
+
 def tune_a(values: np.ndarray, keep: np.ndarray, gamma: float, ids: np.ndarray, space) -> float:
   """The a of A_GRID with the best AUC when model 0 of values [S, N, A] (signals held in `space`) is the target and
-  the others calibrate; the first best on a tie. The examples are drawn by their ids (pool example ids [N]), so the
-  choice does not depend on the pool's order."""
+  the others calibrate, on the rows of `tune_rows`; the first best on a tie, as the library's tune_offline_a."""
   if len(values) < 2:
     raise AttackError(f"RMIA: tuning a needs 2 or more reference models, got {len(values)}; set option a")
   mean_out = space.mean(values[1:], ~keep[1:])
-  usable = ~np.isnan(mean_out).any(axis=1)
-  rng = np.random.default_rng(0)
-  pick = lambda rows: np.sort(rng.permutation(rows[np.argsort(ids[rows])])[:_TUNE_EXAMPLES])
-  x_rows = pick(np.flatnonzero(usable))
-  z_rows = pick(np.flatnonzero(usable & ~keep[0]))
+  x_rows, z_rows = tune_rows(keep[0], ~np.isnan(mean_out).any(axis=1), ids)
   member = keep[0, x_rows]
   if member.all() or not member.any() or len(z_rows) == 0:
     raise AttackError("RMIA: tuning a needs pool examples that the first reference model did and did not train on, "
