@@ -131,8 +131,16 @@ def leaky():
 def test_members_score_higher_and_signal_free_examples_do_not(config, leaky):
   reference, target, member, attacked, population, null = leaky
   attack = registry.make_attack(config).fit_reference(reference)
-  predicted = lambda rows: attack.predict_examples(target[rows], reference.labels[rows], rows,
-                                                   (target[population], reference.labels[population], population))
+
+  def predicted(rows):
+    """The attack's own rule; RMIA is score-only (decision_threshold None), and attack_metrics still wants a
+    decision: the median of its scores stands in, since only rows read from the ranking are checked here."""
+    if attack.decision_threshold is None:
+      scores = score(attack, reference, target, rows, population)
+      return scores > np.median(scores)
+    return attack.predict_examples(target[rows], reference.labels[rows], rows,
+                                   (target[population], reference.labels[population], population))
+
   result = metrics.attack_metrics(score(attack, reference, target, attacked, population), member[attacked],
                                   predicted(attacked), num_bootstrap=0)
   assert result["roc_auc"] > 0.85
@@ -445,3 +453,31 @@ def test_bad_reference_inputs_are_one_line_errors(small):
       call()
     assert "\n" not in str(error.value)
 
+
+def test_fitted_settings_record_what_the_fit_chose(small):
+  reference, _, _ = small
+  tuned = registry.make_attack({"type": "rmia", "online": False}).fit_reference(reference, exclude=2)
+  assert tuned.fitted_settings == {"a": tuned.a_} and tuned.a_ in rmia.A_GRID
+  assert registry.make_attack({"type": "rmia", "online": False, "a": 0.3}).fit_reference(
+      reference).fitted_settings == {"a": 0.3}
+  assert registry.make_attack({"type": "rmia"}).fit_reference(reference).fitted_settings == {}  # online: no a
+  assert registry.make_attack({"type": "lira"}).fit_reference(reference).fitted_settings == {}
+  with pytest.raises(RuntimeError, match="call fit_reference before scoring"):
+    registry.make_attack({"type": "rmia", "online": False}).fitted_settings
+
+
+def test_score_only_rmia_refuses_to_predict(small):
+  """RMIA's score, a fraction of the population beaten, has no threshold that means "member": decision_threshold is
+  None and predict_examples refuses; LiRA keeps its rule."""
+  reference, target, _ = small
+  rows, population = np.arange(10), np.arange(10, 40)[~reference.keep[0, 10:40]]
+  for config in RMIA_CONFIGS:
+    attack = registry.make_attack(config).fit_reference(reference)
+    assert attack.decision_threshold is None
+    with pytest.raises(AttackError, match=r"^attack RMIA is score-only \(decision_threshold None\): it has no rule "
+                                          r"that predicts members; use score_examples$"):
+      attack.predict_examples(target[rows], reference.labels[rows], rows,
+                              (target[population], reference.labels[population], population))
+  lira = registry.make_attack({"type": "lira"}).fit_reference(reference)
+  np.testing.assert_array_equal(lira.predict_examples(target[rows], reference.labels[rows], rows),
+                                score(lira, reference, target, rows) > 0)

@@ -34,10 +34,11 @@ Here:
 - gamma defaults to 2.0, the research code's default; the library compares with 1.0. An example is never compared
   with itself.
 - a = None picks a from {0, 0.1, ..., 1} by the highest AUC when the first reference model (after `exclude`) is
-  attacked as the target by the others, on disjoint x and z as in the library (`tune_rows`); `a_` records the
-  choice. With z among x, an x in z is divided by |z| - 1 and every other by |z|: tied counts break toward
-  non-members, and the tuning AUCs follow the ties.
+  attacked as the target by the others, on disjoint x and z as in the library (`tune_rows`); `a_` and
+  `fitted_settings` record the choice. With z among x, an x in z is divided by |z| - 1 and every other by |z|: tied
+  counts break toward non-members, and the tuning AUCs follow the ties.
 - Pr(x) is the plain mean over models (the paper's definition), not the research code's trimmed mean.
+- Score-only (`decision_threshold` None): a fraction of the population beaten has no threshold that means "member".
 """
 import numbers
 
@@ -127,9 +128,9 @@ def _check_options(online, gamma, a, signal, temperature) -> None:
 
 @ATTACKS.register("rmia")
 class RMIA(contracts.ReferenceAttack):
-  """RMIA scores in [0, 1] (higher = more likely a member); `predict_examples` calls x a member when it beats more
-  than half of the population by the factor gamma (`decision_threshold` 0.5)."""
-  decision_threshold = 0.5
+  """RMIA scores in [0, 1] (higher = more likely a member). Score-only: the fraction of the population that x beats
+  by the factor gamma has no threshold that means "member", so `decision_threshold` is None."""
+  decision_threshold = None
 
   def __init__(self, *, online: bool = True, gamma: float = 2.0, a: float | None = None, signal: str = "softmax",
                temperature: float = 1.0):
@@ -156,6 +157,12 @@ class RMIA(contracts.ReferenceAttack):
       self.marginal_ = space.offline(space.mean(values, ~keep), self.a_)
     self.reference_ = reference
     return self
+
+  @property
+  def fitted_settings(self) -> dict:
+    """Offline {"a": a_}, the a used (tuned when option a is None); online {} (nothing is chosen)."""
+    reference_lib.fitted_pool(self)
+    return {} if self.online else {"a": self.a_}
 
   def _ratios(self, logits, labels, pool_rows, what: str) -> tuple[np.ndarray, np.ndarray]:
     """(LR [M, A] held in the signal's space, rows) of a target's outputs on pool examples."""
