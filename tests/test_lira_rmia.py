@@ -1,17 +1,24 @@
 """LiRA and RMIA on synthetic reference-model outputs: against direct NumPy / SciPy computations, on leaky and
 signal-free examples, and their invariances (order, batching, leave-one-out). NumPy only, no training."""
+import math
+
 import numpy as np
 import pytest
 from scipy import special, stats
 
-from mialth_jax.attacks import metrics, registry, rmia
+from mialth_jax.attacks import metrics, registry, rmia, rmia_signals
 from mialth_jax.attacks.inputs import AttackError, AttackInputs
 from mialth_jax.attacks.reference import ReferenceOutputs, logit_scaled_confidence
 
 NUM_CLASSES = 10
 LIRA_CONFIGS = [{"type": "lira", "online": online, "fixed_variance": fixed}
                 for online in (True, False) for fixed in (False, True)]
-RMIA_CONFIGS = [{"type": "rmia"}, {"type": "rmia", "online": False}, {"type": "rmia", "online": False, "a": 0.3}]
+# Online taylor-soft-margin is left out: about 3 % of its signals on this zoo are <= 0 (hard examples, u_y - m below
+# about -1.6), and a non-member whose signal and mean are both negative gets a large LR: TPR at 0.1 % FPR 0.006 against
+# 0.10 for the softmax at T = 2. That is the authors' formula (test_rmia_signals_match_a_direct_computation).
+RMIA_CONFIGS = [{"type": "rmia"}, {"type": "rmia", "online": False}, {"type": "rmia", "online": False, "a": 0.3},
+                {"type": "rmia", "signal": "soft-margin", "temperature": 2.0},
+                {"type": "rmia", "online": False, "signal": "taylor-soft-margin", "temperature": 2.0}]
 
 
 def zoo(num_models: int, num_examples: int, *, num_queries: int = 2, never: int = 0, seed: int = 0):
@@ -124,8 +131,16 @@ def leaky():
 def test_members_score_higher_and_signal_free_examples_do_not(config, leaky):
   reference, target, member, attacked, population, null = leaky
   attack = registry.make_attack(config).fit_reference(reference)
-  predicted = lambda rows: attack.predict_examples(target[rows], reference.labels[rows], rows,
-                                                   (target[population], reference.labels[population], population))
+
+  def predicted(rows):
+    """The attack's own rule; RMIA is score-only (decision_threshold None), and attack_metrics still wants a
+    decision: the median of its scores stands in, since only rows read from the ranking are checked here."""
+    if attack.decision_threshold is None:
+      scores = score(attack, reference, target, rows, population)
+      return scores > np.median(scores)
+    return attack.predict_examples(target[rows], reference.labels[rows], rows,
+                                   (target[population], reference.labels[population], population))
+
   result = metrics.attack_metrics(score(attack, reference, target, attacked, population), member[attacked],
                                   predicted(attacked), num_bootstrap=0)
   assert result["roc_auc"] > 0.85
@@ -193,38 +208,103 @@ def test_leave_one_out_equals_removing_the_target_model(config, small):
   assert not np.array_equal(loo, included)  # the target's own outputs would otherwise calibrate it
 
 
-def direct_rmia(reference, target, rows, population_rows, *, gamma, a=None):
-  """RMIA as the authors' code computes it (linear space): p / mean p over models, pairwise ratios, majority vote."""
-  p_ref = np.exp(np.stack([np.log(special.softmax(m.astype(np.float64), -1)) for m in reference.logits]))
-  p_ref = np.take_along_axis(p_ref, reference.labels[None, :, None, None], -1)[..., 0]  # [S, N, A]
+def authors_signal(logits, labels, metric, temp, m=0.6, n=4):
+  """research/2024_rmia/signals.py convert_signals (ml_privacy_meter d327341) in NumPy float64, line for line:
+  logits [..., C] with labels [...]; metric 'softmax', 'soft-margin' or 'taylor-soft-margin' (taylor_m, taylor_n)."""
+  def get_taylor(x, n):
+    power = x
+    taylor = power + 1.0
+    for i in range(2, n):
+      power = power * x
+      taylor = taylor + power / math.factorial(i)
+    return taylor
+
+  logit_signals = np.asarray(logits, np.float64) / temp
+  true_logits = np.take_along_axis(logit_signals, labels[..., None], -1)[..., 0]
+  if metric == "softmax":
+    exp_logit_signals = np.exp(logit_signals - logit_signals.max(-1, keepdims=True))
+    return np.take_along_axis(exp_logit_signals, labels[..., None], -1)[..., 0] / exp_logit_signals.sum(-1)
+  if metric == "soft-margin":
+    exp_logit_sum = np.exp(logit_signals).sum(-1) - np.exp(true_logits)
+    soft_true_logit = np.exp(true_logits - m)
+    return soft_true_logit / (exp_logit_sum + soft_true_logit)
+  taylor_logits = get_taylor(logit_signals, n)
+  taylor_logit_sum = taylor_logits.sum(-1) - np.take_along_axis(taylor_logits, labels[..., None], -1)[..., 0]
+  soft_taylor_true_logit = get_taylor(true_logits - m, n)
+  return soft_taylor_true_logit / (taylor_logit_sum + soft_taylor_true_logit)
+
+
+def direct_rmia(reference, target, rows, population_rows, *, gamma, a=None, signal="softmax", temperature=1.0):
+  """RMIA as the authors' code computes it (linear space): p / mean p over models, pairwise ratios compared as
+  main.py does (outer(ratio_x, 1 / ratio_z) > gamma), majority vote over queries."""
+  labels = reference.labels[:, None]  # per query
+  p_ref = np.stack([authors_signal(m, labels, signal, temperature) for m in reference.logits])  # [S, N, A]
   if a is None:
     p_x = p_ref.mean(0)
   else:
     out = ~reference.keep[:, :, None]
     p_x = (1 + a) / 2 * (p_ref * out).sum(0) / out.sum(0) + (1 - a) / 2
-  p_target = np.take_along_axis(special.softmax(target.astype(np.float64), -1),
-                                reference.labels[:, None, None], -1)[..., 0]
-  ratio = p_target / p_x
+  ratio = authors_signal(target, labels, signal, temperature) / p_x
   scores = []
   for x in rows:
     z = [z for z in population_rows if z != x]
-    wins = ((ratio[x][None, :] / ratio[z]) > gamma).sum(1) * 2 > ratio.shape[1]
+    wins = ((ratio[x][None, :] * (1 / ratio[z])) > gamma).sum(1) * 2 > ratio.shape[1]
     scores.append(wins.mean())
   return np.array(scores)
+
+
+def rmia_direct_case(num_queries):
+  """(reference, target, rows, population) of a small zoo where every example has an OUT model; example 9 is both
+  scored and in the population."""
+  reference, target, _ = zoo(4, 12, num_queries=num_queries, seed=5)
+  keep = reference.keep.copy()
+  keep[0] = False
+  reference = ReferenceOutputs(reference.ids, reference.labels, reference.logits, keep)
+  return reference, target, np.array([0, 1, 2, 3, 9]), np.array([9, 6, 7, 8, 10, 11])
 
 
 @pytest.mark.parametrize("num_queries", [1, 2])
 @pytest.mark.parametrize("gamma", [1.0, 2.0])
 @pytest.mark.parametrize("a", [None, 0.0, 0.3, 1.0])
 def test_rmia_matches_a_direct_computation(num_queries, gamma, a):
-  reference, target, _ = zoo(4, 12, num_queries=num_queries, seed=5)
-  keep = reference.keep.copy()
-  keep[0] = False  # every example has an OUT model
-  reference = ReferenceOutputs(reference.ids, reference.labels, reference.logits, keep)
-  rows, population = np.array([0, 1, 2, 3, 9]), np.array([9, 6, 7, 8, 10, 11])  # example 9 is in both
+  reference, target, rows, population = rmia_direct_case(num_queries)
   config = {"type": "rmia", "gamma": gamma} | ({"online": True} if a is None else {"online": False, "a": a})
   got = score(registry.make_attack(config).fit_reference(reference), reference, target, rows, population)
   np.testing.assert_allclose(got, direct_rmia(reference, target, rows, population, gamma=gamma, a=a))
+
+
+@pytest.mark.parametrize("signal, temperature", [("softmax", 0.5), ("soft-margin", 2.0), ("taylor-soft-margin", 1.0),
+                                                 ("taylor-soft-margin", 2.0)])
+@pytest.mark.parametrize("a", [None, 0.3])
+def test_rmia_signals_match_a_direct_computation(signal, temperature, a):
+  """The signal and temperature reach the target, the population and the reference models alike."""
+  reference, target, rows, population = rmia_direct_case(2)
+  config = {"type": "rmia", "signal": signal, "temperature": temperature} | (
+      {"online": True} if a is None else {"online": False, "a": a})
+  got = score(registry.make_attack(config).fit_reference(reference), reference, target, rows, population)
+  expected = direct_rmia(reference, target, rows, population, gamma=2.0, a=a, signal=signal, temperature=temperature)
+  np.testing.assert_allclose(got, expected)
+  plain = direct_rmia(reference, target, rows, population, gamma=2.0, a=a)
+  assert not np.array_equal(expected, plain)  # the option changes the scores here
+
+
+def test_rmia_signals_equal_the_authors_formulas():
+  """softmax and soft-margin (held as logs) and taylor-soft-margin (held as is) against signals.py, on logits with a
+  saturated example, wrong classes whose Taylor term is negative (u < -1.6) and a negative Taylor signal (row 2)."""
+  logits = np.array([[[30.0, -4.0, 1.0, 0.5], [2.0, -7.0, 3.0, 0.0]],
+                     [[0.3, 0.1, -0.2, 0.0], [-1.0, 5.0, -3.5, 2.0]],
+                     [[-4.0, 3.0, 3.0, 3.0], [8.0, -8.0, -8.0, 1.0]]])
+  labels = np.array([0, 1, 0])
+  for temperature in (1.0, 2.0, 0.7):
+    for signal in rmia_signals.SIGNALS:
+      got = rmia_signals.signal_values(logits, labels, signal, temperature)
+      expected = authors_signal(logits, labels[:, None], signal, temperature)
+      np.testing.assert_allclose(got if signal == "taylor-soft-margin" else np.exp(got), expected, rtol=1e-12)
+  assert rmia_signals.signal_values(logits, labels, "taylor-soft-margin", 1.0)[2, 0] < 0
+  extreme = np.array([[[50.0, 0, 0]], [[70.0, 0, 0]], [[-800.0, 0, 0]], [[-801.0, 0, 0]]])
+  got = rmia_signals.signal_values(extreme, np.zeros(4, int), "softmax", 1.0)[:, 0]
+  np.testing.assert_allclose(got, [-2 * np.exp(-50.0), -2 * np.exp(-70.0), -800 - np.log(2), -801 - np.log(2)],
+                             rtol=1e-12)  # p_y: 1.0, 1.0, 0.0, 0.0 in linear space; their logs keep the order
 
 
 def test_rmia_properties(leaky):
@@ -244,11 +324,12 @@ def test_rmia_properties(leaky):
 
 
 def test_rmia_tunes_a_by_attacking_the_first_reference_model():
-  """a = None: the a of the grid whose offline RMIA, calibrated on the other models, best attacks model 0."""
+  """a = None: the a of the grid whose offline RMIA, calibrated on the other models, best attacks model 0 on the
+  disjoint x (rows) and z (population) of tune_rows."""
   reference, _, _ = zoo(8, 600, seed=4)
   others = ReferenceOutputs(reference.ids, reference.labels, reference.logits[1:], reference.keep[1:])
   usable = (~others.keep).any(0)  # examples with an OUT model among the others: the rest cannot be scored offline
-  rows, population = np.flatnonzero(usable), np.flatnonzero(usable & ~reference.keep[0])
+  rows, population = rmia.tune_rows(reference.keep[0], usable, reference.ids)
   member = reference.keep[0, rows]
   aucs = []
   for a in rmia.A_GRID:
@@ -260,6 +341,71 @@ def test_rmia_tunes_a_by_attacking_the_first_reference_model():
   assert tuned.a_ == rmia.A_GRID[int(np.argmax(aucs))]
 
 
+def test_rmia_tune_rows_are_disjoint(monkeypatch):
+  """z: half of model 0's usable non-members; x: its usable members and its other usable non-members; checked on the
+  rows tune_a hands to pairwise_scores, with and without the caps biting."""
+  reference, _, _ = zoo(8, 600, seed=4)
+  member, usable = reference.keep[0], (~reference.keep[1:]).any(0)
+  used = []
+  scores = rmia.pairwise_scores
+  monkeypatch.setattr(rmia, "pairwise_scores", lambda *args: used.append(args[-2:]) or scores(*args))
+  for cap in (2000, 40):
+    monkeypatch.setattr(rmia, "_TUNE_EXAMPLES", cap)
+    used.clear()
+    registry.make_attack({"type": "rmia", "online": False}).fit_reference(reference)
+    assert len(used) == len(rmia.A_GRID)
+    x_rows, z_rows = used[0]
+    assert all(np.array_equal(x, x_rows) and np.array_equal(z, z_rows) for x, z in used)
+    assert len(np.intersect1d(x_rows, z_rows)) == 0  # no z is among the x
+    assert usable[z_rows].all() and not member[z_rows].any() and usable[x_rows].all()
+    non_members = np.flatnonzero(usable & ~member)
+    assert len(z_rows) == min(len(non_members) // 2, cap) and len(x_rows) == min(cap, usable.sum() - len(z_rows))
+    if cap == 2000:  # no cap bites: x holds every usable member and every non-member not in z
+      np.testing.assert_array_equal(np.sort(np.r_[x_rows[~member[x_rows]], z_rows]), non_members)
+      np.testing.assert_array_equal(x_rows[member[x_rows]], np.flatnonzero(usable & member))
+    assert 0 < member[x_rows].sum() < len(x_rows)
+
+
+def old_overlapping_tune_a(reference, gamma):
+  """(a, AUCs, x_rows, z_rows) of tune_a before the fix, re-implemented from the old rmia.py: x drawn from all usable
+  examples and z from model 0's usable non-members, so an x that is a non-member is mostly also in z."""
+  values, keep, ids = reference.true_class_log_prob, reference.keep, reference.ids
+  log_out = rmia_signals.LogSpace.mean(values[1:], ~keep[1:])
+  usable = ~np.isnan(log_out).any(axis=1)
+  rng = np.random.default_rng(0)
+  pick = lambda rows: np.sort(rng.permutation(rows[np.argsort(ids[rows])])[:2000])
+  x_rows = pick(np.flatnonzero(usable))
+  z_rows = pick(np.flatnonzero(usable & ~keep[0]))
+  aucs = []
+  for a in rmia.A_GRID:
+    lr = values[0] - rmia_signals.LogSpace.offline(log_out, a)
+    scores = rmia.pairwise_scores(lr[x_rows], lr[z_rows], gamma, rmia_signals.LogSpace, x_rows, z_rows)
+    aucs.append(metrics.attack_metrics(scores, keep[0, x_rows], scores > 0.5, num_bootstrap=0)["roc_auc"])
+  return float(rmia.A_GRID[int(np.argmax(aucs))]), np.array(aucs), x_rows, z_rows
+
+
+def test_rmia_old_overlapping_rule_picks_another_a():
+  """Saturated models (logits x 5): many x beat the same few hard z and tie. With z among x (the old rule), an x in z
+  is divided by |z| - 1 and a member by |z|, so every tie breaks toward the non-member and every tuning AUC drops;
+  the old rule picks a = 0.0 where the disjoint split picks 0.7."""
+  reference, _, _ = zoo(4, 200, num_queries=1, seed=0)
+  saturated = ReferenceOutputs(reference.ids, reference.labels, reference.logits * 5, reference.keep)
+  old_a, old_aucs, x_rows, z_rows = old_overlapping_tune_a(saturated, 2.0)
+  x_non_members = x_rows[~saturated.keep[0, x_rows]]
+  assert np.isin(x_non_members, z_rows).all()  # the old x and z overlap on every non-member
+  tuned = registry.make_attack({"type": "rmia", "online": False}).fit_reference(saturated)
+  others = ReferenceOutputs(saturated.ids, saturated.labels, saturated.logits[1:], saturated.keep[1:])
+  rows, population = rmia.tune_rows(saturated.keep[0], (~others.keep).any(0), saturated.ids)
+  new_aucs = []
+  for a in rmia.A_GRID:
+    attack = registry.make_attack({"type": "rmia", "online": False, "a": float(a)}).fit_reference(others)
+    scores = score(attack, saturated, saturated.logits[0], rows, population)
+    new_aucs.append(metrics.attack_metrics(scores, saturated.keep[0, rows], scores > 0.5, num_bootstrap=0)["roc_auc"])
+  assert tuned.a_ == rmia.A_GRID[int(np.argmax(new_aucs))] == 0.7
+  assert old_a == 0.0
+  assert old_aucs.max() < min(new_aucs)
+
+
 @pytest.mark.parametrize("config, message", [
     ({"type": "lira", "online": "yes"}, r"^attack lira: option online must be true or false, got 'yes'$"),
     ({"type": "lira", "fixed_variance": 1}, r"^attack lira: option fixed_variance must be true or false, got 1$"),
@@ -269,7 +415,15 @@ def test_rmia_tunes_a_by_attacking_the_first_reference_model():
     ({"type": "rmia", "online": False, "a": 1.5}, r"^attack rmia: option a must be None \(tuned\) or a number in"),
     ({"type": "rmia", "a": 0.3}, r"only offline \(online=False\); got a=0.3, online=True$"),
     ({"type": "rmia", "fixed_variance": True}, r"^attack 'rmia': unknown option\(s\) fixed_variance; known: a, "
-                                               r"gamma, online$"),
+                                               r"gamma, online, signal, temperature$"),
+    ({"type": "rmia", "signal": "taylor"}, r"^attack rmia: option signal must be one of softmax, soft-margin, "
+                                           r"taylor-soft-margin, got 'taylor'$"),
+    ({"type": "rmia", "signal": ["softmax"]}, r"^attack rmia: option signal must be one of .*, got \['softmax'\]$"),
+    ({"type": "rmia", "temperature": 0}, r"^attack rmia: option temperature must be a finite number > 0, got 0$"),
+    ({"type": "rmia", "temperature": -2.0}, r"^attack rmia: option temperature must be a finite number > 0, got -2.0$"),
+    ({"type": "rmia", "temperature": float("inf")}, r"^attack rmia: option temperature must be .*, got inf$"),
+    ({"type": "rmia", "temperature": "2"}, r"^attack rmia: option temperature must be .*, got '2'$"),
+    ({"type": "rmia", "temperature": True}, r"^attack rmia: option temperature must be .*, got True$"),
 ])
 def test_make_attack_refuses_bad_options_in_one_line(config, message):
   with pytest.raises(AttackError, match=message) as error:
@@ -298,3 +452,32 @@ def test_bad_reference_inputs_are_one_line_errors(small):
     with pytest.raises(AttackError, match=message) as error:
       call()
     assert "\n" not in str(error.value)
+
+
+def test_fitted_settings_record_what_the_fit_chose(small):
+  reference, _, _ = small
+  tuned = registry.make_attack({"type": "rmia", "online": False}).fit_reference(reference, exclude=2)
+  assert tuned.fitted_settings == {"a": tuned.a_} and tuned.a_ in rmia.A_GRID
+  assert registry.make_attack({"type": "rmia", "online": False, "a": 0.3}).fit_reference(
+      reference).fitted_settings == {"a": 0.3}
+  assert registry.make_attack({"type": "rmia"}).fit_reference(reference).fitted_settings == {}  # online: no a
+  assert registry.make_attack({"type": "lira"}).fit_reference(reference).fitted_settings == {}
+  with pytest.raises(RuntimeError, match="call fit_reference before scoring"):
+    registry.make_attack({"type": "rmia", "online": False}).fitted_settings
+
+
+def test_score_only_rmia_refuses_to_predict(small):
+  """RMIA's score, a fraction of the population beaten, has no threshold that means "member": decision_threshold is
+  None and predict_examples refuses; LiRA keeps its rule."""
+  reference, target, _ = small
+  rows, population = np.arange(10), np.arange(10, 40)[~reference.keep[0, 10:40]]
+  for config in RMIA_CONFIGS:
+    attack = registry.make_attack(config).fit_reference(reference)
+    assert attack.decision_threshold is None
+    with pytest.raises(AttackError, match=r"^attack RMIA is score-only \(decision_threshold None\): it has no rule "
+                                          r"that predicts members; use score_examples$"):
+      attack.predict_examples(target[rows], reference.labels[rows], rows,
+                              (target[population], reference.labels[population], population))
+  lira = registry.make_attack({"type": "lira"}).fit_reference(reference)
+  np.testing.assert_array_equal(lira.predict_examples(target[rows], reference.labels[rows], rows),
+                                score(lira, reference, target, rows) > 0)

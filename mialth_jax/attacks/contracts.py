@@ -42,11 +42,15 @@ class LabelledOutputsAttack(abc.ABC):
 class ReferenceAttack(abc.ABC):
   """An attack calibrated on reference models; `decision_threshold` is its stated rule (member: score above it).
 
+  decision_threshold None marks a score-only attack, whose score has no threshold that means "member" (e.g. the fraction
+  of a population that an example beats): it predicts no members (`predict_examples` refuses), and a result of it has
+  no accuracy / precision rows, only the rows read from its scores' ranking (AUC, TPR at low FPR).
+
   The target's outputs come as (logits [M, A, C] under A queries, labels [M], pool_rows [M]) with pool_rows =
   `reference.rows(ids)`; an attack may also compare with `population`, the same triple for examples the target did
   not train on.
   """
-  decision_threshold: float  # set by the class or its __init__
+  decision_threshold: float | None  # set by the class or its __init__; None: score-only
 
   @abc.abstractmethod
   def fit_reference(self, reference: ReferenceOutputs, exclude: int | None = None) -> "ReferenceAttack":
@@ -56,8 +60,17 @@ class ReferenceAttack(abc.ABC):
   def score_examples(self, target_logits, labels, pool_rows, population=None) -> np.ndarray:
     """float64 [M] scores of the target's logits on pool examples `pool_rows`."""
 
+  @property
+  def fitted_settings(self) -> dict:
+    """After fit_reference: what it chose that a result must record (JSON-able, e.g. a hyperparameter tuned on the
+    reference models); {} for an attack that chooses nothing."""
+    return {}
+
   def predict_examples(self, target_logits, labels, pool_rows, population=None) -> np.ndarray:
-    """Members by the attack's stated rule: score above `decision_threshold`."""
+    """Members by the attack's stated rule: score above `decision_threshold`; refused for a score-only attack."""
+    if self.decision_threshold is None:
+      raise AttackError(f"attack {type(self).__name__} is score-only (decision_threshold None): it has no rule that "
+                        "predicts members; use score_examples")
     return self.score_examples(target_logits, labels, pool_rows, population) > self.decision_threshold
 
   def fit(self, inputs, is_member):
