@@ -28,6 +28,7 @@ BUILTIN = (
     "mialth_jax.experiments.shadow",
     "mialth_jax.experiments.zoo",
     "mialth_jax.experiments.zoo_targets",
+    "mialth_jax.experiments.zoo_verdict",
     "mialth_jax.experiments.adversarial",
     # report sections
     "mialth_jax.report.leakage_verdict",

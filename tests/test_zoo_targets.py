@@ -6,7 +6,7 @@ from scipy import stats as scipy_stats
 
 from mialth_jax import layout as layout_lib
 from mialth_jax.attacks import reference as reference_lib, stats
-from mialth_jax.experiments import zoo_targets
+from mialth_jax.experiments import zoo_targets, zoo_verdict
 from mialth_jax.lottery import zoo
 from mialth_jax.utils import io
 
@@ -70,7 +70,7 @@ def _write_zoo_results(tmp_path, shifts: dict, attacks: dict, num_models=64, poo
 
 def _judged(workdir: str) -> dict:
   """{metric: ModelLevel} with Holm-adjusted p-values over the run's comparisons."""
-  found = zoo_targets.judge(workdir)
+  found = zoo_verdict.judge(workdir)
   return {m.metric: m.adjusted(p) for m, p in zip(found, stats.holm([m.p_value for m in found]))}
 
 
@@ -95,7 +95,7 @@ def test_each_pair_is_judged_by_the_attack_strongest_on_the_other_pairs():
   dense_auc = np.array([[0.90, 0.60, 0.60],    # attack 0: strong on pair 0 only
                         [0.70, 0.70, 0.70]])   # attack 1: steady
   # Pair 0's own 0.90 would pick attack 0 for it; on the other pairs attack 1 is stronger (0.70 vs 0.60).
-  np.testing.assert_array_equal(zoo_targets.chosen_per_pair(dense_auc), [1, 0, 0])
+  np.testing.assert_array_equal(zoo_verdict.chosen_per_pair(dense_auc), [1, 0, 0])
   # Pair 1 and 2: attack 0 averages (0.90 + 0.60) / 2 = 0.75 over the others, above attack 1's 0.70.
   brute = [int(np.argmax(np.delete(dense_auc, p, axis=1).mean(axis=1))) for p in range(3)]
   assert brute == [1, 0, 0]

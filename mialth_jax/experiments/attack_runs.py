@@ -117,9 +117,11 @@ class AttackRun:
       self._test_inputs[target.label] = target.outputs(self.part("test")[0])
     return self._test_inputs[target.label]
 
-  def record(self, protocol: str, source_label: str, target, name: str, attack_config: dict, fitted) -> dict:
+  def record(self, protocol: str, source_label: str, target, name: str, attack_config: dict, fitted,
+             fitted_settings: dict | None = None) -> dict:
     """Scores a fitted attack (anything with score / predict of AttackInputs) on the target's attack-test outputs
-    and writes its per-example .npz, then its metrics .json (last: a result exists once its .json does)."""
+    and writes its per-example .npz, then its metrics .json (last: a result exists once its .json does), with what
+    the fit chose (`fitted_settings`, e.g. an offline a) where given."""
     json_path, npz_path = self.ctx.layout.result(self.size, protocol, source_label, target.label, name)
     test_ids, test_member = self.part("test")
     config = self.ctx.config
@@ -127,6 +129,8 @@ class AttackRun:
                                             num_bootstrap=config.attacks.num_bootstrap, seed=config.seed)
     result.update(protocol=protocol, source=source_label, target=target.label, attack=name, size=self.size,
                   attack_config=dict(attack_config))
+    if fitted_settings:
+      result["fitted_settings"] = dict(fitted_settings)
     def write():
       io.write_npz(npz_path, ids=test_ids, **per_example)
       io.write_json(json_path, result)

@@ -67,7 +67,9 @@ def run_attacks(ctx, sizes: list[int]) -> list[dict]:
     io.write_json(ctx.layout.attacks_summary, results)
   for r in results:  # metrics are on the attack-test part of the attack set; "source -> target" where they differ
     model = r["target"] if r["source"] == r["target"] else f"{r['source']} -> {r['target']}"
-    logging.info("%-8s n=%-5d %-28s %-14s acc %.3f [%.3f, %.3f]  auc %.3f  adv %.3f  tpr@1%%fpr %.3f", r["protocol"],
-                 r["num_members"] + r["num_nonmembers"], model, r["attack"], r["accuracy"], *r["accuracy_ci"],
-                 r["roc_auc"], r["advantage"], r["tpr_at_fpr_0.01"])
+    accuracy = (f"acc {r['accuracy']:.3f} [{r['accuracy_ci'][0]:.3f}, {r['accuracy_ci'][1]:.3f}]" if "accuracy" in r
+                else "score-only (no decision rule)")
+    logging.info("%-8s n=%-5d %-28s %-14s %s  auc %.3f  adv %.3f  tpr@1%%fpr %.3f", r["protocol"],
+                 r["num_members"] + r["num_nonmembers"], model, r["attack"], accuracy, r["roc_auc"], r["advantage"],
+                 r["tpr_at_fpr_0.01"])
   return results

@@ -1,8 +1,8 @@
 """Did pruning change leakage? Each ticket against the dense model of its run: one rule for every section that asks.
 
-The answer for a ticket is model-level where the run has one (a feature registered in MODEL_LEVEL, e.g. every zoo
-model a target: ticket - dense over many model pairs), else the single pair: the run's ticket against its dense
-model, on the paper protocol's largest attack set. For the single pair, the attack is the strongest on the dense
+The answer for a ticket is model-level where the run has one (a feature registered in MODEL_LEVEL, e.g. every
+reference model a target: ticket - dense over many model pairs), else the single pair: the run's ticket against its
+dense model, on the paper protocol's largest attack set. For the single pair, the attack is the strongest on the dense
 model (highest ROC AUC) among the attacks of the protocols registered with `in_verdict = True`, measured on the
 SELECTION half of the attack-test examples (a fixed hash of their ids); the ticket and dense are then compared on the
 other, JUDGED half only, so the attack is never chosen on the examples it is judged on. The AUC difference's interval

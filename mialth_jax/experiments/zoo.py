@@ -72,7 +72,7 @@ class Zoo(Protocol):
           scores = attack.score_examples(*examples, population=population)
           rule = attack.decision_threshold  # the attack's own rule (predict_examples); None: a score-only attack
           fitted = attack_runs.Scored(scores, None if rule is None else scores > rule)
-          attack_run.record("zoo", name, target, attack_name, attack_config, fitted)
+          attack_run.record("zoo", name, target, attack_name, attack_config, fitted, attack.fitted_settings)
         results[(name, name, attack_name)] = io.read_json(json_path)
     zoo_targets.attack_all(attack_run, zoo_summaries, lambda kind: references.get(kind) or reference_outputs(ctx, kind),
                            configs)

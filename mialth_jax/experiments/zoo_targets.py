@@ -11,11 +11,7 @@ target, calibrated on all S. Nothing is trained: the zoo's logits on the pool ar
   attacks/zoo_targets/<kind>/by_reference_count.json   (zoo.reference_counts) each attack's mean AUC and TPR at 1 %
                                   FPR over the zoo targets when only k random other models calibrate it
 
-The verdict compares each ticket kind with dense over the T model pairs (zoo pair s: ticket s and the dense model it
-was pruned from; the target pair: the run's ticket and dense model): the mean difference of a metric, its Student-t
-interval over pairs and the paired t-test's p-value (attacks.stats.paired_over_models), Holm-adjusted over the
-comparisons of the run. The attack that answers for pair s is the one with the highest mean dense AUC over the OTHER
-pairs, so no attack is chosen on the examples (or models) it is judged on.
+The model-level verdict over these targets is experiments.zoo_verdict's.
 """
 import dataclasses
 import os
@@ -27,12 +23,10 @@ from mialth_jax import layout as layout_lib
 from mialth_jax.attacks import metrics, registry, stats
 from mialth_jax.attacks import reference as reference_lib
 from mialth_jax.attacks.inputs import AttackError
-from mialth_jax.experiments import verdict
 from mialth_jax.utils import hosts, io
 
 FPR_LEVELS = (0.01, 0.001)
 TARGET = "target"            # the run's separately trained model of the kind, in `names`
-COMPARED = ("roc_auc", "tpr_at_fpr_0.01")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,102 +181,3 @@ def by_reference_count(reference: reference_lib.ReferenceOutputs, configs: dict,
                                "tpr_at_fpr_0.01": float(np.mean([m["tpr_at_fpr_0.01"]["tpr"] for m in per_target])),
                                "targets": len(per_target)}
   return found
-
-
-def _pair_values(dense: dict, ticket: dict, metric: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-  """(dense [attacks, pairs], ticket [attacks, pairs], attacks, pair names): the metric of each attack (in both
-  {attack: TargetScores}) on the dense and the ticket target of each pair (target names in both)."""
-  attacks = sorted(set(dense) & set(ticket))
-  names = [n for n in dense[attacks[0]].names.tolist() if n in ticket[attacks[0]].names.tolist()]
-  values = {}
-  for side, found in (("dense", dense), ("ticket", ticket)):
-    values[side] = np.array([[_metric(found[a], n, metric) for n in names] for a in attacks])  # [attacks, pairs]
-  return values["dense"], values["ticket"], attacks, names
-
-
-def _metric(targets: TargetScores, name: str, metric: str) -> float:
-  row = targets.names.tolist().index(name)
-  scores, member = targets.scores[row], targets.member[row]
-  if metric == "roc_auc":
-    return roc_auc(scores, member)
-  return stats.tpr_at_fpr(scores, member, float(metric.rsplit("_", 1)[1]))["tpr"]
-
-
-def chosen_per_pair(dense_auc: np.ndarray) -> np.ndarray:
-  """For each pair p, the attack (row of dense_auc [attacks, pairs]) with the highest mean dense AUC over the other
-  pairs: the attack judging a pair is never chosen on it."""
-  num_pairs = dense_auc.shape[1]
-  others = (dense_auc.sum(axis=1, keepdims=True) - dense_auc) / max(num_pairs - 1, 1)
-  return np.argmax(others, axis=0)
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelLevel:
-  """ticket - dense over model pairs, for one metric (a comparison of experiments.verdict.MODEL_LEVEL)."""
-  ticket: str
-  metric: str
-  pairs: int
-  attacks: dict           # {attack: pairs it judged}
-  comparison: dict        # stats.paired_over_models
-  p_adjusted: float = float("nan")
-
-  method = ("Model level: every zoo model attacked by the others (leave-one-out) and the run's model by all of them, "
-            "on every pool example; ticket - dense over the model pairs (each zoo ticket with the dense model it was "
-            "pruned from), Student-t interval over pairs and paired t-test; each pair judged by the attack with the "
-            "highest mean dense AUC on the other pairs.")
-
-  @property
-  def p_value(self) -> float:
-    return self.comparison["p_value"]
-
-  @property
-  def direction(self) -> str:
-    return verdict.direction(self.comparison["mean_difference"], self.p_adjusted)
-
-  def adjusted(self, p_adjusted: float) -> "ModelLevel":
-    return dataclasses.replace(self, p_adjusted=float(p_adjusted))
-
-  def line(self) -> str:
-    c = self.comparison
-    said = self.direction if self.direction.startswith("no ") else f"leakage {self.direction}"
-    used = ", ".join(f"{a} ({n})" for a, n in self.attacks.items())
-    return (f"{self.ticket} vs dense over {self.pairs} model pairs: {said} ({_METRIC_NAMES[self.metric]} difference "
-            f"{c['mean_difference']:+.3f} [95 % CI over pairs {c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}], paired t "
-            f"p={c['p_value']:.3g}, Holm-adjusted p={self.p_adjusted:.3g}; attack per pair: {used})")
-
-
-_METRIC_NAMES = {"roc_auc": "AUC", "tpr_at_fpr_0.01": "TPR at 1 % FPR"}
-
-
-def model_level(layout: layout_lib.RunLayout) -> list[ModelLevel]:
-  """Every ticket zoo kind against the dense zoo, for each metric of COMPARED (unadjusted p-values)."""
-  root = layout.path("attacks", "zoo_targets")
-  kinds = sorted(os.listdir(root)) if os.path.isdir(root) else []
-  found = {k: {a[:-len(".json")]: read(layout, k, a[:-len(".json")]) for a in sorted(os.listdir(os.path.join(root, k)))
-               if a.endswith(".json")} for k in kinds}
-  if "dense" not in found or not found["dense"]:
-    return []
-  zoo_summaries = {k: io.read_json(layout.zoo(k, "summary.json")) for k in kinds
-                   if os.path.exists(layout.zoo(k, "summary.json"))}
-  results = []
-  for kind in layout_lib.select(zoo_summaries, kind="ticket"):
-    if not found.get(kind):
-      continue
-    dense_auc, _, attacks, names = _pair_values(found["dense"], found[kind], "roc_auc")
-    picked = chosen_per_pair(dense_auc)
-    fewest = min(int((~t.member).sum(axis=1).min()) for t in (*found["dense"].values(), *found[kind].values()))
-    for metric in COMPARED:
-      if metric.startswith("tpr_at_fpr_") and fewest < stats.needed_nonmembers(float(metric.rsplit("_", 1)[1])):
-        continue  # each target's TPR at this FPR rests on fewer than 10 expected false positives: not compared
-      dense, ticket, _, _ = _pair_values(found["dense"], found[kind], metric)
-      columns = np.arange(len(names))
-      comparison = stats.paired_over_models(ticket[picked, columns], dense[picked, columns])
-      used = {attacks[a]: int((picked == a).sum()) for a in np.unique(picked)}
-      results.append(ModelLevel(kind, metric, len(names), used, comparison))
-  return results
-
-
-@verdict.MODEL_LEVEL.register("zoo_targets")
-def judge(workdir: str) -> list[ModelLevel]:
-  """model_level of the run in `workdir` (p-values not adjusted: experiments.verdict adjusts over a report)."""
-  return model_level(layout_lib.RunLayout(workdir))

@@ -17,7 +17,7 @@ import os
 
 from mialth_jax.attacks import stats
 from mialth_jax.experiments import verdict as verdict_lib
-from mialth_jax.report import collect, defence_compare, defence_plots, names, plots, sections
+from mialth_jax.report import collect, defence_compare, defence_plots, fmt, names, plots, sections
 from mialth_jax.utils import io
 
 PAPER_NUMBERS = os.path.join(os.path.dirname(__file__), "defence_paper_numbers.json")
@@ -121,7 +121,7 @@ def table(found: list[Row], baseline: str, comparisons: defence_compare.Comparis
     cost = defence_compare.accuracy_cost(dense, row) if dense and row is not dense else None
     auc, auc_ci, tpr = judged_metrics(a)
     lines.append(f"| {row.name} | {row.label} | {_ci(row.test_accuracy, row.test_ci)} | {a['attack']} "
-                 f"({a['protocol']}) | {_ci(auc, auc_ci)} | {tpr} | {_ci(a['accuracy'], a['accuracy_ci'])} | "
+                 f"({a['protocol']}) | {_ci(auc, auc_ci)} | {tpr} | {fmt.with_ci(a)} | "
                  f"{_ci(diff.difference, diff.ci, sign=True) if diff else '-'} | "
                  f"{_ci(cost[0], cost[1], sign=True) if cost else '-'} |")
   return lines

@@ -8,9 +8,10 @@ def number(x, digits: int = 3) -> str:
 
 
 def with_ci(r: dict, key: str = "accuracy") -> str:
-  """The value with its 95 % bootstrap interval where the result has one (TPR intervals came later than the rest)."""
+  """The value with its 95 % bootstrap interval where the result has one (TPR intervals came later than the rest);
+  "-" where the result has no such metric (a score-only attack has no accuracy)."""
   if f"{key}_ci" not in r:
-    return number(r[key])
+    return number(r.get(key))
   return f"{r[key]:.3f} [{r[key + '_ci'][0]:.3f}, {r[key + '_ci'][1]:.3f}]"
 
 

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from mialth_jax.attacks import metrics, stats
-from mialth_jax.experiments import zoo_targets
+from mialth_jax.experiments import zoo_targets, zoo_verdict
 from mialth_jax.layout import RunLayout
 from mialth_jax.report import plots, sections
 from mialth_jax.utils import io
@@ -94,5 +94,5 @@ def section(runs, out: sections.Output) -> str:
     return ""
   png = pooled_roc(RunLayout(run.workdir), results, out.plot(f"roc_zoo_targets_{run.label}.png"))
   return sections.text([f"### {run.label}: every zoo model a target (leave-one-out)", "",
-                        zoo_targets.ModelLevel.method, "", *table(results), "",
+                        zoo_verdict.ModelLevel.method, "", *table(results), "",
                         out.image(f"pooled ROC {run.label}", png), "", *reference_counts(run.workdir)])
