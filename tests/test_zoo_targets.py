@@ -35,7 +35,7 @@ def analytic_auc(shift: float) -> float:
 def test_leave_one_out_lira_reaches_the_analytic_auc_within_its_interval_over_targets():
   reference = synthetic_zoo(256, 500, shift=1.0, seed=0)  # 255 references: each per-example median is close to mu_n
   targets, _ = zoo_targets.leave_one_out(reference, LIRA_OFFLINE_FIXED)
-  aucs = np.array([zoo_targets.roc_auc(s, m) for s, m in zip(targets.scores, targets.member)])
+  aucs = np.array([zoo_targets.roc_auc(*targets.row(i)) for i in range(len(targets.names))])
   low, high = scipy_stats.t.interval(0.95, len(aucs) - 1, aucs.mean(), scipy_stats.sem(aucs))
   assert low <= analytic_auc(1.0) <= high, (low, high, analytic_auc(1.0))
   # A global threshold on phi ignores mu_n and sits far lower: the interval tells the two apart.
@@ -108,8 +108,12 @@ def test_pooled_tpr_is_measured_only_with_enough_nonmembers(level):
   summary = zoo_targets.summarise(targets)
   one = summary["per_target"]["zoo_0"][f"tpr_at_fpr_{level}"]
   pooled = summary["pooled"][f"tpr_at_fpr_{level}"]
-  assert one["num_nonmembers"] == 250 and pooled["num_nonmembers"] == 16 * 250
-  assert one["estimable"] == (250 * level >= 10) and pooled["estimable"] == (4000 * level >= 10)
+  population = zoo_targets.population_half(np.arange(500))
+  scored_nonmembers = (~reference.keep & ~population).sum(axis=1)  # the rest of the non-members are the population
+  assert one["num_nonmembers"] == scored_nonmembers[0] and pooled["num_nonmembers"] == scored_nonmembers.sum()
+  assert abs(scored_nonmembers.mean() - 125) < 10
+  assert one["estimable"] == (one["num_nonmembers"] * level >= 10)
+  assert pooled["estimable"] == (pooled["num_nonmembers"] * level >= 10)
 
 
 def test_the_reference_count_curve_reaches_leave_one_out_with_every_other_model():
@@ -117,7 +121,27 @@ def test_the_reference_count_curve_reaches_leave_one_out_with_every_other_model(
   configs = {"offline_fixed": LIRA_OFFLINE_FIXED, "online": {"type": "lira"}}
   curve = zoo_targets.by_reference_count(reference, configs, (1, 2, 8), seed=0)
   targets, _ = zoo_targets.leave_one_out(reference, LIRA_OFFLINE_FIXED)
-  every_other = np.mean([zoo_targets.roc_auc(s, m) for s, m in zip(targets.scores, targets.member)])
+  every_other = np.mean([zoo_targets.roc_auc(*targets.row(i)) for i in range(len(targets.names))])
   assert curve["offline_fixed"]["8"]["roc_auc"] == pytest.approx(every_other, abs=1e-12)
   assert curve["offline_fixed"]["2"]["roc_auc"] < curve["offline_fixed"]["8"]["roc_auc"]  # fewer, noisier references
   assert "2 or more" in curve["online"]["1"]["error"]  # one model cannot give an example both IN and OUT Gaussians
+
+
+def test_rmia_scores_members_and_nonmembers_alike_when_their_signals_are_equal():
+  """Every model gives example n the logits (2, 0) if n is even, (0, 0) if odd: offline RMIA's LR takes two values,
+  the even examples' above the odd ones'. An even example's score is then the share of odd examples in its
+  population, the same for a member and a non-member. With x among its own population z, a non-member would be
+  divided by |z| - 1 and a member by |z|, and every tie would break toward the non-members."""
+  base = synthetic_zoo(8, 400, shift=0.0, seed=5)
+  even = np.arange(400) % 2 == 0
+  logits = np.zeros_like(base.logits)
+  logits[:, even, :, 0] = 2.0
+  two_level = reference_lib.ReferenceOutputs(base.ids, base.labels, logits, base.keep)
+  targets, _ = zoo_targets.leave_one_out(two_level, {"type": "rmia", "online": False, "a": 0.5, "gamma": 1.0})
+  for i in range(len(targets.names)):
+    scored = ~np.isnan(targets.scores[i])
+    population = ~two_level.keep[i] & zoo_targets.population_half(two_level.ids)
+    assert not (scored & population).any() and (scored | population).all()
+    values = targets.scores[i, scored & even]
+    assert np.all(values == (population & ~even).sum() / population.sum())  # members and non-members alike
+    assert zoo_targets.roc_auc(*targets.row(i)) == pytest.approx(0.5, abs=0.1)

@@ -6,7 +6,7 @@ examples) is attacked by every reference attack (LiRA, RMIA) calibrated on the o
 every pool example (its members are keep[s]); the run's separately trained model of that kind joins as one more
 target, calibrated on all S. Nothing is trained: the zoo's logits on the pool are read from shadows/<kind>/.
 
-  attacks/zoo_targets/<kind>/<attack>.npz   names [T], scores [T, N], member [T, N]
+  attacks/zoo_targets/<kind>/<attack>.npz   names [T], scores [T, N] (NaN: population), member [T, N]
                                   .json  per-target metrics, the ROC pooled over targets, what each fit chose
   attacks/zoo_targets/<kind>/by_reference_count.json   (zoo.reference_counts) each attack's mean AUC and TPR at 1 %
                                   FPR over the zoo targets when only k random other models calibrate it
@@ -29,12 +29,32 @@ FPR_LEVELS = (0.01, 0.001)
 TARGET = "target"            # the run's separately trained model of the kind, in `names`
 
 
+def population_half(ids: np.ndarray) -> np.ndarray:
+  """bool [N]: the examples that serve as RMIA's population z when they are a target's non-members (a fixed hash of
+  their ids, another than verdict.judged_half's). Every attack scores the other examples only, so x and z are
+  disjoint: compared with a population that holds x itself, a tied member and non-member would be divided by |z| and
+  |z| - 1, and heavily tied scores (a saturated model) would break toward the non-members."""
+  return (np.asarray(ids, np.uint64) * np.uint64(2246822519) + np.uint64(374761393)) % np.uint64(2 ** 32) < \
+      np.uint64(2 ** 31)
+
+
 @dataclasses.dataclass(frozen=True)
 class TargetScores:
-  """One attack's scores on every pool example for each of T targets of one kind."""
+  """One attack's scores on the pool for each of T targets of one kind (NaN where the example is in the target's
+  population: its non-members of `population_half`)."""
   names: np.ndarray       # str [T]: "zoo_<s>" for zoo model s, TARGET for the run's model
   scores: np.ndarray      # float64 [T, N]
   member: np.ndarray      # bool [T, N]: the target trained on the example
+
+  def row(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, member) of target `index` on its scored examples."""
+    scored = ~np.isnan(self.scores[index])
+    return self.scores[index, scored], self.member[index, scored]
+
+  def pooled(self) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, member) of every target's scored examples, one after another."""
+    scored = ~np.isnan(self.scores)
+    return self.scores[scored], self.member[scored]
 
   def __post_init__(self):
     if self.scores.shape != self.member.shape or len(self.names) != len(self.scores):
@@ -48,14 +68,17 @@ def zoo_name(index: int) -> str:
 
 def score_target(attack_config: dict, reference: reference_lib.ReferenceOutputs, logits: np.ndarray,
                  member: np.ndarray, exclude: int | None) -> tuple[np.ndarray, dict]:
-  """(scores [N], what the fit chose) of one target's logits [N, A, C] on the whole pool, the attack calibrated on the
-  reference models but `exclude`; RMIA's population is every pool example the target did not train on."""
+  """(scores [N], what the fit chose) of one target's logits [N, A, C] on the pool, the attack calibrated on the
+  reference models but `exclude`: NaN on the population (the target's non-members in `population_half`), which RMIA
+  compares the other examples with."""
   attack = registry.make_attack(dict(attack_config)).fit_reference(reference, exclude=exclude)
-  rows = np.arange(len(reference.ids))
-  out = ~member
-  scores = attack.score_examples(logits, reference.labels, rows, population=(logits[out], reference.labels[out],
-                                                                             rows[out]))
-  return scores, dict(getattr(attack, "fitted_settings", {}))
+  population = ~member & population_half(reference.ids)
+  scored = np.flatnonzero(~population)
+  z = np.flatnonzero(population)
+  scores = np.full(len(member), np.nan)
+  scores[scored] = attack.score_examples(logits[scored], reference.labels[scored], scored,
+                                         population=(logits[z], reference.labels[z], z))
+  return scores, dict(attack.fitted_settings)
 
 
 def leave_one_out(reference: reference_lib.ReferenceOutputs, attack_config: dict,
@@ -88,13 +111,13 @@ def target_metrics(scores: np.ndarray, member: np.ndarray) -> dict:
 
 
 def summarise(targets: TargetScores) -> dict:
-  """Per-target metrics, their spread over the zoo targets, and the ROC pooled over every target (T x N scores)."""
-  per_target = {str(n): target_metrics(s, m) for n, s, m in zip(targets.names, targets.scores, targets.member)}
+  """Per-target metrics, their spread over the zoo targets, and the ROC pooled over every target's scored examples."""
+  per_target = {str(n): target_metrics(*targets.row(i)) for i, n in enumerate(targets.names)}
   zoo_aucs = [per_target[str(n)]["roc_auc"] for n in targets.names if n != TARGET]
   return {"per_target": per_target,
           "zoo_roc_auc": {"mean": float(np.mean(zoo_aucs)), "sd": float(np.std(zoo_aucs, ddof=1)) if len(zoo_aucs) > 1
                           else 0.0, "min": float(np.min(zoo_aucs)), "max": float(np.max(zoo_aucs))},
-          "pooled": target_metrics(targets.scores.ravel(), targets.member.ravel())}
+          "pooled": target_metrics(*targets.pooled())}
 
 
 def paths(layout: layout_lib.RunLayout, kind: str, attack: str) -> tuple[str, str]:
@@ -152,6 +175,10 @@ def attack_all(attack_run, zoo_summaries: dict, reference_of, configs: dict) -> 
       hosts.on_process_zero(lambda: io.write_json(path, {"counts": list(counts), "attacks": curve}))
 
 
+def _scored(scores: np.ndarray, member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  return scores[~np.isnan(scores)], member[~np.isnan(scores)]
+
+
 def subset(reference: reference_lib.ReferenceOutputs, models: np.ndarray) -> reference_lib.ReferenceOutputs:
   """The pool's outputs of the given reference models only."""
   return reference_lib.ReferenceOutputs(reference.ids, reference.labels, reference.logits[models],
@@ -170,8 +197,8 @@ def by_reference_count(reference: reference_lib.ReferenceOutputs, configs: dict,
     found[attack] = {}
     for k, others in draws.items():
       try:
-        per_target = [target_metrics(score_target(config, subset(reference, o), reference.logits[s],
-                                                  reference.keep[s], None)[0], reference.keep[s])
+        per_target = [target_metrics(*_scored(score_target(config, subset(reference, o), reference.logits[s],
+                                                           reference.keep[s], None)[0], reference.keep[s]))
                       for s, o in enumerate(others)]
       except AttackError as e:  # an attack undefined with k models (online LiRA needs 2 IN and 2 OUT) says why
         found[attack][str(k)] = {"error": str(e)}

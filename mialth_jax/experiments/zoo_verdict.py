@@ -32,8 +32,7 @@ def _pair_values(dense: dict, ticket: dict, metric: str) -> tuple[np.ndarray, np
 
 
 def _metric(targets: zoo_targets.TargetScores, name: str, metric: str) -> float:
-  row = targets.names.tolist().index(name)
-  scores, member = targets.scores[row], targets.member[row]
+  scores, member = targets.row(targets.names.tolist().index(name))
   if metric == "roc_auc":
     return zoo_targets.roc_auc(scores, member)
   return stats.tpr_at_fpr(scores, member, float(metric.rsplit("_", 1)[1]))["tpr"]

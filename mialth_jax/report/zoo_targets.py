@@ -55,7 +55,7 @@ def pooled_roc(layout: RunLayout, results: dict, path: str) -> str:
   for ax, (kind, by_attack) in zip(axes[0], results.items()):
     for attack in by_attack:
       targets = zoo_targets.read(layout, kind, attack)
-      fpr, tpr, _ = metrics.roc_curve(targets.scores.ravel(), targets.member.ravel())
+      fpr, tpr, _ = metrics.roc_curve(*targets.pooled())
       ax.plot(np.maximum(fpr, 1e-5), np.maximum(tpr, 1e-5), label=attack)
     ax.plot([1e-5, 1], [1e-5, 1], color="grey", ls="--", lw=0.8, label="chance")
     ax.set(xscale="log", yscale="log", xlim=(1e-4, 1), ylim=(1e-4, 1), xlabel="false positive rate",
