@@ -7,7 +7,7 @@ summary.json fields (kind, sparsity). The attack scores the target's outputs on 
 (identity and flip); RMIA compares with a population of attack-train non-members. Members are predicted by the
 attack's own rule (no threshold is fitted on the target), so attack-train is used only as RMIA's population.
 
-Then every zoo model is a target too (`zoo_targets`: leave-one-out over the zoo, on every pool example, the run's
+Then every zoo model is a target too (`zoo_targets`: leave-one-out over the zoo, on the pool, the run's
 model joining as one more target): the model-level comparison of tickets with dense.
 """
 import os

@@ -57,9 +57,9 @@ class ModelLevel:
   p_adjusted: float = float("nan")
 
   method = ("Model level: every zoo model attacked by the others (leave-one-out) and the run's model by all of them, "
-            "on every pool example; ticket - dense over the model pairs (each zoo ticket with the dense model it was "
-            "pruned from), Student-t interval over pairs and paired t-test; each pair judged by the attack with the "
-            "highest mean dense AUC on the other pairs.")
+            "on the pool examples outside its RMIA population (half of its non-members); ticket - dense over the "
+            "model pairs (each zoo ticket with the dense model it was pruned from), Student-t interval over pairs "
+            "and paired t-test; each pair judged by the attack with the highest mean dense AUC on the other pairs.")
 
   @property
   def p_value(self) -> float:
