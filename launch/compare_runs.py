@@ -26,7 +26,8 @@ flags.mark_flags_as_required(["a", "b"])
 
 WALL_CLOCK = {"wall_seconds", "seconds"}  # timings (summary.json; the adversarial statistics): the only fields that
 # may differ between two identical runs
-INPUTS = {"config.json"}  # what was asked, not what came out: code versions add config fields with their defaults
+INPUTS = {"config.json",   # what was asked, not what came out: code versions add config fields with their defaults
+          "launches.jsonl"}  # who ran it (commit, versions, time): provenance, not a result
 
 
 def artefacts(root: str) -> dict[str, str]:

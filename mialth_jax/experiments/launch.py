@@ -10,7 +10,7 @@ from mialth_jax.attacks import registry
 from mialth_jax.experiments import attack_runs, verdict
 from mialth_jax.experiments.protocols import PROTOCOLS
 from mialth_jax.lottery import pipeline
-from mialth_jax.utils import hosts, io
+from mialth_jax.utils import hosts, io, provenance
 
 
 @contextlib.contextmanager
@@ -38,6 +38,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
     sizes = attack_sizes(ctx)
     if jax.process_index() == 0:
       run_dir.record_config(config, workdir)
+    provenance.record(workdir)
     pipeline.run_models(ctx)
     results = run_attacks(ctx, sizes)
     if jax.process_index() == 0:  # process 0 wrote the per-example scores the verdict reads

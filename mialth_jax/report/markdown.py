@@ -8,7 +8,7 @@ import os
 import platform
 
 from mialth_jax.report import collect, sections
-from mialth_jax.utils import io
+from mialth_jax.utils import io, provenance
 
 
 def header(runs: list[collect.Run], preamble: str) -> str:
@@ -17,7 +17,8 @@ def header(runs: list[collect.Run], preamble: str) -> str:
       preamble.rstrip() or "# mialth_jax report", "",
       f"Generated from {', '.join(r.workdir for r in runs)} on {platform.node()} ({platform.machine()}). Every "
       "attack metric below is recomputed from the saved per-example scores (`attacks/**/<attack>.npz`). "
-      f"Paper: {paper['source']}.", ""])
+      f"Paper: {paper['source']}.", "",
+      *(f"- {r.label}: made by {provenance.summary(r.workdir)}" for r in runs), ""])
 
 
 def body(runs: list[collect.Run], out: sections.Output) -> list[str]:
