@@ -60,13 +60,19 @@ def strong_attacks(config: ml_collections.ConfigDict, variant: str | None) -> No
   config.attacks.models = {**{k: PAPER_ATTACKS[k] for k in ("sklearn_mlp", "mlp", "loss")}, **STRONG_ATTACKS}
   if config.data.name == "tfds":
     config.zoo.num_models = 64 if config.data.tfds_name != "imagenet2012" else 16
+  if config.data.name == "digits":
+    config.zoo.reference_counts = (1, 2, 4, 8)
   if variant == "subset":
-    # Sized for a CPU (docs/strong_attacks.md: each zoo ~25 min on 2 cores): half the subset run's width,
-    # no augmentation and 8 epochs (the models overfit, as in the LiRA paper's regime), 8 zoo models per kind, each
-    # on 5,000 of the 10,860 (CIFAR-10) or 12,000 (CIFAR-100) images, so every example is IN for ~4 of them.
+    # Sized for a CPU (docs/strong_attacks.md): half the subset run's width, no augmentation and 8 epochs (the models
+    # overfit, as in the LiRA paper's regime); a dense and an 80 % ticket zoo of 16 models on CIFAR-10, 8 on
+    # CIFAR-100, each on 5,000 of the 10,860 (CIFAR-10) or 12,000 (CIFAR-100) images: every example is IN for 7 or 8
+    # (3 or 4) of them. Every zoo model is also a target (leave-one-out), and each attack is measured against the
+    # number of reference models.
     overfit_on_cpu(config)
     config.lottery.sparsities = (0.5, 0.8, 0.9)
-    config.zoo.num_models = 8
+    config.zoo.num_models = 8 if "cifar100" in config.data.get("path", "") else 16
+    config.zoo.sparsities = (0.8,)
+    config.zoo.reference_counts = tuple(k for k in (1, 2, 4, 8) if k < config.zoo.num_models)
 
 
 def overfit_on_cpu(config: ml_collections.ConfigDict) -> None:

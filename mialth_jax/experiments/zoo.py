@@ -1,5 +1,6 @@
 """The zoo protocol: attacks calibrated on many reference models (LiRA, Carlini et al. 2022; RMIA, Zarifzadeh et al.
-2024), each model trained on as many random examples of the dataset as the target's members (`lottery.zoo`).
+2024), each model trained on exactly as many random examples of the dataset as the target's members, for the
+target's steps (`lottery.zoo`).
 
 A target model is attacked with the zoo of its own kind: dense with the dense zoo, a ticket with the zoo tickets of
 its sparsity (each zoo model pruned from its own dense model and rewound, as the target was), chosen by the
