@@ -1,14 +1,32 @@
 """The leakage-vs-gap report section: gaps, the strongest attack per model, and the run nearest to the paper."""
+import os
+import tempfile
+
 import numpy as np
+from scipy import stats
 
 from mialth_jax.data import splits as splits_lib
 from mialth_jax.report import collect, gap, sections
+from mialth_jax.utils import io
+
+_SCORES = tempfile.mkdtemp(prefix="gap_scores_")
+
+
+def _scores_path(auc: float) -> str:
+  """Per-example scores whose members sit shift = sqrt(2) Phi^-1(auc) above the non-members (AUC about `auc` on both
+  halves of the examples, so the verdict's selection half ranks the attacks as `auc` does)."""
+  path = os.path.join(_SCORES, f"{auc}.npz")
+  member = np.arange(2000) % 2 == 0
+  noise = np.random.default_rng(int(auc * 1000)).normal(size=2000)
+  io.write_npz(path, ids=np.arange(2000), is_member=member,
+               scores=noise + np.sqrt(2) * stats.norm.ppf(auc) * member)
+  return path
 
 
 def _result(target, attack, accuracy, precision, auc, protocol="paper", source=None):
   return {"protocol": protocol, "source": source or target, "target": target, "attack": attack, "size": 100,
           "accuracy": accuracy, "accuracy_ci": [accuracy - 0.02, accuracy + 0.02], "precision": precision,
-          "roc_auc": auc}
+          "roc_auc": auc, "scores_path": _scores_path(auc)}
 
 
 def _run(label, epochs, train_acc, mlp_accuracy, mlp_precision):

@@ -12,7 +12,7 @@ from scipy import special, stats
 
 from mialth_jax import config_lib
 from mialth_jax.attacks import metrics, registry
-from mialth_jax.experiments import launch, paper, targets, zoo as zoo_protocol
+from mialth_jax.experiments import launch, paper, targets, zoo as zoo_protocol, zoo_targets
 from mialth_jax.lottery import pipeline, zoo, zoo_pipeline
 from mialth_jax.utils import checkpoint, io
 
@@ -31,6 +31,7 @@ def zoo_config():
   config.attacks.sizes = (400,)
   config.attacks.num_bootstrap = 200
   config.zoo.num_models = 8
+  config.zoo.reference_counts = (2, 4)
   return config
 
 
@@ -51,6 +52,27 @@ def test_every_model_gets_zoo_results_and_the_zoo_is_on_disk(run):
   assert keep.shape == (8, 1797) and logits.shape == (8, 1797, 2, 10)
   for r in results:
     assert 0 <= r["roc_auc"] <= 1 and r["num_members"] == r["num_nonmembers"] == 100
+  rmia = next(r for r in results if r["protocol"] == "zoo" and r["attack"] == "rmia")
+  assert "accuracy" not in rmia and "precision" not in rmia  # score-only: no decision rule, no such rows
+
+
+def test_every_zoo_model_and_the_run_model_are_targets(run):
+  """Leave-one-out results for every zoo kind and reference attack; the run's model, scored with every zoo model as a
+  reference, equals a direct fit and score of its own logits on the pool; the curve against the reference count."""
+  workdir, config, _ = run
+  ctx = pipeline.setup(config, workdir)
+  reference = zoo_protocol.reference_outputs(ctx, "ticket_s80")
+  for kind in ("dense", "ticket_s80"):
+    for attack in ("lira", "lira_offline", "rmia"):
+      found = zoo_targets.read(ctx.layout, kind, attack)
+      assert list(found.names) == [f"zoo_{s}" for s in range(8)] + ["target"]
+      assert np.array_equal(found.member[:8], np.load(ctx.layout.zoo("keep.npy")))
+  own = targets.model_target(ctx, "ticket_s80").query_logits(reference.ids, ("identity", "flip"))
+  member = np.isin(reference.ids, ctx.splits.members)
+  direct, _ = zoo_targets.score_target(config.attacks.models["lira"].to_dict(), reference, own, member, exclude=None)
+  np.testing.assert_array_equal(zoo_targets.read(ctx.layout, "ticket_s80", "lira").scores[-1], direct)
+  curve = io.read_json(ctx.layout.path("attacks", "zoo_targets", "dense", "by_reference_count.json"))
+  assert curve["counts"] == [2, 4] and set(curve["attacks"]) == {"lira", "lira_offline", "rmia"}
 
 
 def _phi(logits, labels):
