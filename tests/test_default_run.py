@@ -12,8 +12,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _launch(workdir, **kwargs):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device, as the README's user runs it
   return subprocess.Popen([sys.executable, "-m", "launch.main", "--config=configs/default.py", f"--workdir={workdir}"],
-                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +27,9 @@ def default_run(tmp_path_factory):
     time.sleep(0.5)
   second = _launch(workdir)
   _, second_err = second.communicate(timeout=300)
-  _, err = first.communicate(timeout=900)
+  out, err = first.communicate(timeout=900)
   assert first.returncode == 0, err[-3000:]
-  return workdir, err, (second.returncode, second_err)
+  return workdir, err, (second.returncode, second_err), out
 
 
 def test_dense_model_is_accurate_and_tickets_are_exactly_sparse(default_run):
@@ -68,3 +69,10 @@ def test_second_launch_on_a_busy_workdir_is_refused(default_run):
   returncode, err = default_run[2]
   assert returncode == 2
   assert "is in use by another launch" in err
+
+
+def test_the_readme_quotes_the_verdict_this_run_prints(default_run):
+  """The README's verdict line is this command's output on this machine (one CPU device), not typed by hand."""
+  readme = open(os.path.join(REPO, "README.md")).read()
+  quoted = readme.split("**The verdict.**", 1)[1].split("\n    ", 1)[1].split("\n", 1)[0]
+  assert quoted.startswith("ticket_s80 vs dense") and quoted in default_run[3].splitlines()

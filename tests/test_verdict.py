@@ -100,7 +100,7 @@ def test_a_memorising_dense_model_leaks_more_than_a_ticket_that_cannot(run):
   assert v.direction == "lower" and v.roc_auc.ci[1] < 0 and v.p_adjusted == v.p_value < 0.01  # one comparison
   line = v.line()
   assert line.startswith("ticket_s99.99 vs dense (this pair of models): leakage lower (AUC 0.500 vs ")
-  assert f"attack {v.attack}, chosen on the other half" in line and "[95 % CI -" in line
+  assert f"attack {v.attack}, chosen on the other half" in line and "[unadjusted 95 % CI -" in line
   # The run printed the same verdict after its progress lines.
   assert printed[-len(judgement.lines):] == judgement.lines and printed[-2].startswith("Did pruning change leakage?")
 

@@ -77,7 +77,7 @@ class ModelLevel:
     said = self.direction if self.direction.startswith("no ") else f"leakage {self.direction}"
     used = ", ".join(f"{a} ({n})" for a, n in self.attacks.items())
     return (f"{self.ticket} vs dense over {self.pairs} model pairs: {said} ({_METRIC_NAMES[self.metric]} difference "
-            f"{c['mean_difference']:+.3f} [95 % CI over pairs {c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}], paired t "
+            f"{c['mean_difference']:+.3f} [unadjusted 95 % CI over pairs {c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}], paired t "
             f"p={c['p_value']:.3g}, Holm-adjusted p={self.p_adjusted:.3g}; attack per pair: {used})")
 
 
