@@ -488,3 +488,18 @@ def test_score_only_rmia_refuses_to_predict(small):
   lira = registry.make_attack({"type": "lira"}).fit_reference(reference)
   np.testing.assert_array_equal(lira.predict_examples(target[rows], reference.labels[rows], rows),
                                 score(lira, reference, target, rows) > 0)
+
+
+def test_offline_rmia_gives_an_example_without_out_models_the_mean_pr_out_of_the_others(small):
+  reference, target, _ = small
+  keep = reference.keep.copy()
+  keep[:, 5] = True  # every reference model trained on example 5
+  inside = ReferenceOutputs(reference.ids, reference.labels, reference.logits, keep)
+  attack = registry.make_attack({"type": "rmia", "online": False, "a": 0.3}).fit_reference(inside)
+  log_p = rmia_signals.reference_signals(inside, np.arange(inside.num_models), "softmax", 2.0)  # [S, N, A]
+  pr_out = np.array([[np.mean(np.exp(log_p[~keep[:, n], n, q])) if (~keep[:, n]).any() else np.nan
+                      for q in range(log_p.shape[2])] for n in range(log_p.shape[1])])
+  filled = np.nanmean(np.log(pr_out), axis=0)  # the mean over the other examples, in the signal's (log) space
+  np.testing.assert_allclose(attack.marginal_[5], np.log(0.65 * np.exp(filled) + 0.35), rtol=1e-12)
+  assert np.isfinite(attack.score_examples(target[:6], reference.labels[:6], np.arange(6),
+                                           (target[6:12], reference.labels[6:12], np.arange(6, 12)))).all()

@@ -39,6 +39,7 @@ Here:
   `fitted_settings` record the choice. With z among x, an x in z is divided by |z| - 1 and every other by |z|: tied
   counts break toward non-members, and the tuning AUCs follow the ties.
 - Pr(x) is the plain mean over models (the paper's definition), not the research code's trimmed mean.
+- Offline, an example that no reference model left out takes the mean Pr_OUT of the other examples (`fill_missing`).
 - Score-only (`decision_threshold` None): a fraction of the population beaten has no threshold that means "member".
 """
 import numbers
@@ -127,6 +128,17 @@ def _check_options(online, gamma, a, signal, temperature) -> None:
     raise AttackError(f"attack rmia: option temperature must be a finite number > 0, got {temperature!r}")
 
 
+def fill_missing(mean_out: np.ndarray) -> np.ndarray:
+  """Pr_OUT [N, A] with the examples that no reference model left out (NaN) given the mean over the other examples,
+  per query, as LiRA fills missing statistics (advanced_mia.py does the same); with few reference models some
+  examples have none. Where no example has one, the NaN stays and scoring refuses."""
+  missing = np.isnan(mean_out).any(axis=1)
+  if missing.any() and not missing.all():
+    mean_out = mean_out.copy()
+    mean_out[missing] = mean_out[~missing].mean(axis=0)
+  return mean_out
+
+
 @ATTACKS.register("rmia")
 class RMIA(contracts.ReferenceAttack):
   """RMIA scores in [0, 1] (higher = more likely a member). Score-only: the fraction of the population that x beats
@@ -155,7 +167,7 @@ class RMIA(contracts.ReferenceAttack):
       self.marginal_ = space.mean(values, np.ones_like(keep))
     else:
       self.a_ = float(self.a) if self.a is not None else tune_a(values, keep, self.gamma, reference.ids, space)
-      self.marginal_ = space.offline(space.mean(values, ~keep), self.a_)
+      self.marginal_ = space.offline(fill_missing(space.mean(values, ~keep)), self.a_)
     self.reference_ = reference
     return self
 

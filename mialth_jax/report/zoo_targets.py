@@ -65,25 +65,57 @@ def pooled_roc(layout: RunLayout, results: dict, path: str) -> str:
   return plots.save(fig, path)
 
 
-def reference_counts(workdir: str) -> list[str]:
-  """Each attack's mean AUC / TPR at 1 % FPR over the zoo targets against the number of reference models."""
-  lines = []
+def _curves(workdir: str) -> dict:
+  """{kind: by_reference_count.json} of the run's zoo kinds that have one."""
   root = os.path.join(workdir, "attacks", "zoo_targets")
+  found = {}
   for kind in sorted(os.listdir(root)) if os.path.isdir(root) else []:
     path = os.path.join(root, kind, "by_reference_count.json")
-    if not os.path.exists(path):
-      continue
-    curve = io.read_json(path)
+    if os.path.exists(path):
+      found[kind] = io.read_json(path)
+  return found
+
+
+def reference_counts(curves: dict, results: dict) -> list[str]:
+  """Each attack's mean AUC / TPR at 1 % FPR over the zoo targets against the number of reference models; the last
+  column is the leave-one-out table's (every other zoo model)."""
+  lines = []
+  for kind, curve in curves.items():
     counts = [str(k) for k in curve["counts"]]
-    lines += [f"{kind}: mean over the zoo targets of AUC / TPR @ 1 % FPR when k random other zoo models are the only "
-              "references (\"-\": the attack is not defined with k models)", "",
-              "| attack | " + " | ".join(f"k = {k}" for k in counts) + " |", "| --- |" + " --- |" * len(counts)]
+    everyone = len(next(iter(results[kind].values()))["per_target"]) - 2  # S - 1 (less the run's own target)
+    lines += [f"{kind}: mean over the zoo targets of AUC / TPR @ 1 % FPR (per target, not pooled) when k random "
+              "other zoo models are the only references (\"-\": the attack is not defined with k models)", "",
+              "| attack | " + " | ".join(f"k = {k}" for k in [*counts, everyone]) + " |",
+              "| --- |" + " --- |" * (len(counts) + 1)]
     for attack, by_count in curve["attacks"].items():
       cells = [by_count.get(k, {}) for k in counts]
+      full = results[kind][attack]
+      last = (f"{full['zoo_roc_auc']['mean']:.3f} / "
+              f"{np.mean([m['tpr_at_fpr_0.01']['tpr'] for n, m in full['per_target'].items() if n != zoo_targets.TARGET]):.3f}")
       lines.append(f"| {attack} | " + " | ".join(f"{c['roc_auc']:.3f} / {c['tpr_at_fpr_0.01']:.3f}" if "roc_auc" in c
-                                                  else "-" for c in cells) + " |")
+                                                  else "-" for c in cells) + f" | {last} |")
     lines.append("")
   return lines
+
+
+def reference_count_figure(curves: dict, results: dict, path: str) -> str:
+  """AUC (top) and TPR at 1 % FPR (bottom) against k, one panel column per kind, one line per attack."""
+  fig, axes = plots.plt.subplots(2, len(curves), figsize=(6 * len(curves), 7), squeeze=False)
+  for column, (kind, curve) in enumerate(curves.items()):
+    everyone = len(next(iter(results[kind].values()))["per_target"]) - 2
+    for attack, by_count in curve["attacks"].items():
+      full = results[kind][attack]
+      zoo = [m for n, m in full["per_target"].items() if n != zoo_targets.TARGET]
+      points = [(int(k), c["roc_auc"], c["tpr_at_fpr_0.01"]) for k, c in by_count.items() if "roc_auc" in c]
+      points.append((everyone, full["zoo_roc_auc"]["mean"], float(np.mean([m["tpr_at_fpr_0.01"]["tpr"] for m in zoo]))))
+      k, auc, tpr = zip(*sorted(points))
+      axes[0, column].plot(k, auc, marker="o", label=attack)
+      axes[1, column].plot(k, tpr, marker="o", label=attack)
+    for row, label in enumerate(("mean AUC over zoo targets", "mean TPR @ 1 % FPR over zoo targets")):
+      axes[row, column].set(xscale="log", xlabel="reference models k", ylabel=label, title=kind)
+      axes[row, column].grid(alpha=0.3)
+    axes[0, column].legend(fontsize=7)
+  return plots.save(fig, path)
 
 
 @sections.register("zoo_targets", order=135, per_run=True)
@@ -93,6 +125,10 @@ def section(runs, out: sections.Output) -> str:
   if not results:
     return ""
   png = pooled_roc(RunLayout(run.workdir), results, out.plot(f"roc_zoo_targets_{run.label}.png"))
-  return sections.text([f"### {run.label}: every zoo model a target (leave-one-out)", "",
-                        zoo_verdict.ModelLevel.method, "", *table(results), "",
-                        out.image(f"pooled ROC {run.label}", png), "", *reference_counts(run.workdir)])
+  doc = [f"### {run.label}: every zoo model a target (leave-one-out)", "", zoo_verdict.ModelLevel.method, "",
+         *table(results), "", out.image(f"pooled ROC {run.label}", png), ""]
+  curves = {kind: curve for kind, curve in _curves(run.workdir).items() if kind in results}
+  if curves:
+    figure = reference_count_figure(curves, results, out.plot(f"reference_counts_{run.label}.png"))
+    doc += [*reference_counts(curves, results), out.image(f"against the reference count {run.label}", figure), ""]
+  return sections.text(doc)
