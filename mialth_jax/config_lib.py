@@ -12,7 +12,7 @@ from mialth_jax import data, errors, plugins
 from mialth_jax.attacks import attack_sets
 from mialth_jax.data import augment
 from mialth_jax.experiments.protocols import PROTOCOLS
-from mialth_jax.lottery import masks, recipes, train_state
+from mialth_jax.lottery import masks, recipes, stop_at, train_state
 from mialth_jax.models import resnet
 from mialth_jax.utils import config_sections
 
@@ -59,6 +59,8 @@ config_sections.register("train", "training of every model of the run (lottery/t
     "step_factor": (0.1, "step schedule: the factor at each boundary"),
     "eval_every_epochs": (1.0, "test and train accuracy / loss every this many epochs (and at the end)"),
     "log_every_steps": (50, "train loss and accuracy written to metrics.jsonl every this many steps"),
+    "stop_at": ("", "stop each model at the first evaluation reaching this fit, e.g. 'train_accuracy>=0.9' "
+                    "(lottery/stop_at.py; '' trains every step)"),
 })
 config_sections.register("lottery", "the models of the run: dense, its tickets and the control recipes", {
     "sparsities": ((0.5, 0.8, 0.9), "one-shot tickets: the share of prunable weights removed"),
@@ -126,6 +128,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.lottery.method == "imp" and (config.lottery.imp_rounds < 1 or not 0 < config.lottery.imp_fraction < 1):
     raise errors.ConfigError("lottery.method=imp needs lottery.imp_rounds >= 1 and 0 < lottery.imp_fraction < 1, "
                              f"got {config.lottery.imp_rounds} and {config.lottery.imp_fraction}")
+  stop_at.parse(config.train.stop_at)
   if config.lottery.rewind_step < 0:
     raise errors.ConfigError(f"lottery.rewind_step must be >= 0, got {config.lottery.rewind_step}")
   if not config.model.width_multiplier > 0:

@@ -92,6 +92,9 @@ def validate(config) -> None:
   if zoo.num_models < 2 or any(q not in augment.QUERIES for q in zoo.queries):
     raise errors.ConfigError(f"zoo.num_models must be >= 2 and zoo.queries a subset of {', '.join(augment.QUERIES)}; "
                              f"got {zoo.num_models} and {tuple(zoo.queries)}")
+  if config.train.stop_at and "zoo" in config.attacks.protocols:
+    raise errors.ConfigError(f"train.stop_at={config.train.stop_at!r}: the zoo trains its models in one program for "
+                             "the same steps; stop_at is not supported with the zoo protocol")
   calibrated = registry.of_contract(config.attacks.models.to_dict(), contracts.ReferenceAttack)
   if calibrated and "zoo" not in config.attacks.protocols:
     raise errors.ConfigError(f"attacks.models: {', '.join(calibrated)} learn from reference models and run only "

@@ -12,7 +12,7 @@ from mialth_jax import errors, inference, run_dir
 from mialth_jax.data import load_dataset, splits as splits_lib
 from mialth_jax.data.examples import ExampleSource
 from mialth_jax.layout import RunLayout
-from mialth_jax.lottery import masks
+from mialth_jax.lottery import stop_at as stop_at_lib, masks
 from mialth_jax.lottery import train as train_lib
 from mialth_jax.lottery import train_state as state_lib
 from mialth_jax.models import resnet
@@ -78,7 +78,8 @@ class Context:
         batch_size=train.batch_size, augment=self.config.data.augment,
         eval_every_steps=max(1, int(round(train.eval_every_epochs * self.steps_per_epoch))),
         log_every_steps=max(1, train.log_every_steps), checkpoint_every_steps=self.config.checkpoint_every_steps,
-        eval_batch_size=self.config.attacks.batch_size, **overrides)
+        eval_batch_size=self.config.attacks.batch_size, stop_at=stop_at_lib.parse(train.get("stop_at", "")),
+        **overrides)
 
   def train_step(self, loss_fn=train_lib.cross_entropy):
     """The jitted train step for a recipe's loss, compiled on first use, then reused (it is traced again only for a

@@ -37,7 +37,8 @@ def evaluate(logits_fn, state: TrainState, data: TrainData, mesh: Mesh, batch_si
 def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: TrainData, mesh: Mesh,
              checkpoint_dir: str, log: io.MetricsLog) -> tuple[TrainState, dict]:
   """Trains from `state` (or its latest checkpoint in checkpoint_dir) to `loop.total_steps` with `jitted_step`
-  (`make_jitted_step`), evaluating with `logits_fn` (`inference.make_logits_fn`)."""
+  (`make_jitted_step`), evaluating with `logits_fn` (`inference.make_logits_fn`); with `loop.stop_at`, until the first
+  evaluation that reaches it (the returned state's step says where)."""
   log = log if jax.process_index() == 0 else _NotWritten()
   manager = checkpoint.manager(checkpoint_dir)
   resumed_from, state = checkpoint.restore_latest(manager, state, NamedSharding(mesh, P()))
@@ -65,6 +66,10 @@ def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: 
       log({"phase": "eval", "step": done, "epoch": done / loop.steps_per_epoch, **last_eval})
       logging.info("[%s] step %d eval: %s", loop.name, done,
                    ", ".join(f"{k} {v:.4f}" for k, v in sorted(last_eval.items())))
+      if loop.stop_at is not None and loop.stop_at.met(last_eval):
+        logging.info("[%s] stopped at step %d of %d: %s reached (train.stop_at=%s)", loop.name, done,
+                     loop.total_steps, loop.stop_at.metric, loop.stop_at)
+        break
     if do_checkpoint:
       manager.save(done, args=checkpoint.ocp.args.StandardSave(state))
       manager.wait_until_finished()

@@ -58,7 +58,8 @@ def train_model(ctx: Context, spec: recipes.ModelSpec) -> dict:
     checkpoint.save(layout.final(spec.name), {"params": state.params, "batch_stats": state.batch_stats})
   summary = {"name": spec.name, "kind": spec.kind, "sparsity": report["sparsity"], "rule": spec.rule,
              "pruned_from": spec.mask_from, "init": spec.init, "rewind_step": ctx.config.lottery.rewind_step,
-             "steps": ctx.total_steps, "devices": ctx.mesh.size, "platform": ctx.mesh.devices.flat[0].platform,
+             "steps": int(state.step), **({"stopped_at": int(state.step)} if loop.stop_at else {}),
+             "devices": ctx.mesh.size, "platform": ctx.mesh.devices.flat[0].platform,
              "wall_seconds": time.time() - started, **final_eval}
   hosts.on_process_zero(lambda: io.write_json(layout.summary(spec.name), summary))  # others then see it finished
   return summary

@@ -123,6 +123,7 @@ class LoopConfig:
   eval_batch_size: int = 512
   save_at_step: int = -1            # late rewinding: save params + batch_stats at this step
   save_at_step_path: str = ""
+  stop_at: object = None            # stop_at.StopAt: end at the first evaluation that reaches it (None: never)
 
 
 def make_jitted_step(model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh, donate: bool = True,
