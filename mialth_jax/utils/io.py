@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from mialth_jax import errors
+from mialth_jax.utils import events
 
 
 TMP_PREFIX = ".tmp-"  # atomic_path's temporaries; a killed process leaves them, the next launch removes them
@@ -142,15 +143,18 @@ def read_jsonl(path: str) -> list:
 
 
 class MetricsLog:
-  """metrics.jsonl for one phase; on resume, lines past the resumed step are dropped so no step appears twice."""
+  """metrics.jsonl for one phase, and its TensorBoard event file beside it (utils/events.py); on resume, lines past
+  the resumed step are dropped so no step appears twice (and TensorBoard is told to drop them too)."""
 
   def __init__(self, path: str):
     self.path = path
+    self.events = events.EventLog(os.path.dirname(path) or ".")
 
   def truncate_after(self, step: int) -> None:
     """Keeps the lines up to `step`; a torn last line (the process was killed while appending it) is dropped."""
     if not os.path.exists(self.path):
       return
+    self.events.restart_after(step)
     with open(self.path) as f:
       lines = [line for line in f if line.strip()]
     kept = []
@@ -167,3 +171,7 @@ class MetricsLog:
 
   def __call__(self, record: dict) -> None:
     append_jsonl(self.path, record)
+    try:
+      self.events(record)
+    except OSError as e:
+      raise WriteError(f"{os.path.dirname(self.path)}: cannot write the TensorBoard event file ({e.strerror or e})") from e
