@@ -151,7 +151,8 @@ def test_a_transfer_only_run_shows_its_matrix_with_the_recomputed_numbers(run, t
                      "## Figure 4: do attacks transfer between models?")
   image = re.search(r"!\[Figure 4, tiny_run, sklearn_mlp\]\(([^)]+)\)", figure4).group(1)
   assert open(tmp_path / image, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-  sklearn_table = figure4.split("`sklearn_mlp`, 600 attack samples, attack accuracy:\n\n", 1)[1].split("\n\n", 1)[0]
+  heading = "`sklearn_mlp`, attack set n600, 300 attack-test examples, attack accuracy:\n\n"
+  sklearn_table = figure4.split(heading, 1)[1].split("\n\n", 1)[0]
   header, _, *rows = sklearn_table.splitlines()
   assert len(rows) == 2
   assert header == "| trained on \\ attacked | dense | ticket_s80 |"

@@ -124,7 +124,7 @@ def test_the_log_counts_attack_test_examples(run):
   _, _, results, _, logged = run
   lines = [l for l in logged if l.startswith("paper ")]
   assert len(lines) == len(results) == 4
-  assert all(" n=140 " in l for l in lines), lines  # the 140 attack-test examples, not the 280 of the attack set
+  assert all(" attack set n280, 140 attack-test examples: " in l for l in lines), lines
 
 
 def test_no_verdict_without_tickets_says_why(run, tmp_path):

@@ -160,7 +160,7 @@ def section(runs: list[collect.Run], out: sections.Output) -> str:
     return ""
   stats, defended = _read(run, size, "statistics.json"), _read(run, size, "defended.json")
   first = results[0]
-  doc = [f"### {run.label}: adversarial-example and label-only attacks ({size} attack samples)", "",
+  doc = [f"### {run.label}: adversarial-example and label-only attacks ({fmt.attack_set(size, results)})", "",
          f"Every attack on the same {first['num_members'] + first['num_nonmembers']} attack-test examples "
          f"({first['num_members']} members); thresholds fitted on each model's own attack-train part. `members`: the "
          "side of the signal members are on, as fitted on attack-train (or fixed by the attack's published rule) / "

@@ -1,7 +1,7 @@
 """"Beyond the paper": per run, every attack under each protocol, and the strong attacks (LiRA, RMIA) against the
 paper's."""
 from mialth_jax.experiments.protocols import PROTOCOLS
-from mialth_jax.report import collect, names, plots, sections
+from mialth_jax.report import collect, fmt, names, plots, sections
 from mialth_jax.report.fmt import number, tpr, with_ci
 from mialth_jax.report.paper_figures import by_sparsity
 
@@ -42,7 +42,7 @@ def every_attack(runs, out: sections.Output) -> str:
     return ""
   doc = []
   for protocol in protocols_present(run, size):
-    doc += [f"### {run.label}: every attack, {names.protocol(protocol)} ({size} attack samples)", "",
+    doc += [f"### {run.label}: every attack, {names.protocol(protocol)} ({fmt.attack_set(size, run.attacks)})", "",
             *attacks_table(run, protocol, size), ""]
   return sections.text(doc)
 

@@ -15,6 +15,12 @@ def with_ci(r: dict, key: str = "accuracy") -> str:
   return f"{r[key]:.3f} [{r[key + '_ci'][0]:.3f}, {r[key + '_ci'][1]:.3f}]"
 
 
+def attack_set(size: int, results: list[dict]) -> str:
+  """How every report names an attack set: "attack set n1796, 898 attack-test examples" (metrics are on the latter)."""
+  judged = {r["num_members"] + r["num_nonmembers"] for r in results if r.get("size") == size}
+  return f"attack set n{size}" + (f", {judged.pop()} attack-test examples" if len(judged) == 1 else "")
+
+
 def percent(fraction: float) -> str:
   """0.8 -> "80 %"."""
   return f"{fraction * 100:g} %"

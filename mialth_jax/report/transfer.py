@@ -6,7 +6,7 @@ paper-protocol results; its matrix is shown at the largest attack size it has tr
 """
 import numpy as np
 
-from mialth_jax.report import collect, plots, sections
+from mialth_jax.report import collect, fmt, plots, sections
 
 ATTACKS = (collect.PAPER_ATTACK, "mlp", "loss")  # the paper's Fig. 4 attack, ours, and a threshold that leaks more
 
@@ -53,7 +53,7 @@ def section(runs, out: sections.Output) -> str:
       heat = plots.transfer_heatmap(*found, f"{run.label}: transfer accuracy\n({attack})",
                                     out.plot(f"fig4_{run.label}_{attack}.png"))
       doc += [out.image(f"Figure 4, {run.label}, {attack}", heat), "",
-              f"{run.label}, `{attack}`, {size} attack samples, attack accuracy:", "", *table(*found), ""]
+              f"{run.label}, `{attack}`, {fmt.attack_set(size, run.attacks)}, attack accuracy:", "", *table(*found), ""]
   if len(doc) == 2:
     attacks = ", ".join(f"`{a}`" for a in ATTACKS)
     doc += [f"No transfer results ({attacks}) in {', '.join(r.workdir for r in runs)}: run "
