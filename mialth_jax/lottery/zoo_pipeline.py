@@ -156,6 +156,8 @@ def _loop(ctx, name: str, state, batches: zoo.Batches, total_steps: int):
   pool = zoo_pool(ctx)
   step_fn = zoo_step(ctx, num_models)
   meter = progress.Meter(f"zoo {name}", total_steps, int(state.step[0]), batches.batch_size * num_models)
+  logging.info("[zoo %s] compiling the step of %d models on %d devices; the first progress line comes after it", name,
+               num_models, ctx.mesh.size)
   every, checkpoint_every = max(1, ctx.config.train.log_every_steps), ctx.config.checkpoint_every_steps
   for step in range(int(state.step[0]), total_steps):
     positions = inference.global_array(batches.positions(step), by_model)
