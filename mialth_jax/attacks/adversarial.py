@@ -3,7 +3,7 @@
 Kadoche et al. 2022 ("Membership inference attacks via adversarial examples") measure how much a model's output moves
 inside a small ball around an example: their abstract calls it a proxy of the model's total variation near its
 training samples. Only the abstract could be read; the reconstruction followed here is
-/work/shared/papers/mia-via-adversarial-examples.spec.md (its choices are listed in docs/adversarial.md):
+../shared/papers/mia-via-adversarial-examples.spec.md (its choices are listed in docs/adversarial.md):
 
   tv           0.5 * || p(x_adv) - p(x) ||_1, x_adv = PGD on the cross-entropy of the true label within B_eps(x)
   loss         l(x_adv, y) - l(x, y), the same adversarial example

@@ -11,6 +11,11 @@ from mialth_jax.report import collect, sections
 from mialth_jax.utils import io, provenance
 
 
+# The papers the reports cite, written "../shared/papers/<file>" (from the repository) and linked from the report.
+PAPERS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "..", "shared",
+                      "papers")
+
+
 def header(runs: list[collect.Run], preamble: str) -> str:
   paper = collect.paper_numbers()
   return sections.text([
@@ -38,5 +43,6 @@ def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamb
                               "section modules) before writing a report")
   out = sections.Output.for_report(out_dir, name)
   path = os.path.join(out_dir, name)
-  io.write_text(path, "\n".join([header(runs, preamble), *body(runs, out)]) + "\n")
+  text = "\n".join([header(runs, preamble), *body(runs, out)]) + "\n"
+  io.write_text(path, text.replace("../shared/papers/", os.path.relpath(PAPERS, out_dir) + "/"))
   return path
