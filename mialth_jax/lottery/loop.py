@@ -71,8 +71,7 @@ def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: 
                      loop.total_steps, loop.stop_at.metric, loop.stop_at)
         break
     if do_checkpoint:
-      manager.save(done, args=checkpoint.ocp.args.StandardSave(state))
-      manager.wait_until_finished()
+      checkpoint.save_step(manager, done, state)
   manager.close()
   return state, last_eval
 

@@ -173,7 +173,6 @@ def _loop(ctx, name: str, state, batches: zoo.Batches, total_steps: int):
            "loss_max": float(fetched["loss"].max()), "accuracy_mean": float(fetched["accuracy"].mean())})
       meter.update(done, float(fetched["loss"].mean()), float(fetched["accuracy"].mean()))
     if save:
-      manager.save(done, args=checkpoint.ocp.args.StandardSave(state))
-      manager.wait_until_finished()
+      checkpoint.save_step(manager, done, state)
   manager.close()
   return state

@@ -6,7 +6,10 @@ next save of the same path; `run_dir.remove_partial_files` sweeps them at every 
 Restoring checks the stored tree against the target first, because Orbax itself would silently cast dtypes (and,
 without a sharding, take any stored shape), and refuses a checkpoint that does not match the model.
 """
+import contextlib
+import logging
 import os
+import sys
 
 import jax
 import numpy as np
@@ -35,11 +38,51 @@ def save(path: str, tree) -> None:
   if os.path.exists(path):
     raise CheckpointError(f"{path}: exists but is not a finished Orbax checkpoint; remove it to recreate it")
   try:
-    with ocp.StandardCheckpointer() as checkpointer:
+    with quiet_background_failures(), ocp.StandardCheckpointer() as checkpointer:
       checkpointer.save(os.path.abspath(path), tree)
       checkpointer.wait_until_finished()
   except (ValueError, OSError) as e:  # Orbax reports a full disk or a file size limit as ValueError
     raise CheckpointError(f"{path}: cannot write the checkpoint ({str(e).splitlines()[0]})") from e
+
+
+def save_step(checkpoints: ocp.CheckpointManager, step: int, state) -> None:
+  """A periodic train-state checkpoint at `step`, committed before returning; a failed write is one CheckpointError."""
+  try:
+    with quiet_background_failures():
+      checkpoints.save(step, args=ocp.args.StandardSave(state))
+      checkpoints.wait_until_finished()
+  except (ValueError, OSError) as e:
+    raise CheckpointError(f"{checkpoints.directory}: cannot write the checkpoint of step {step} "
+                          f"({str(e).splitlines()[0]})") from e
+
+
+class _OrbaxThreadErrors(logging.Filter):
+  """Drops the ERROR records (with tracebacks) that Orbax's writer threads log for a failed write."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname)
+
+
+@contextlib.contextmanager
+def quiet_background_failures():
+  """While a checkpoint is written: a failed write (a full disk, a file size limit) raises in the caller, who turns
+  it into one `error:` line; the tracebacks that Orbax's threads log for it, and the "Event loop is closed" ones that
+  TensorStore's callbacks print through sys.excepthook once Orbax has closed their event loop, are dropped, so that
+  line is what the user reads. Any other exception reaching sys.excepthook is printed as before."""
+  handler = _OrbaxThreadErrors()
+  absl_logger = logging.getLogger("absl")
+  previous_hook = sys.excepthook
+
+  def hook(kind, value, traceback):
+    if not (kind is RuntimeError and str(value) == "Event loop is closed"):
+      previous_hook(kind, value, traceback)
+  absl_logger.addFilter(handler)
+  sys.excepthook = hook
+  try:
+    yield
+  finally:
+    sys.excepthook = previous_hook
+    absl_logger.removeFilter(handler)
 
 
 def _abstract(tree):
