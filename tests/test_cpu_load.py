@@ -51,9 +51,10 @@ def _env_without_patience(*xla_flags: str) -> dict:
 def test_patient_flags_keep_the_users_own_values():
   user = "--xla_force_host_platform_device_count=8 --xla_cpu_collective_call_terminate_timeout_seconds=5"
   assert logs.patient_xla_flags(user, "0.10.2") == (
-      user + " --xla_cpu_collective_call_warn_stuck_timeout_seconds=600")
+      user + " --xla_cpu_collective_call_warn_stuck_timeout_seconds=600 --xla_cpu_multi_thread_eigen=false")
   assert logs.patient_xla_flags("", "0.8.0") == ("--xla_cpu_collective_call_warn_stuck_timeout_seconds=600 "
-                                                 "--xla_cpu_collective_call_terminate_timeout_seconds=86400")
+                                                 "--xla_cpu_collective_call_terminate_timeout_seconds=86400 "
+                                                 "--xla_cpu_multi_thread_eigen=false")
   assert logs.patient_xla_flags(user, "0.7.2") == user  # XLA would abort on flags it does not know
 
 

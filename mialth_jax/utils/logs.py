@@ -11,8 +11,14 @@ import os
 # XLA:CPU runs each of --cpu_devices' devices on a thread; a collective (BatchNorm's statistics, the gradient
 # all-reduce) waits for all of them, and by default warns after 20 s and aborts the process 40 s after that warning.
 # On a busy host a thread can fall that far behind with nothing wrong: warn after 10 minutes, give up a day later.
+# And XLA:CPU's multi-threaded Eigen off: with several simulated devices on a busy 2-core host, runs hung for good (3
+# times in one session: a CIFAR-10 launch on 8 devices, two 8-device test runs), every XLA worker thread idle and the
+# main thread waiting in PjRtCpuLoadedExecutable::Execute, the wedge that PyAutoLabs/PyAutoFit#1530 traced to the
+# Eigen pool and avoided with this flag. Its cost here: none measured (the default run on 1 device, 3 paired runs:
+# wall time 0.971x of the run with it on).
 PATIENT_COLLECTIVES = {"xla_cpu_collective_call_warn_stuck_timeout_seconds": 600,
-                       "xla_cpu_collective_call_terminate_timeout_seconds": 24 * 3600}
+                       "xla_cpu_collective_call_terminate_timeout_seconds": 24 * 3600,
+                       "xla_cpu_multi_thread_eigen": "false"}
 # XLA aborts on a flag it does not know; these two exist from jaxlib 0.8.0 (0.7.2 lacks them).
 _PATIENT_SINCE = (0, 8)
 # jit names of the train step (lottery/train.py): its first compilation is the launch's longest silent wait.
