@@ -21,8 +21,8 @@ def commit() -> str:
   try:
     sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=_SOURCE, capture_output=True, text=True,
                          timeout=10, check=True).stdout.strip()
-    changed = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"], cwd=_SOURCE,
-                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    changed = subprocess.run(["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
+                             cwd=_SOURCE, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     return "unknown (not a git checkout)"
   return f"{sha} (uncommitted changes)" if changed else sha
