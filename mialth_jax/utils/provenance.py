@@ -4,6 +4,7 @@ Each launch appends one line to <workdir>/launches.jsonl; a report states them f
 quoted from it can be traced to the code and the machine that made it.
 """
 import datetime
+import glob
 import importlib.metadata
 import os
 import subprocess
@@ -61,6 +62,11 @@ def summary(workdir: str) -> str:
     return "launches not recorded (a run made before launches.jsonl existed)"
   launches = io.read_jsonl(path(workdir))
   distinct = lambda key: ", ".join(dict.fromkeys(str(key(l)) for l in launches))  # noqa: E731
-  return (f"{len(launches)} launch(es); commit {distinct(lambda l: l['commit'])}; jax "
+  first = datetime.datetime.fromisoformat(launches[0]["started"]).timestamp()
+  finished = glob.glob(os.path.join(workdir, "models", "*", "summary.json")) + glob.glob(
+      os.path.join(workdir, "shadows", "*", "summary.json"))
+  earlier = any(os.path.getmtime(p) < first for p in finished)
+  return (f"{len(launches)} recorded launch(es); commit {distinct(lambda l: l['commit'])}; jax "
           f"{distinct(lambda l: l['versions']['jax'])}, jaxlib {distinct(lambda l: l['versions']['jaxlib'])}; "
-          f"{distinct(lambda l: l['devices'])} {distinct(lambda l: l['platform'])} device(s)")
+          f"{distinct(lambda l: l['devices'])} {distinct(lambda l: l['platform'])} device(s)"
+          + ("; some models were made by earlier launches, before launches.jsonl existed" if earlier else ""))
