@@ -31,8 +31,8 @@ Here:
   `temperature` (default 2.0, the research configs'); gamma defaults to 1.0 (the library's; the research code's is
   2.0). Chosen by a measurement on the digits and CIFAR-10 dense zoos, every zoo model attacked by the others
   (docs/rmia_settings.md): gamma 1 leads gamma 2 on digits in every setting and ties it on CIFAR-10; temperature 2
-  has the higher AUC on both (CIFAR-10 finds more members at 1 % FPR at temperature 1); softmax and soft-margin are
-  within 0.003, taylor-soft-margin lower. An example is never compared with itself.
+  has the higher AUC on both (CIFAR-10 finds more members at 1 % FPR at temperature 1); at gamma 1 softmax and
+  soft-margin are within 0.002. An example is never compared with itself.
 - a = None picks a from {0, 0.1, ..., 1} by the highest AUC when the first reference model (after `exclude`) is
   attacked as the target by the others, on disjoint x and z as in the library (`tune_rows`); `a_` and
   `fitted_settings` record the choice. With z among x, an x in z is divided by |z| - 1 and every other by |z|: tied
