@@ -55,9 +55,10 @@ _HELP_FLAGS = ("-?", "--help", "-help", "--helpshort", "-helpshort", "--helpfull
 
 
 def fail(message) -> NoReturn:
-  """Prints `error: message` as one line and exits with status 2."""
+  """Prints `error: message` as one line and exits with status 2, skipping the interpreter's shutdown: after a failed
+  write, the shutdown would collect the writer's abandoned tasks and log their tracebacks after this line."""
   print("error: " + " ".join(str(message).split()), file=sys.stderr)
-  _exit(2)
+  _immediate_exit(2)
 
 
 def _last_line(error: Exception) -> str:
@@ -146,22 +147,13 @@ def _start_distributed() -> None:
     hosts.initialize(_COORDINATOR.value, num_processes, process_id, _DISTRIBUTED_TIMEOUT.value)
 
 
-def _exit(status: int) -> NoReturn:
-  """Exits; a process of a multi-process job skips JAX's shutdown barrier, which would wait for the others."""
-  if jax.distributed.is_initialized():
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
-  sys.exit(status)
-
-
-def _interrupted_exit() -> NoReturn:
-  """Exits 130 at once, skipping the interpreter's shutdown: interrupted inside an XLA compilation, the shutdown
-  crashed (a segmentation fault, exit 139) while XLA's threads were still running. Nothing is lost: every artefact is
-  written atomically and metrics lines are appended whole (a torn last line is dropped on resume)."""
+def _immediate_exit(status: int) -> NoReturn:
+  """Exits at once, skipping the interpreter's shutdown (interrupted while w0 was initialised and saved, the shutdown
+  crashed: a segmentation fault, exit 139). Nothing is lost: every artefact is written atomically and metrics lines
+  are appended whole (a torn last line is dropped on resume)."""
   sys.stdout.flush()
   sys.stderr.flush()
-  os._exit(130)
+  os._exit(status)
 
 
 def main(argv):
@@ -187,7 +179,7 @@ def main(argv):
     fail(hosts.peer_lost_message(e))
   except KeyboardInterrupt:
     print("interrupted: relaunch the same command to resume", file=sys.stderr)
-    _interrupted_exit()
+    _immediate_exit(130)
 
 
 def _restart(config, workdir: str) -> None:

@@ -11,7 +11,7 @@ from absl import logging
 
 from mialth_jax import errors
 from mialth_jax.layout import RunLayout
-from mialth_jax.utils import checkpoint, io
+from mialth_jax.utils import checkpoint, io, provenance
 
 # Sections whose values decide what a trained model is; the attacks section (and adding sparsities or controls)
 # may change between launches on the same workdir, since they only add work.
@@ -142,7 +142,8 @@ def _holds_only_setup_records(workdir: str) -> bool:
   """Whether the workdir holds only what a launch writes before training (and half-written files): all of it is
   rebuilt from the config by a relaunch."""
   layout = RunLayout(workdir)
-  records = {os.path.basename(p) for p in (layout.lock, layout.config, layout.splits, layout.w0)}
+  records = {os.path.basename(p) for p in (layout.lock, layout.config, layout.splits, layout.w0,
+                                           provenance.path(workdir))}
   return all(name in records or name == COMPILATION_CACHE or name.startswith(io.TMP_PREFIX)
              or checkpoint.TMP_SUFFIX in name for name in os.listdir(workdir))
 

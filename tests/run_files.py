@@ -5,15 +5,20 @@ import jax
 import orbax.checkpoint as ocp
 
 
+NOT_RESULTS = ("events.out.tfevents.", "launches.jsonl")  # TensorBoard copies of metrics.jsonl; who ran it, when
+
+
 def artefacts(workdir) -> dict:
-  """{relative path: kind}: Orbax checkpoint folders as a whole (periodic states included), other files by suffix."""
+  """{relative path: kind}: Orbax checkpoint folders as a whole (periodic states included), other files by suffix;
+  not the files that name a launch (TensorBoard event files, launches.jsonl), which differ between equal runs."""
   found = {}
   for root, dirs, files in os.walk(workdir):
     rel = os.path.relpath(root, workdir)
     if "_CHECKPOINT_METADATA" in files:
       found[rel], dirs[:] = "checkpoint", []
       continue
-    found.update({os.path.normpath(os.path.join(rel, f)): os.path.splitext(f)[1] for f in files if f != ".lock"})
+    found.update({os.path.normpath(os.path.join(rel, f)): os.path.splitext(f)[1] for f in files
+                  if f != ".lock" and not f.startswith(NOT_RESULTS)})
   return found
 
 

@@ -12,7 +12,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _launch(workdir, **kwargs):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device, as the README's user runs it
+  # As the README's user runs it: one CPU device, JAX's default PRNG (the suite sets the faster rbg).
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_DEFAULT_PRNG_IMPL")}
   return subprocess.Popen([sys.executable, "-m", "launch.main", "--config=configs/default.py", f"--workdir={workdir}"],
                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs)
 

@@ -57,32 +57,37 @@ def save_step(checkpoints: ocp.CheckpointManager, step: int, state) -> None:
 
 
 class _OrbaxThreadErrors(logging.Filter):
-  """Drops the ERROR records (with tracebacks) that Orbax's writer threads log for a failed write."""
+  """Drops the ERROR records (with tracebacks) that Orbax's writer threads log for a failed write, and asyncio's
+  "Task exception was never retrieved" for the write tasks they leave behind."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return not (record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname)
+    orbax = f"{os.sep}orbax{os.sep}" in record.pathname or "orbax" in str(record.exc_info or "") or (
+        "orbax" in record.getMessage())
+    return not (record.levelno >= logging.ERROR and orbax)
 
 
 @contextlib.contextmanager
 def quiet_background_failures():
   """While a checkpoint is written: a failed write (a full disk, a file size limit) raises in the caller, who turns
-  it into one `error:` line; the tracebacks that Orbax's threads log for it, and the "Event loop is closed" ones that
-  TensorStore's callbacks print through sys.excepthook once Orbax has closed their event loop, are dropped, so that
-  line is what the user reads. Any other exception reaching sys.excepthook is printed as before."""
+  it into one `error:` line; the tracebacks that Orbax's threads log for it, and those of the "Event loop is closed"
+  errors of TensorStore's callbacks that reach sys.excepthook, are dropped (some of the latter are printed directly and
+  still show, before that line). Any other exception reaching sys.excepthook is printed as before."""
   handler = _OrbaxThreadErrors()
-  absl_logger = logging.getLogger("absl")
+  loggers = [logging.getLogger(name) for name in ("absl", "asyncio")]
   previous_hook = sys.excepthook
 
   def hook(kind, value, traceback):
     if not (kind is RuntimeError and str(value) == "Event loop is closed"):
       previous_hook(kind, value, traceback)
-  absl_logger.addFilter(handler)
+  for logger in loggers:
+    logger.addFilter(handler)
   sys.excepthook = hook
   try:
     yield
   finally:
     sys.excepthook = previous_hook
-    absl_logger.removeFilter(handler)
+    for logger in loggers:
+      logger.removeFilter(handler)
 
 
 def _abstract(tree):
