@@ -63,7 +63,8 @@ def test_report_has_every_section_and_plot(run, tmp_path):
     with open(tmp_path / image, "rb") as f:
       assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   papers = re.findall(r"(\S*shared/papers/[\w.-]+\.md)", report)
-  assert papers and all(os.path.exists(os.path.join(tmp_path, p)) for p in papers), papers  # links resolve from here
+  assert papers and all(os.path.normpath(os.path.join(tmp_path, p)) == os.path.normpath(os.path.join(
+      markdown.PAPERS, os.path.basename(p))) for p in papers), papers  # links resolve from the report's folder
 
 
 def test_report_numbers_are_recomputed_from_the_score_files(run, tmp_path):

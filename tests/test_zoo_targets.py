@@ -1,6 +1,8 @@
 """Every zoo model a target: leave-one-out LiRA on a synthetic zoo reaches the analytic AUC, and the model-level
 comparison of two synthetic zoos recovers their known AUC shift."""
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ from scipy import stats as scipy_stats
 
 from mialth_jax import layout as layout_lib
 from mialth_jax.attacks import reference as reference_lib, registry, stats
-from mialth_jax.experiments import zoo_targets, zoo_verdict
+from mialth_jax.experiments import zoo_settings, zoo_targets, zoo_verdict
 from mialth_jax.lottery import zoo
 from mialth_jax.utils import io
 
@@ -151,15 +153,11 @@ def test_rmia_scores_members_and_nonmembers_alike_when_their_signals_are_equal()
 
 
 def test_compare_zoo_attacks_measures_each_setting_leave_one_out_and_refuses_a_missing_zoo(tmp_path):
-  import subprocess  # pylint: disable=import-outside-toplevel
-  import sys  # pylint: disable=import-outside-toplevel
-  sys.path.insert(0, REPO)
-  from launch import compare_zoo_attacks  # pylint: disable=import-outside-toplevel
   reference = synthetic_zoo(6, 200, shift=1.0, seed=6)
-  [row] = compare_zoo_attacks.measure(reference, {"fixed": LIRA_OFFLINE_FIXED})
+  [row] = zoo_settings.measure(reference, {"fixed": LIRA_OFFLINE_FIXED})
   targets, _ = zoo_targets.leave_one_out(reference, LIRA_OFFLINE_FIXED)
   assert row["auc_mean"] == pytest.approx(np.mean([zoo_targets.roc_auc(*targets.row(i)) for i in range(6)]))
-  grid = compare_zoo_attacks.rmia_grid()
+  grid = zoo_settings.rmia_grid()
   assert len(grid) == 3 + 3 * 2 * 2 * 2 and all(registry.make_attack(dict(c)) for c in grid.values())
   done = subprocess.run([sys.executable, "-m", "launch.compare_zoo_attacks", f"--workdir={tmp_path}"], cwd=REPO,
                         capture_output=True, text=True, timeout=120)
