@@ -20,7 +20,7 @@ from absl import app, flags
 from scipy import stats
 
 import harness
-from mialth_jax.attacks import adversarial, adversarial_attacks, adversarial_signals
+from mialth_jax.attacks import adversarial, adversarial_signals, metrics
 from mialth_jax.experiments import attack_runs, targets
 
 flags.DEFINE_string("workdir", "runs/adversarial_default", "a finished run folder (its dense model is attacked)")
@@ -78,7 +78,7 @@ def main(argv):
   result = {"benchmark": "hsj_vs_art", **setting, "examples_searched": int(both.sum())}
   for name, d in (("ours", ours), ("art", art)):
     q = np.percentile(d[both], [25, 50, 75])
-    auc = adversarial_attacks.roc_auc(d, member)
+    auc = metrics.roc_auc(d, member)
     result[name] = {"quartiles": q.tolist(), "mean": float(d[both].mean()), "roc_auc_members_farther": auc,
                     "examples_per_s": len(ids) / (ours_seconds if name == "ours" else art_seconds)}
     print(f"{name:>4}: distance quartiles {q[0]:.4f} {q[1]:.4f} {q[2]:.4f}, mean {d[both].mean():.4f}; membership "

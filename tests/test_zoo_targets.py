@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from mialth_jax import layout as layout_lib
-from mialth_jax.attacks import reference as reference_lib, registry, stats
+from mialth_jax.attacks import metrics, reference as reference_lib, registry, stats
 from mialth_jax.experiments import zoo_settings, zoo_targets, zoo_verdict
 from mialth_jax.lottery import zoo
 from mialth_jax.utils import io
@@ -40,11 +40,11 @@ def analytic_auc(shift: float) -> float:
 def test_leave_one_out_lira_reaches_the_analytic_auc_within_its_interval_over_targets():
   reference = synthetic_zoo(256, 500, shift=1.0, seed=0)  # 255 references: each per-example median is close to mu_n
   targets, _ = zoo_targets.leave_one_out(reference, LIRA_OFFLINE_FIXED)
-  aucs = np.array([zoo_targets.roc_auc(*targets.row(i)) for i in range(len(targets.names))])
+  aucs = np.array([metrics.roc_auc(*targets.row(i)) for i in range(len(targets.names))])
   low, high = scipy_stats.t.interval(0.95, len(aucs) - 1, aucs.mean(), scipy_stats.sem(aucs))
   assert low <= analytic_auc(1.0) <= high, (low, high, analytic_auc(1.0))
   # A global threshold on phi ignores mu_n and sits far lower: the interval tells the two apart.
-  global_auc = np.mean([zoo_targets.roc_auc(np.asarray(reference.logits[s, :, 0, 0], np.float64), reference.keep[s])
+  global_auc = np.mean([metrics.roc_auc(np.asarray(reference.logits[s, :, 0, 0], np.float64), reference.keep[s])
                         for s in range(256)])
   assert high < analytic_auc(1.0) + 0.01 and global_auc < low - 0.1
   assert np.array_equal(targets.member, reference.keep) and list(targets.names[:2]) == ["zoo_0", "zoo_1"]
@@ -126,7 +126,7 @@ def test_the_reference_count_curve_reaches_leave_one_out_with_every_other_model(
   configs = {"offline_fixed": LIRA_OFFLINE_FIXED, "online": {"type": "lira"}}
   curve = zoo_targets.by_reference_count(reference, configs, (1, 2, 8), seed=0)
   targets, _ = zoo_targets.leave_one_out(reference, LIRA_OFFLINE_FIXED)
-  every_other = np.mean([zoo_targets.roc_auc(*targets.row(i)) for i in range(len(targets.names))])
+  every_other = np.mean([metrics.roc_auc(*targets.row(i)) for i in range(len(targets.names))])
   assert curve["offline_fixed"]["8"]["roc_auc"] == pytest.approx(every_other, abs=1e-12)
   assert curve["offline_fixed"]["2"]["roc_auc"] < curve["offline_fixed"]["8"]["roc_auc"]  # fewer, noisier references
   assert "2 or more" in curve["online"]["1"]["error"]  # one model cannot give an example both IN and OUT Gaussians
@@ -149,14 +149,14 @@ def test_rmia_scores_members_and_nonmembers_alike_when_their_signals_are_equal()
     assert not (scored & population).any() and (scored | population).all()
     values = targets.scores[i, scored & even]
     assert np.all(values == (population & ~even).sum() / population.sum())  # members and non-members alike
-    assert zoo_targets.roc_auc(*targets.row(i)) == pytest.approx(0.5, abs=0.1)
+    assert metrics.roc_auc(*targets.row(i)) == pytest.approx(0.5, abs=0.1)
 
 
 def test_compare_zoo_attacks_measures_each_setting_leave_one_out_and_refuses_a_missing_zoo(tmp_path):
   reference = synthetic_zoo(6, 200, shift=1.0, seed=6)
   [row] = zoo_settings.measure(reference, {"fixed": LIRA_OFFLINE_FIXED})
   targets, _ = zoo_targets.leave_one_out(reference, LIRA_OFFLINE_FIXED)
-  assert row["auc_mean"] == pytest.approx(np.mean([zoo_targets.roc_auc(*targets.row(i)) for i in range(6)]))
+  assert row["auc_mean"] == pytest.approx(np.mean([metrics.roc_auc(*targets.row(i)) for i in range(6)]))
   grid = zoo_settings.rmia_grid()
   assert len(grid) == 3 + 3 * 2 * 2 * 2 and all(registry.make_attack(dict(c)) for c in grid.values())
   done = subprocess.run([sys.executable, "-m", "launch.compare_zoo_attacks", f"--workdir={tmp_path}"], cwd=REPO,

@@ -34,12 +34,6 @@ def check(attack: str, name: str, ok: bool, expected: str, value) -> None:
     raise AttackError(f"attack {attack}: option {name} must be {expected}, got {value!r}")
 
 
-def roc_auc(values: np.ndarray, is_member: np.ndarray) -> float:
-  """ROC AUC of `values` as a member score (ties count half)."""
-  fpr, tpr, _ = metrics.roc_curve(values, is_member)
-  return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2)
-
-
 def _membership(values: np.ndarray, is_member) -> np.ndarray:
   is_member = np.asarray(is_member, bool)
   if is_member.shape != (len(values),) or is_member.all() or not is_member.any():
@@ -72,7 +66,7 @@ class SignalAttack(contracts.TargetQueryAttack):
 
   def fit(self, values: np.ndarray, is_member: np.ndarray) -> "SignalAttack":
     is_member = _membership(values, is_member)
-    higher = roc_auc(values, is_member) >= 0.5 if self.direction == "auto" else self.direction == "higher"
+    higher = metrics.roc_auc(values, is_member) >= 0.5 if self.direction == "auto" else self.direction == "higher"
     self.sign_ = 1.0 if higher else -1.0
     self.threshold_ = threshold.best_threshold(self.sign_ * values, is_member)
     return self

@@ -54,6 +54,12 @@ def _decision_metrics(weights: np.ndarray, member: np.ndarray, predicted: np.nda
           "precision": np.where(flagged > 0, hits / np.maximum(flagged, 1), 0.0)}
 
 
+def roc_auc(scores: np.ndarray, is_member: np.ndarray) -> float:
+  """Area under the ROC curve of `scores` as a member score, ties counted half (sklearn.metrics.roc_auc_score)."""
+  fpr, tpr, _ = roc_curve(scores, is_member)
+  return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2)
+
+
 def _weighted_metrics(weights: np.ndarray, member: np.ndarray, predicted: np.ndarray | None,
                       group_end: np.ndarray) -> dict[str, np.ndarray]:
   """CI_METRICS [B] of each row of example weights (examples in score order); without `predicted` (a score-only

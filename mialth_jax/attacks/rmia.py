@@ -106,8 +106,7 @@ def tune_a(values: np.ndarray, keep: np.ndarray, gamma: float, ids: np.ndarray, 
   aucs = []
   for a in A_GRID:
     lr = space.ratio(values[0], space.offline(mean_out, a))
-    fpr, tpr, _ = metrics.roc_curve(pairwise_scores(lr[x_rows], lr[z_rows], gamma, space, x_rows, z_rows), member)
-    aucs.append((np.diff(fpr) * (tpr[1:] + tpr[:-1])).sum() / 2)
+    aucs.append(metrics.roc_auc(pairwise_scores(lr[x_rows], lr[z_rows], gamma, space, x_rows, z_rows), member))
   return float(A_GRID[int(np.argmax(aucs))])
 
 

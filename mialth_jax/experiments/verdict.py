@@ -16,7 +16,7 @@ import numpy as np
 from absl import logging
 
 from mialth_jax import layout as layout_lib
-from mialth_jax.attacks import compare, stats
+from mialth_jax.attacks import compare, metrics, stats
 from mialth_jax.attacks.inputs import AttackError
 from mialth_jax.experiments import protocols
 from mialth_jax.lottery import recipes
@@ -150,7 +150,7 @@ def selection_auc(result: dict) -> float:
   """ROC AUC of a result (its per-example .npz at `scores_path`) on the selection half of its examples."""
   arrays = io.read_npz(result["scores_path"])
   chooses = ~judged_half(arrays["ids"])
-  return stats.delong_auc(arrays["scores"][chooses], arrays["is_member"][chooses])[0]
+  return metrics.roc_auc(arrays["scores"][chooses], arrays["is_member"][chooses])
 
 
 @dataclasses.dataclass(frozen=True)

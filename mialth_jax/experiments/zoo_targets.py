@@ -95,15 +95,9 @@ def leave_one_out(reference: reference_lib.ReferenceOutputs, attack_config: dict
   return TargetScores(np.array(names), np.array(scores, np.float64), np.array(member, bool)), settings
 
 
-def roc_auc(scores: np.ndarray, member: np.ndarray) -> float:
-  """Area under the ROC curve, ties as half (sklearn.metrics.roc_auc_score)."""
-  fpr, tpr, _ = metrics.roc_curve(scores, member)
-  return float((np.diff(fpr) * (tpr[1:] + tpr[:-1])).sum() / 2)
-
-
 def target_metrics(scores: np.ndarray, member: np.ndarray) -> dict:
   """AUC and, at each FPR level, the TPR with its exact interval and whether the non-members suffice to measure it."""
-  found = {"roc_auc": roc_auc(scores, member), "num_members": int(member.sum()),
+  found = {"roc_auc": metrics.roc_auc(scores, member), "num_members": int(member.sum()),
            "num_nonmembers": int((~member).sum())}
   for level in FPR_LEVELS:
     found[f"tpr_at_fpr_{level}"] = stats.tpr_at_fpr(scores, member, level)

@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from mialth_jax import layout as layout_lib
-from mialth_jax.attacks import stats
+from mialth_jax.attacks import metrics, stats
 from mialth_jax.experiments import verdict, zoo_targets
 from mialth_jax.utils import io
 
@@ -34,7 +34,7 @@ def _pair_values(dense: dict, ticket: dict, metric: str) -> tuple[np.ndarray, np
 def _metric(targets: zoo_targets.TargetScores, name: str, metric: str) -> float:
   scores, member = targets.row(targets.names.tolist().index(name))
   if metric == "roc_auc":
-    return zoo_targets.roc_auc(scores, member)
+    return metrics.roc_auc(scores, member)
   return stats.tpr_at_fpr(scores, member, float(metric.rsplit("_", 1)[1]))["tpr"]
 
 
