@@ -27,6 +27,8 @@ from mialth_jax.utils import hosts, io
 
 FPR_LEVELS = (0.01, 0.001)
 TARGET = "target"            # the run's separately trained model of the kind, in `names`
+FOLDER = ("attacks", "zoo_targets")
+CURVE = "by_reference_count.json"
 
 
 def population_half(ids: np.ndarray) -> np.ndarray:
@@ -48,18 +50,22 @@ class TargetScores:
 
   def row(self, index: int) -> tuple[np.ndarray, np.ndarray]:
     """(scores, member) of target `index` on its scored examples."""
-    scored = ~np.isnan(self.scores[index])
-    return self.scores[index, scored], self.member[index, scored]
+    return scored(self.scores[index], self.member[index])
 
   def pooled(self) -> tuple[np.ndarray, np.ndarray]:
     """(scores, member) of every target's scored examples, one after another."""
-    scored = ~np.isnan(self.scores)
-    return self.scores[scored], self.member[scored]
+    return scored(self.scores, self.member)
 
   def __post_init__(self):
     if self.scores.shape != self.member.shape or len(self.names) != len(self.scores):
       raise ValueError(f"TargetScores: names [{len(self.names)}], scores {self.scores.shape} and member "
                        f"{self.member.shape} disagree")
+
+
+def scored(scores: np.ndarray, member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(scores, member) where a score exists (NaN marks the population)."""
+  kept = ~np.isnan(scores)
+  return scores[kept], member[kept]
 
 
 def zoo_name(index: int) -> str:
@@ -115,8 +121,30 @@ def summarise(targets: TargetScores) -> dict:
 
 
 def paths(layout: layout_lib.RunLayout, kind: str, attack: str) -> tuple[str, str]:
-  stem = layout.path("attacks", "zoo_targets", kind, attack)
+  stem = layout.path(*FOLDER, kind, attack)
   return stem + ".json", stem + ".npz"
+
+
+def curve_path(layout: layout_lib.RunLayout, kind: str) -> str:
+  return layout.path(*FOLDER, kind, CURVE)
+
+
+def results(layout: layout_lib.RunLayout) -> dict[str, dict[str, dict]]:
+  """{kind: {attack: result JSON}} of the run's finished leave-one-out results."""
+  root = layout.path(*FOLDER)
+  found = {}
+  for kind in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+    for name in sorted(os.listdir(os.path.join(root, kind))):
+      if name.endswith(".json") and name != CURVE:
+        found.setdefault(kind, {})[name[:-len(".json")]] = io.read_json(os.path.join(root, kind, name))
+  return found
+
+
+def curves(layout: layout_lib.RunLayout) -> dict[str, dict]:
+  """{kind: by_reference_count.json} of the run's zoo kinds that have one."""
+  root = layout.path(*FOLDER)
+  kinds = sorted(os.listdir(root)) if os.path.isdir(root) else []
+  return {kind: io.read_json(curve_path(layout, kind)) for kind in kinds if os.path.exists(curve_path(layout, kind))}
 
 
 def record(layout: layout_lib.RunLayout, kind: str, attack: str, attack_config: dict, targets: TargetScores,
@@ -142,35 +170,32 @@ def read(layout: layout_lib.RunLayout, kind: str, attack: str) -> TargetScores |
 
 
 def attack_all(attack_run, zoo_summaries: dict, reference_of, configs: dict) -> None:
-  """Leave-one-out results of every zoo kind ({name: summary}; `reference_of(name)` its ReferenceOutputs) and attack,
-  the run's finished model of the same kind and sparsity joining as a target; finished results are kept."""
+  """Leave-one-out results of every zoo kind ({name: summary}; `reference_of(name)` its ReferenceOutputs, read once
+  per kind) and attack, the run's finished model of the same kind and sparsity joining as a target, then the curve
+  against the reference count (zoo.reference_counts); finished results are kept."""
   ctx, layout = attack_run.ctx, attack_run.ctx.layout
   summaries = layout.summaries()
+  counts = tuple(ctx.config.zoo.reference_counts)
   for kind, zoo_summary in zoo_summaries.items():
     todo = {a: c for a, c in configs.items() if not os.path.exists(paths(layout, kind, a)[0])}
-    if not todo:
+    curve_due = bool(counts) and not os.path.exists(curve_path(layout, kind))
+    if not todo and not curve_due:
       continue
     reference = reference_of(kind)
     own = layout_lib.select(summaries, kind=zoo_summary["kind"], sparsity=zoo_summary["sparsity"])
     target = None
-    if own:
+    if own and todo:
       logits = attack_run.target(own[0]).query_logits(reference.ids, tuple(ctx.config.zoo.queries))
       target = (logits, np.isin(reference.ids, ctx.splits.members))
     for attack, attack_config in todo.items():
       logging.info("zoo targets: the %d %s models (and %s) attacked leave-one-out by %s", reference.num_models, kind,
                    own[0] if own else "no run model", attack)
       record(layout, kind, attack, attack_config, *leave_one_out(reference, attack_config, target))
-  counts = tuple(ctx.config.zoo.reference_counts)
-  for kind in zoo_summaries:
-    path = layout.path("attacks", "zoo_targets", kind, "by_reference_count.json")
-    if counts and not os.path.exists(path):
+    if curve_due:
       logging.info("zoo targets: %s attacked with %s reference models", kind, ", ".join(map(str, counts)))
-      curve = by_reference_count(reference_of(kind), configs, counts, ctx.config.seed)
-      hosts.on_process_zero(lambda: io.write_json(path, {"counts": list(counts), "attacks": curve}))
-
-
-def _scored(scores: np.ndarray, member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  return scores[~np.isnan(scores)], member[~np.isnan(scores)]
+      curve = by_reference_count(reference, configs, counts, ctx.config.seed)
+      hosts.on_process_zero(lambda: io.write_json(curve_path(layout, kind), {"counts": list(counts),
+                                                                             "attacks": curve}))
 
 
 def subset(reference: reference_lib.ReferenceOutputs, models: np.ndarray) -> reference_lib.ReferenceOutputs:
@@ -182,23 +207,31 @@ def subset(reference: reference_lib.ReferenceOutputs, models: np.ndarray) -> ref
 def by_reference_count(reference: reference_lib.ReferenceOutputs, configs: dict, counts: tuple[int, ...],
                        seed: int) -> dict:
   """{attack: {k: {"roc_auc": mean, "roc_auc_sd", "tpr_at_fpr_0.01": mean, "targets": T} or {"error": why}}}: each
-  zoo model attacked with k seeded random others as its only references (the same draws for every attack)."""
+  zoo model attacked with k seeded random others as its only references (the same draws for every attack; each
+  draw's references built once and shared by the attacks)."""
   rng = np.random.default_rng([seed, 0x5c])
   draws = {k: [rng.permutation(np.delete(np.arange(reference.num_models), s))[:k] for s in
                range(reference.num_models)] for k in counts if k < reference.num_models}
-  found = {}
-  for attack, config in configs.items():
-    found[attack] = {}
-    for k, others in draws.items():
-      try:
-        per_target = [target_metrics(*_scored(score_target(config, subset(reference, o), reference.logits[s],
-                                                           reference.keep[s], None)[0], reference.keep[s]))
-                      for s, o in enumerate(others)]
-      except AttackError as e:  # an attack undefined with k models (online LiRA needs 2 IN and 2 OUT) says why
-        found[attack][str(k)] = {"error": str(e)}
-        continue
-      aucs = np.array([m["roc_auc"] for m in per_target])
-      found[attack][str(k)] = {"roc_auc": float(aucs.mean()), "roc_auc_sd": float(aucs.std(ddof=1)),
-                               "tpr_at_fpr_0.01": float(np.mean([m["tpr_at_fpr_0.01"]["tpr"] for m in per_target])),
-                               "targets": len(per_target)}
+  found = {attack: {} for attack in configs}
+  for k, others in draws.items():
+    per_target, failed = {attack: [] for attack in configs}, {}
+    for s, chosen in enumerate(others):
+      references = subset(reference, chosen)
+      for attack in (a for a in configs if a not in failed):
+        try:
+          scores = score_target(configs[attack], references, reference.logits[s], reference.keep[s], None)[0]
+        except AttackError as e:  # an attack undefined with k models (online LiRA needs 2 IN and 2 OUT) says why
+          failed[attack] = str(e)
+          continue
+        per_target[attack].append(target_metrics(*scored(scores, reference.keep[s])))
+    for attack in configs:
+      found[attack][str(k)] = {"error": failed[attack]} if attack in failed else _mean_point(per_target[attack])
   return found
+
+
+def _mean_point(per_target: list[dict]) -> dict:
+  """The curve's point: the mean (and sd) over the targets of their AUC, and their mean TPR at 1 % FPR."""
+  aucs = np.array([m["roc_auc"] for m in per_target])
+  return {"roc_auc": float(aucs.mean()), "roc_auc_sd": float(aucs.std(ddof=1)),
+          "tpr_at_fpr_0.01": float(np.mean([m["tpr_at_fpr_0.01"]["tpr"] for m in per_target])),
+          "targets": len(per_target)}

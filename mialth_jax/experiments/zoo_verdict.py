@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from mialth_jax import layout as layout_lib
-from mialth_jax.attacks import metrics, stats
+from mialth_jax.attacks import stats
 from mialth_jax.experiments import verdict, zoo_targets
 from mialth_jax.utils import io
 
@@ -21,21 +21,20 @@ COMPARED = ("roc_auc", "tpr_at_fpr_0.01")
 
 
 def _pair_values(dense: dict, ticket: dict, metric: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-  """(dense [attacks, pairs], ticket [attacks, pairs], attacks, pair names): the metric of each attack (in both
-  {attack: zoo_targets.TargetScores}) on the dense and the ticket target of each pair (target names in both)."""
+  """(dense [attacks, pairs], ticket [attacks, pairs], attacks, pair names): `metric` of each attack's dense and
+  ticket target of each pair, from the recorded per-target metrics ({attack: {target name: metrics}} of each side)."""
   attacks = sorted(set(dense) & set(ticket))
-  names = [n for n in dense[attacks[0]].names.tolist() if n in ticket[attacks[0]].names.tolist()]
-  values = {}
-  for side, found in (("dense", dense), ("ticket", ticket)):
-    values[side] = np.array([[_metric(found[a], n, metric) for n in names] for a in attacks])  # [attacks, pairs]
-  return values["dense"], values["ticket"], attacks, names
+  names = [n for n in dense[attacks[0]] if n in ticket[attacks[0]]]
+
+  def table(found: dict) -> np.ndarray:
+    return np.array([[_value(found[a][n], metric) for n in names] for a in attacks])
+  return table(dense), table(ticket), attacks, names
 
 
-def _metric(targets: zoo_targets.TargetScores, name: str, metric: str) -> float:
-  scores, member = targets.row(targets.names.tolist().index(name))
-  if metric == "roc_auc":
-    return metrics.roc_auc(scores, member)
-  return stats.tpr_at_fpr(scores, member, float(metric.rsplit("_", 1)[1]))["tpr"]
+def _value(measured: dict, metric: str) -> float:
+  """A target's recorded metric: the AUC, or the TPR of a TPR-at-FPR measure (stats.tpr_at_fpr)."""
+  value = measured[metric]
+  return value["tpr"] if isinstance(value, dict) else value
 
 
 def chosen_per_pair(dense_auc: np.ndarray) -> np.ndarray:
@@ -77,8 +76,8 @@ class ModelLevel:
     said = self.direction if self.direction.startswith("no ") else f"leakage {self.direction}"
     used = ", ".join(f"{a} ({n})" for a, n in self.attacks.items())
     return (f"{self.ticket} vs dense over {self.pairs} model pairs: {said} ({_METRIC_NAMES[self.metric]} difference "
-            f"{c['mean_difference']:+.3f} [unadjusted 95 % CI over pairs {c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}], paired t "
-            f"p={c['p_value']:.3g}, Holm-adjusted p={self.p_adjusted:.3g}; attack per pair: {used})")
+            f"{c['mean_difference']:+.3f} [unadjusted 95 % CI over pairs {c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}], "
+            f"paired t p={c['p_value']:.3g}, Holm-adjusted p={self.p_adjusted:.3g}; attack per pair: {used})")
 
 
 _METRIC_NAMES = {"roc_auc": "AUC", "tpr_at_fpr_0.01": "TPR at 1 % FPR"}
@@ -86,14 +85,11 @@ _METRIC_NAMES = {"roc_auc": "AUC", "tpr_at_fpr_0.01": "TPR at 1 % FPR"}
 
 def model_level(layout: layout_lib.RunLayout) -> list[ModelLevel]:
   """Every ticket zoo kind against the dense zoo, for each metric of COMPARED (unadjusted p-values)."""
-  root = layout.path("attacks", "zoo_targets")
-  kinds = sorted(os.listdir(root)) if os.path.isdir(root) else []
-  found = {k: {a[:-len(".json")]: zoo_targets.read(layout, k, a[:-len(".json")])
-               for a in sorted(os.listdir(os.path.join(root, k))) if a.endswith(".json") and not a.startswith("by_")}
-           for k in kinds}
-  if "dense" not in found or not found["dense"]:
+  found = {kind: {attack: r["per_target"] for attack, r in by_attack.items()}
+           for kind, by_attack in zoo_targets.results(layout).items()}
+  if not found.get("dense"):
     return []
-  zoo_summaries = {k: io.read_json(layout.zoo(k, "summary.json")) for k in kinds
+  zoo_summaries = {k: io.read_json(layout.zoo(k, "summary.json")) for k in found
                    if os.path.exists(layout.zoo(k, "summary.json"))}
   results = []
   for kind in layout_lib.select(zoo_summaries, kind="ticket"):
@@ -101,10 +97,10 @@ def model_level(layout: layout_lib.RunLayout) -> list[ModelLevel]:
       continue
     dense_auc, _, attacks, names = _pair_values(found["dense"], found[kind], "roc_auc")
     picked = chosen_per_pair(dense_auc)
-    fewest = min(int((~t.member).sum(axis=1).min()) for t in (*found["dense"].values(), *found[kind].values()))
     for metric in COMPARED:
-      if metric.startswith("tpr_at_fpr_") and fewest < stats.needed_nonmembers(float(metric.rsplit("_", 1)[1])):
-        continue  # each target's TPR at this FPR rests on fewer than 10 expected false positives: not compared
+      measured = [m[metric] for side in (found["dense"], found[kind]) for per in side.values() for m in per.values()]
+      if not all(m["estimable"] for m in measured if isinstance(m, dict)):
+        continue  # some target's TPR at this FPR rests on fewer than 10 expected false positives: not compared
       dense, ticket, _, _ = _pair_values(found["dense"], found[kind], metric)
       columns = np.arange(len(names))
       comparison = stats.paired_over_models(ticket[picked, columns], dense[picked, columns])

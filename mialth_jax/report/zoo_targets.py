@@ -1,26 +1,12 @@
 """Per run: every zoo model a target (experiments.zoo_targets): each attack's AUC over the zoo targets (mean, spread),
 on the run's own model, and pooled over every target (S x N scores, so TPR at 0.1 % FPR becomes measurable), the ROC
 pooled over targets, and (zoo.reference_counts) each attack against the number of reference models."""
-import os
-
 import numpy as np
 
 from mialth_jax.attacks import metrics, stats
 from mialth_jax.experiments import zoo_targets, zoo_verdict
 from mialth_jax.layout import RunLayout
 from mialth_jax.report import plots, sections
-from mialth_jax.utils import io
-
-
-def _results(workdir: str) -> dict:
-  """{kind: {attack: result JSON}} of the run's leave-one-out results."""
-  root = os.path.join(workdir, "attacks", "zoo_targets")
-  found = {}
-  for kind in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-    for name in sorted(os.listdir(os.path.join(root, kind))):
-      if name.endswith(".json") and name != "by_reference_count.json":
-        found.setdefault(kind, {})[name[:-len(".json")]] = io.read_json(os.path.join(root, kind, name))
-  return found
 
 
 def _fitted(result: dict) -> str:
@@ -65,14 +51,15 @@ def pooled_roc(layout: RunLayout, results: dict, path: str) -> str:
   return plots.save(fig, path)
 
 
-def _curves(workdir: str) -> dict:
-  """{kind: by_reference_count.json} of the run's zoo kinds that have one."""
-  root = os.path.join(workdir, "attacks", "zoo_targets")
+def _points(curve: dict, results: dict) -> dict:
+  """{attack: [(k, mean AUC, mean TPR at 1 % FPR) or (k, None, None) where undefined]} over the zoo targets, for each
+  k of the curve and, last, leave-one-out (every other zoo model: k = S - 1, from the results' per-target metrics)."""
   found = {}
-  for kind in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-    path = os.path.join(root, kind, "by_reference_count.json")
-    if os.path.exists(path):
-      found[kind] = io.read_json(path)
+  for attack, by_count in curve["attacks"].items():
+    zoo = [m for n, m in results[attack]["per_target"].items() if n != zoo_targets.TARGET]
+    found[attack] = [(int(k), c.get("roc_auc"), c.get("tpr_at_fpr_0.01")) for k, c in by_count.items()] + [
+        (len(zoo) - 1, results[attack]["zoo_roc_auc"]["mean"], float(np.mean([m["tpr_at_fpr_0.01"]["tpr"]
+                                                                               for m in zoo])))]
   return found
 
 
@@ -81,19 +68,14 @@ def reference_counts(curves: dict, results: dict) -> list[str]:
   column is the leave-one-out table's (every other zoo model)."""
   lines = []
   for kind, curve in curves.items():
-    counts = [str(k) for k in curve["counts"]]
-    everyone = len(next(iter(results[kind].values()))["per_target"]) - 2  # S - 1 (less the run's own target)
+    points = _points(curve, results[kind])
+    ks = [k for k, _, _ in next(iter(points.values()))]
     lines += [f"{kind}: mean over the zoo targets of AUC / TPR @ 1 % FPR (per target, not pooled) when k random "
               "other zoo models are the only references (\"-\": the attack is not defined with k models)", "",
-              "| attack | " + " | ".join(f"k = {k}" for k in [*counts, everyone]) + " |",
-              "| --- |" + " --- |" * (len(counts) + 1)]
-    for attack, by_count in curve["attacks"].items():
-      cells = [by_count.get(k, {}) for k in counts]
-      full = results[kind][attack]
-      last = (f"{full['zoo_roc_auc']['mean']:.3f} / "
-              f"{np.mean([m['tpr_at_fpr_0.01']['tpr'] for n, m in full['per_target'].items() if n != zoo_targets.TARGET]):.3f}")
-      lines.append(f"| {attack} | " + " | ".join(f"{c['roc_auc']:.3f} / {c['tpr_at_fpr_0.01']:.3f}" if "roc_auc" in c
-                                                  else "-" for c in cells) + f" | {last} |")
+              "| attack | " + " | ".join(f"k = {k}" for k in ks) + " |", "| --- |" + " --- |" * len(ks)]
+    for attack, found in points.items():
+      lines.append(f"| {attack} | " + " | ".join("-" if auc is None else f"{auc:.3f} / {tpr:.3f}"
+                                                  for _, auc, tpr in found) + " |")
     lines.append("")
   return lines
 
@@ -102,13 +84,8 @@ def reference_count_figure(curves: dict, results: dict, path: str) -> str:
   """AUC (top) and TPR at 1 % FPR (bottom) against k, one panel column per kind, one line per attack."""
   fig, axes = plots.plt.subplots(2, len(curves), figsize=(6 * len(curves), 7), squeeze=False)
   for column, (kind, curve) in enumerate(curves.items()):
-    everyone = len(next(iter(results[kind].values()))["per_target"]) - 2
-    for attack, by_count in curve["attacks"].items():
-      full = results[kind][attack]
-      zoo = [m for n, m in full["per_target"].items() if n != zoo_targets.TARGET]
-      points = [(int(k), c["roc_auc"], c["tpr_at_fpr_0.01"]) for k, c in by_count.items() if "roc_auc" in c]
-      points.append((everyone, full["zoo_roc_auc"]["mean"], float(np.mean([m["tpr_at_fpr_0.01"]["tpr"] for m in zoo]))))
-      k, auc, tpr = zip(*sorted(points))
+    for attack, found in _points(curve, results[kind]).items():
+      k, auc, tpr = zip(*sorted(p for p in found if p[1] is not None))
       axes[0, column].plot(k, auc, marker="o", label=attack)
       axes[1, column].plot(k, tpr, marker="o", label=attack)
     for row, label in enumerate(("mean AUC over zoo targets", "mean TPR @ 1 % FPR over zoo targets")):
@@ -121,13 +98,14 @@ def reference_count_figure(curves: dict, results: dict, path: str) -> str:
 @sections.register("zoo_targets", order=135, per_run=True)
 def section(runs, out: sections.Output) -> str:
   [run] = runs
-  results = _results(run.workdir)
+  layout = RunLayout(run.workdir)
+  results = zoo_targets.results(layout)
   if not results:
     return ""
-  png = pooled_roc(RunLayout(run.workdir), results, out.plot(f"roc_zoo_targets_{run.label}.png"))
+  png = pooled_roc(layout, results, out.plot(f"roc_zoo_targets_{run.label}.png"))
   doc = [f"### {run.label}: every zoo model a target (leave-one-out)", "", zoo_verdict.ModelLevel.method, "",
          *table(results), "", out.image(f"pooled ROC {run.label}", png), ""]
-  curves = {kind: curve for kind, curve in _curves(run.workdir).items() if kind in results}
+  curves = {kind: curve for kind, curve in zoo_targets.curves(layout).items() if kind in results}
   if curves:
     figure = reference_count_figure(curves, results, out.plot(f"reference_counts_{run.label}.png"))
     doc += [*reference_counts(curves, results), out.image(f"against the reference count {run.label}", figure), ""]
