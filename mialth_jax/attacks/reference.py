@@ -56,6 +56,7 @@ class ReferenceOutputs:
   labels: np.ndarray   # int32 [N]: their true labels
   logits: np.ndarray   # float32 [S, N, A, C]
   keep: np.ndarray     # bool [S, N]: keep[s, n] is True when reference model s trained on example n
+  _per_model: dict = dataclasses.field(default_factory=dict, init=False, repr=False)  # per_model's results
 
   def __post_init__(self):
     for name, dtype in (("ids", np.int64), ("labels", np.int32), ("logits", np.float32), ("keep", bool)):
@@ -83,6 +84,13 @@ class ReferenceOutputs:
     time), and shared by every fit_reference on this pool (e.g. one per leave-one-out target)."""
     pairs = [_true_and_rest(m, self.labels) for m in self.logits]
     return tuple(np.array([p[i] for p in pairs], np.float64).reshape(self.logits.shape[:3]) for i in (0, 1))
+
+  def per_model(self, key, compute) -> np.ndarray:
+    """[S, ...]: compute(one model's logits [N, A, C]) for every model, stacked; computed once per `key` for this
+    pool and shared by every fit on it (e.g. one per leave-one-out target)."""
+    if key not in self._per_model:
+      self._per_model[key] = np.stack([compute(m) for m in self.logits])
+    return self._per_model[key]
 
   @property
   def logit_scaled_confidence(self) -> np.ndarray:

@@ -116,5 +116,7 @@ def signal_values(logits, labels, signal: str, temperature: float) -> np.ndarray
 
 def reference_signals(reference: reference_lib.ReferenceOutputs, models: np.ndarray, signal: str,
                       temperature: float) -> np.ndarray:
-  """float64 [S', N, A]: the signal of reference models `models`, one model's logits at a time."""
-  return np.stack([signal_values(reference.logits[s], reference.labels, signal, temperature) for s in models])
+  """float64 [S', N, A]: the signal of reference models `models`, computed once per pool, signal and temperature."""
+  every = reference.per_model(("rmia", signal, float(temperature)),
+                              lambda logits: signal_values(logits, reference.labels, signal, temperature))
+  return every[models]
