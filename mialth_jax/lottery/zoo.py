@@ -45,16 +45,14 @@ def random_subsets(num_models: int, pool_size: int, subset_size: int, seed: int)
   counts = np.full(pool_size, total // pool_size)
   counts[rng.permutation(pool_size)[:total % pool_size]] += 1
   keep = rng.random((num_models, pool_size)).argsort(axis=0) < counts
-  for _ in range(total):  # each move lowers the excess of the rows by one
-    sizes = keep.sum(axis=1)
-    over, under = np.flatnonzero(sizes > subset_size), np.flatnonzero(sizes < subset_size)
-    if not len(over):
-      return keep
-    src, dst = rng.choice(over), rng.choice(under)
-    movable = np.flatnonzero(keep[src] & ~keep[dst])
-    moved = rng.choice(movable)
+  sizes = keep.sum(axis=1)
+  while (sizes > subset_size).any():  # each move lowers the rows' excess by one
+    src = rng.choice(np.flatnonzero(sizes > subset_size))
+    dst = rng.choice(np.flatnonzero(sizes < subset_size))
+    moved = rng.choice(np.flatnonzero(keep[src] & ~keep[dst]))
     keep[src, moved], keep[dst, moved] = False, True
-  raise AssertionError("random_subsets: rows not balanced")  # unreachable: total moves bound the excess
+    sizes[src], sizes[dst] = sizes[src] - 1, sizes[dst] + 1
+  return keep
 
 
 ZOO_SEED_OFFSET = 2000  # zoo seeds differ from the target's (seed) and the single shadow's (seed + 1000)
