@@ -6,6 +6,7 @@ import numpy as np
 from scipy import stats
 
 from mialth_jax.data import splits as splits_lib
+from mialth_jax.experiments import verdict
 from mialth_jax.report import collect, gap, sections
 from mialth_jax.utils import io
 
@@ -24,9 +25,10 @@ def _scores_path(auc: float) -> str:
 
 
 def _result(target, attack, accuracy, precision, auc, protocol="paper", source=None):
+  path = _scores_path(auc)
   return {"protocol": protocol, "source": source or target, "target": target, "attack": attack, "size": 100,
           "accuracy": accuracy, "accuracy_ci": [accuracy - 0.02, accuracy + 0.02], "precision": precision,
-          "roc_auc": auc, "scores_path": _scores_path(auc)}
+          "roc_auc": auc, "scores_path": path, "selection_roc_auc": verdict.selection_auc(io.read_npz(path))}
 
 
 def _run(label, epochs, train_acc, mlp_accuracy, mlp_precision):

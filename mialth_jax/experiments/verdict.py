@@ -146,11 +146,14 @@ def own_output_results(layout: layout_lib.RunLayout) -> list[dict]:
   return found
 
 
-def selection_auc(result: dict) -> float:
-  """ROC AUC of a result (its per-example .npz at `scores_path`) on the selection half of its examples."""
-  arrays = io.read_npz(result["scores_path"])
+def selection_auc(arrays: dict) -> float:
+  """ROC AUC of a result's per-example arrays (ids, scores, is_member) on the selection half of its examples."""
   chooses = ~judged_half(arrays["ids"])
   return metrics.roc_auc(arrays["scores"][chooses], arrays["is_member"][chooses])
+
+
+def _read_selection_auc(result: dict) -> float:
+  return selection_auc(io.read_npz(result["scores_path"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,9 +173,10 @@ class Choice:
     return max(both or self.auc, key=lambda pa: (self.auc[pa], pa))
 
 
-def choose(summaries: dict, results: list[dict], auc_of=selection_auc) -> Choice | str:
+def choose(summaries: dict, results: list[dict], auc_of=_read_selection_auc) -> Choice | str:
   """The run's Choice from its models' summaries and its attack results (dicts with protocol, source, target, attack,
-  size and scores_path; `auc_of(result)` gives the AUC that chooses), or a sentence saying why there is none."""
+  size and scores_path; `auc_of(result)` gives the AUC that chooses, by default `selection_auc` of the result's
+  per-example arrays, read from disk), or a sentence saying why there is none."""
   dense = layout_lib.select(summaries, kind="dense")
   if not dense:
     return "no finished dense model"

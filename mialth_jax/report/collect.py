@@ -68,7 +68,7 @@ TABLE1_SPARSITY = paper_numbers()["text"]["fig3_sparsity"]["sparsity"]  # the pa
 
 def attack_results(workdir: str, num_bootstrap: int, seed: int) -> list[dict]:
   """Every finished attack result of a run, its metrics recomputed from its .npz of per-example scores (whose path
-  each result keeps as `scores_path`)."""
+  each result keeps as `scores_path`), and its AUC on the verdict's selection half (`selection_roc_auc`)."""
   results = []
   for json_path, scores_path in layout_lib.RunLayout(workdir).finished_results():
     meta = io.read_json(json_path)
@@ -76,7 +76,7 @@ def attack_results(workdir: str, num_bootstrap: int, seed: int) -> list[dict]:
     metrics = metrics_lib.attack_metrics(scores["scores"], scores["is_member"], scores.get("predicted"),
                                          scores["classes"], num_bootstrap=num_bootstrap, seed=seed)
     results.append({k: meta[k] for k in ("protocol", "source", "target", "attack", "size", "attack_config")}
-                   | metrics | {"scores_path": scores_path})
+                   | metrics | {"scores_path": scores_path, "selection_roc_auc": verdict.selection_auc(scores)})
   return results
 
 
@@ -117,7 +117,7 @@ def main_size(run: Run) -> int | None:
 def leakage_choice(run: Run) -> verdict.Choice | str:
   """The attack and baseline that answer "did this model change leakage?" (experiments.verdict's rule), for every
   section that compares a model with a baseline, or why there are none."""
-  return verdict.choose(run.models, run.attacks)
+  return verdict.choose(run.models, run.attacks, auc_of=lambda r: r["selection_roc_auc"])
 
 
 def select(results: list[dict], **where) -> list[dict]:
