@@ -79,10 +79,16 @@ def tpr_at_fpr(scores: np.ndarray, is_member: np.ndarray, level: float, alpha: f
   scores, is_member = _check_scores(scores, is_member)
   fpr, tpr, _ = metrics.roc_curve(scores, is_member)
   at = np.flatnonzero(fpr <= level)[-1]  # fpr rises along the curve; (0, 0) always qualifies
-  num_members, num_nonmembers = int(is_member.sum()), int((~is_member).sum())
+  measured = tpr_measure(tpr[at], int(is_member.sum()), int((~is_member).sum()), level, alpha)
+  return {**measured, "fpr": float(fpr[at])}
+
+
+def tpr_measure(tpr: float, num_members: int, num_nonmembers: int, level: float, alpha: float = 0.05) -> dict:
+  """A TPR read at FPR <= `level`: tpr, ci (Clopper-Pearson 1 - alpha on its round(tpr * num_members) true positives),
+  num_members, num_nonmembers, estimable (enough non-members for MIN_EXPECTED_FALSE_POSITIVES at the level),
+  needed_nonmembers."""
   needed = needed_nonmembers(level)
-  true_positives = int(round(tpr[at] * num_members))
-  return {"tpr": float(tpr[at]), "fpr": float(fpr[at]), "ci": clopper_pearson(true_positives, num_members, alpha),
+  return {"tpr": float(tpr), "ci": clopper_pearson(int(round(tpr * num_members)), num_members, alpha),
           "num_members": num_members, "num_nonmembers": num_nonmembers, "estimable": num_nonmembers >= needed,
           "needed_nonmembers": needed}
 
@@ -117,6 +123,17 @@ def _variance(v10: np.ndarray, v01: np.ndarray) -> float:
   return float(v10.var(ddof=1) / len(v10) + v01.var(ddof=1) / len(v01))
 
 
+def _normal_interval(value: float, se: float, alpha: float = 0.05) -> tuple[float, float]:
+  half = float(scipy_stats.norm.ppf(1 - alpha / 2)) * se
+  return value - half, value + half
+
+
+def delong_interval(scores: np.ndarray, is_member: np.ndarray, alpha: float = 0.05) -> tuple[float, tuple]:
+  """(AUC, its 1 - alpha normal interval from DeLong's variance)."""
+  auc, variance = delong_auc(scores, is_member)
+  return auc, _normal_interval(auc, math.sqrt(variance), alpha)
+
+
 def delong_auc(scores: np.ndarray, is_member: np.ndarray) -> tuple[float, float]:
   """(AUC, DeLong variance of the AUC); higher scores = more likely a member, ties count half."""
   scores, is_member = _check_scores(scores, is_member)
@@ -144,8 +161,7 @@ def delong_paired(is_member: np.ndarray, scores_a: np.ndarray, scores_b: np.ndar
   else:
     z = difference / se
   p_value = 1.0 if z == 0 else float(2 * scipy_stats.norm.sf(abs(z)))
-  half = float(scipy_stats.norm.ppf(0.975)) * se
-  ci = (difference - half, difference + half)
+  ci = _normal_interval(difference, se)
   return {"auc_a": auc_a, "auc_b": auc_b, "difference": difference, "se": se, "ci": ci, "z": z, "p_value": p_value}
 
 

@@ -7,9 +7,10 @@ same as in "Did pruning change leakage?"): the baseline is the run's dense model
 highest ROC AUC on it among the paper and zoo protocols' attacks on a model's own outputs (the strongest that also has
 a result on the model compared), chosen on the selection half of attack-test; each model's AUC and TPR and the
 AUC differences (DeLong, Holm-adjusted over the section's comparisons of a run) are measured on the other, judged
-half. Tickets are answered in "Did pruning change leakage?", not again here. The paper's "attack accuracy" claims use each model's most accurate adaptive attack instead (paper protocol, or shadows
-trained with the same defence). Test accuracies carry 95 % Wilson intervals and their differences an unpaired normal
-interval (a paired one would be narrower, the per-example test predictions are not kept).
+half. Tickets are answered in "Did pruning change leakage?", not again here. The paper's "attack accuracy" claims
+use each model's most accurate adaptive attack instead (paper protocol, or shadows trained with the same defence).
+Test accuracies carry 95 % Wilson intervals and their differences an unpaired normal interval (a paired one would be
+narrower, the per-example test predictions are not kept).
 """
 import dataclasses
 import json
@@ -104,9 +105,8 @@ def judged_metrics(result: dict) -> tuple[float, tuple[float, float], str]:
   arrays = io.read_npz(result["scores_path"])
   judged = verdict_lib.judged_half(arrays["ids"])
   scores, member = arrays["scores"][judged], arrays["is_member"][judged]
-  auc, variance = stats.delong_auc(scores, member)
-  half = 1.959963984540054 * variance ** 0.5
-  return auc, (auc - half, auc + half), stats.format_tpr(stats.tpr_at_fpr(scores, member, 0.01))
+  auc, interval = stats.delong_interval(scores, member)
+  return auc, interval, stats.format_tpr(stats.tpr_at_fpr(scores, member, 0.01))
 
 
 def table(found: list[Row], baseline: str, comparisons: defence_compare.Comparisons) -> list[str]:

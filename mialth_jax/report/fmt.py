@@ -29,11 +29,7 @@ def percent(fraction: float) -> str:
 def tpr_measure(r: dict, level: float) -> dict:
   """A result's TPR at FPR <= `level` as attacks.stats.tpr_at_fpr gives it: the exact (Clopper-Pearson) interval of
   its true positives among the members, and whether its non-members give >= 10 expected false positives at `level`."""
-  members, nonmembers = r["num_members"], r["num_nonmembers"]
-  value = r[f"tpr_at_fpr_{level}"]
-  needed = stats.needed_nonmembers(level)
-  return {"tpr": value, "ci": stats.clopper_pearson(round(value * members), members), "num_members": members,
-          "num_nonmembers": nonmembers, "estimable": nonmembers >= needed, "needed_nonmembers": needed}
+  return stats.tpr_measure(r[f"tpr_at_fpr_{level}"], r["num_members"], r["num_nonmembers"], level)
 
 
 def tpr(r: dict, level: float) -> str:
