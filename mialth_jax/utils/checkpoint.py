@@ -37,23 +37,27 @@ def save(path: str, tree) -> None:
   """Saves `tree` at `path` (which must not exist yet) and waits until it is committed."""
   if os.path.exists(path):
     raise CheckpointError(f"{path}: exists but is not a finished Orbax checkpoint; remove it to recreate it")
-  try:
-    with quiet_background_failures(), ocp.StandardCheckpointer() as checkpointer:
-      checkpointer.save(os.path.abspath(path), tree)
-      checkpointer.wait_until_finished()
-  except (ValueError, OSError) as e:  # Orbax reports a full disk or a file size limit as ValueError
-    raise CheckpointError(f"{path}: cannot write the checkpoint ({str(e).splitlines()[0]})") from e
+  with _writing(path), ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(os.path.abspath(path), tree)
+    checkpointer.wait_until_finished()
 
 
 def save_step(checkpoints: ocp.CheckpointManager, step: int, state) -> None:
   """A periodic train-state checkpoint at `step`, committed before returning; a failed write is one CheckpointError."""
+  with _writing(f"{checkpoints.directory}", f" of step {step}"):
+    checkpoints.save(step, args=ocp.args.StandardSave(state))
+    checkpoints.wait_until_finished()
+
+
+@contextlib.contextmanager
+def _writing(where: str, what: str = ""):
+  """A checkpoint write: its background failures quiet (`quiet_background_failures`), a failed write one
+  CheckpointError naming `where` (Orbax reports a full disk or a file size limit as ValueError)."""
   try:
     with quiet_background_failures():
-      checkpoints.save(step, args=ocp.args.StandardSave(state))
-      checkpoints.wait_until_finished()
+      yield
   except (ValueError, OSError) as e:
-    raise CheckpointError(f"{checkpoints.directory}: cannot write the checkpoint of step {step} "
-                          f"({str(e).splitlines()[0]})") from e
+    raise CheckpointError(f"{where}: cannot write the checkpoint{what} ({str(e).splitlines()[0]})") from e
 
 
 class _OrbaxThreadErrors(logging.Filter):
@@ -71,7 +75,9 @@ def quiet_background_failures():
   """While a checkpoint is written: a failed write (a full disk, a file size limit) raises in the caller, who turns
   it into one `error:` line; the tracebacks that Orbax's threads log for it, and those of the "Event loop is closed"
   errors of TensorStore's callbacks that reach sys.excepthook, are dropped (some of the latter are printed directly and
-  still show, before that line). Any other exception reaching sys.excepthook is printed as before."""
+  still show, before that line). Any other exception reaching sys.excepthook is printed as before. After a failed
+  write the filters stay: its writer threads may still log once the write has raised (the launch then ends with its
+  error line)."""
   handler = _OrbaxThreadErrors()
   loggers = [logging.getLogger(name) for name in ("absl", "asyncio")]
   previous_hook = sys.excepthook
@@ -82,12 +88,10 @@ def quiet_background_failures():
   for logger in loggers:
     logger.addFilter(handler)
   sys.excepthook = hook
-  try:
-    yield
-  finally:
-    sys.excepthook = previous_hook
-    for logger in loggers:
-      logger.removeFilter(handler)
+  yield  # an exception here (a failed write) leaves the filters in place
+  sys.excepthook = previous_hook
+  for logger in loggers:
+    logger.removeFilter(handler)
 
 
 def _abstract(tree):
