@@ -69,9 +69,10 @@ def test_a_launch_says_what_it_does_and_caches_compilations_in_its_workdir(tmp_p
 def test_ctrl_c_ends_a_launch_with_one_line_and_status_130(tmp_path, moment, after):
   """SIGINT `after` seconds past the line `moment` of the launch's log: while loading, while w0 is initialised,
   compiled and saved (1 s after the model-size line: an interrupt there used to end in a segmentation fault, exit
-  139, in the interpreter's shutdown), while XLA compiles the train
-  step (an empty compilation cache, so it really compiles), after the first progress line. The launch gets SIGINT's default disposition, as from a terminal: pytest started in the background of a
-  non-interactive shell (`pytest &`) inherits SIGINT ignored, and so would the launch, which then ran to its end."""
+  139, in the interpreter's shutdown), while XLA compiles the train step (an empty compilation cache, so it really
+  compiles), after the first progress line. The launch gets SIGINT's default disposition, as from a terminal: pytest
+  started in the background of a non-interactive shell (`pytest &`) inherits SIGINT ignored, and so would the launch,
+  which then ran to its end."""
   env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "empty_cache")}
   launch = subprocess.Popen([sys.executable, "-m", "launch.main", "--config=tests/resume_case.py",
                              f"--workdir={tmp_path / 'run'}"], cwd=REPO, stderr=subprocess.PIPE, text=True, env=env,

@@ -1,5 +1,6 @@
 """attacks/stats.py against independent computations: scipy's exact binomial intervals and tests, a loop over
-thresholds, sklearn's AUC, DeLong's placement values summed pair by pair, Holm's definition and scipy's paired t-test."""
+thresholds, sklearn's AUC, DeLong's placement values summed pair by pair, Holm's definition and scipy's paired
+t-test."""
 import math
 
 import numpy as np

@@ -88,4 +88,5 @@ def test_a_bad_stop_at_is_one_error_naming_the_field(text):
 def test_parsed_targets_compare_as_written():
   assert stop_at.parse("") is None
   target = stop_at.parse(" train_loss <= 0.25 ")
-  assert target.met({"train_loss": 0.25}) and not target.met({"train_loss": 0.2501}) and str(target) == "train_loss<=0.25"
+  assert target.met({"train_loss": 0.25}) and not target.met({"train_loss": 0.2501})
+  assert str(target) == "train_loss<=0.25"

@@ -163,7 +163,8 @@ def test_the_attack_is_chosen_on_other_examples_than_those_it_is_judged_on(tmp_p
       size=400), ("dense", "steady"): steady, ("ticket_s80", "steady"): steady + rng.normal(0, 0.05, 400)})
   results = verdict.own_output_results(layout)
   summaries = layout.summaries()
-  on_judged = lambda r: stats.delong_auc(*(io.read_npz(r["scores_path"])[k][judged] for k in ("scores", "is_member")))[0]
+  on_judged = lambda r: stats.delong_auc(*(io.read_npz(r["scores_path"])[k][judged]  # noqa: E731
+                                           for k in ("scores", "is_member")))[0]
   on_all = lambda r: stats.delong_auc(*(io.read_npz(r["scores_path"])[k] for k in ("scores", "is_member")))[0]
   for old_rule in (on_judged, on_all):
     assert verdict.choose(summaries, results, old_rule).attack("ticket_s80") == ("paper", "lucky")

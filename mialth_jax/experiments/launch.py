@@ -71,6 +71,7 @@ def run_attacks(ctx, sizes: list[int]) -> list[dict]:
     accuracy = (f"acc {r['accuracy']:.3f} [{r['accuracy_ci'][0]:.3f}, {r['accuracy_ci'][1]:.3f}]" if "accuracy" in r
                 else "score-only (no decision rule)")
     logging.info("%-8s attack set n%d, %d attack-test examples: %-28s %-14s %s  auc %.3f  adv %.3f  tpr@1%%fpr %.3f",
-                 r["protocol"], r["size"], r["num_members"] + r["num_nonmembers"], model, r["attack"], accuracy, r["roc_auc"], r["advantage"],
+                 r["protocol"], r["size"], r["num_members"] + r["num_nonmembers"], model, r["attack"], accuracy,
+                 r["roc_auc"], r["advantage"],
                  r["tpr_at_fpr_0.01"])
   return results

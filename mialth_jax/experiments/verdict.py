@@ -73,8 +73,8 @@ class Verdict:
     d = self.roc_auc
     said = self.direction if self.direction.startswith("no ") else f"leakage {self.direction}"
     return (f"{self.ticket} vs {self.dense} (this pair of models): {said} (AUC {d.other:.3f} vs {d.base:.3f}, "
-            f"difference {d.difference:+.3f} [unadjusted 95 % CI {d.ci[0]:+.3f}, {d.ci[1]:+.3f}], DeLong p={d.p_value:.3g}, "
-            f"Holm-adjusted p={self.p_adjusted:.3g}; attack {self.attack}"
+            f"difference {d.difference:+.3f} [unadjusted 95 % CI {d.ci[0]:+.3f}, {d.ci[1]:+.3f}], "
+            f"DeLong p={d.p_value:.3g}, Holm-adjusted p={self.p_adjusted:.3g}; attack {self.attack}"
             f"{'' if self.protocol == PROTOCOL else f' ({self.protocol} protocol)'}, chosen on the other half of "
             f"attack-test; {self.num_examples} judged examples)")
 

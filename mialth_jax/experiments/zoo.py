@@ -85,7 +85,8 @@ def validate(config) -> None:
   zoo = config.zoo
   for s in zoo.sparsities:
     if s not in config.lottery.sparsities:
-      raise errors.ConfigError(f"zoo.sparsities: {s} is not one of lottery.sparsities {tuple(config.lottery.sparsities)}")
+      raise errors.ConfigError(f"zoo.sparsities: {s} is not one of lottery.sparsities "
+                               f"{tuple(config.lottery.sparsities)}")
   if any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < zoo.num_models for k in zoo.reference_counts):
     raise errors.ConfigError(f"zoo.reference_counts: expected whole numbers in [1, zoo.num_models - 1 = "
                              f"{zoo.num_models - 1}], got {tuple(zoo.reference_counts)}")

@@ -32,7 +32,8 @@ def measure(reference, configs: dict) -> list[dict]:
     summary = zoo_targets.summarise(targets)
     aucs = [m["roc_auc"] for m in summary["per_target"].values()]
     chosen = sorted({json.dumps(s, sort_keys=True) for s in settings if s})
-    rows.append({"attack": name, "config": config, "auc_mean": float(np.mean(aucs)), "auc_sd": float(np.std(aucs, ddof=1)),
+    rows.append({"attack": name, "config": config, "auc_mean": float(np.mean(aucs)),
+                 "auc_sd": float(np.std(aucs, ddof=1)),
                  "pooled": summary["pooled"], "chosen": chosen, "seconds": time.time() - started})
     print(f"{name}: AUC {rows[-1]['auc_mean']:.3f} ({rows[-1]['seconds']:.0f} s)", file=sys.stderr, flush=True)
   return sorted(rows, key=lambda r: -r["auc_mean"])

@@ -4,7 +4,8 @@ leakage?".
 Zoo model s of a kind (dense, or the ticket zoo of a sparsity: ticket s pruned from dense s, trained on the same
 examples) is attacked by every reference attack (LiRA, RMIA) calibrated on the other S - 1 models of its kind, on
 the pool (its members are keep[s]) less RMIA's population (`population_half`); the run's separately trained model of
-that kind joins as one more target, calibrated on all S. Nothing is trained: the zoo's logits on the pool are read from shadows/<kind>/.
+that kind joins as one more target, calibrated on all S. Nothing is trained: the zoo's logits on the pool are read
+from shadows/<kind>/.
 
   attacks/zoo_targets/<kind>/<attack>.npz   names [T], scores [T, N] (NaN: population), member [T, N]
                                   .json  per-target metrics, the ROC pooled over targets, what each fit chose

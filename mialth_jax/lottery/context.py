@@ -74,7 +74,8 @@ class Context:
     """The train loop's settings for model `name`; the fields the train step reads are the same for every model."""
     train = self.config.train
     return train_lib.LoopConfig(
-        name=self.log_prefix + name, seed=self.config.seed, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
+        name=self.log_prefix + name, seed=self.config.seed, total_steps=self.total_steps,
+        steps_per_epoch=self.steps_per_epoch,
         batch_size=train.batch_size, augment=self.config.data.augment,
         eval_every_steps=max(1, int(round(train.eval_every_epochs * self.steps_per_epoch))),
         log_every_steps=max(1, train.log_every_steps), checkpoint_every_steps=self.config.checkpoint_every_steps,

@@ -6,7 +6,8 @@ is IN for floor or ceil of S * m / N models (the membership matrix `keep [S, N]`
 RMIA calibrate against.
 Parameters, batch statistics, optimiser states and masks are stacked on a leading models axis, split over the
 devices; every model gathers its own batch from the device-resident pool inside the step. Each model's init, data
-order and batches are those of a sequential run with its seed (`tests/test_zoo.py` checks the two agree to float tolerance); augmentation
+order and batches are those of a sequential run with its seed (`tests/test_zoo.py` checks the two agree to float
+tolerance); augmentation
 draws are the zoo's (one seed for all models at a step).
 
 The train step is the package's (`train.train_step`, masked, with the recipe's loss), applied to each device's models

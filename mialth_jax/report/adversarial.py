@@ -57,7 +57,8 @@ def members_side(r: dict, stats: dict) -> str:
 
 def attack_table(run: collect.Run, results: list[dict], stats: dict) -> list[str]:
   lines = ["| model | attack | access | members (train / test) | ROC AUC [95 % CI] | "
-           "TPR @ 0.1 % FPR [exact 95 % CI] | TPR @ 1 % FPR [exact 95 % CI] |", "| --- | --- | --- | --- | --- | --- | --- |"]
+           "TPR @ 0.1 % FPR [exact 95 % CI] | TPR @ 1 % FPR [exact 95 % CI] |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
   for name in targets(run, results):
     for r in sorted((r for r in results if r["target"] == name), key=lambda r: (
         list(ACCESS).index(r["attack_config"]["type"]) if r["attack_config"]["type"] in ACCESS else -1, r["attack"])):

@@ -21,7 +21,8 @@ def attacks_table(run, protocol: str, size: int) -> list[str]:
   for name in by_sparsity(run):
     for r in sorted(collect.select(run.attacks, protocol=protocol, source=name, target=name, size=size),
                     key=lambda r: r["attack"]):
-      lines.append(f"| {name} | {r['attack']} | {with_ci(r)} | {number(r.get('precision'))} | {number(r.get('recall'))} | "
+      lines.append(f"| {name} | {r['attack']} | {with_ci(r)} | {number(r.get('precision'))} | "
+                   f"{number(r.get('recall'))} | "
                    f"{number(r['roc_auc'])} | {number(r['advantage'])} | {tpr(r, 0.001)} | {tpr(r, 0.01)} |")
   return lines
 

@@ -97,5 +97,6 @@ def section(runs, out: sections.Output) -> str:
       f"## Table 1: attack accuracy and precision, dense vs {names.model_kind('ticket')} (ours vs the paper)", "",
       f"Paper protocol, attack = {used}; ticket = the one-shot ticket at {sparsity} sparsity (the paper does not say "
       f"which sparsity its Table 1 uses; its Fig. 3 fixes {sparsity})"
-      + (f", or the nearest where a run has none ({'; '.join(fallback)})" if fallback else "") + ". diff = ours - paper.",
+      + (f", or the nearest where a run has none ({'; '.join(fallback)})" if fallback else "")
+      + ". diff = ours - paper.",
       "", *table1(runs, paper), "", "### Where we differ and why", "", *discrepancies(runs, paper), ""])

@@ -19,7 +19,8 @@ def _fitted(result: dict) -> str:
 
 
 def table(results: dict) -> list[str]:
-  lines = ["| kind | attack | zoo targets | AUC over zoo targets: mean ± sd [min, max] | AUC, run's model | pooled AUC | "
+  lines = ["| kind | attack | zoo targets | AUC over zoo targets: mean ± sd [min, max] | AUC, run's model | "
+           "pooled AUC | "
            "pooled TPR @ 1 % FPR [exact 95 % CI] | pooled TPR @ 0.1 % FPR [exact 95 % CI] | chosen by the fits |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
   for kind, by_attack in results.items():

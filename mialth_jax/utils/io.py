@@ -174,4 +174,5 @@ class MetricsLog:
     try:
       self.events(record)
     except OSError as e:
-      raise WriteError(f"{os.path.dirname(self.path)}: cannot write the TensorBoard event file ({e.strerror or e})") from e
+      raise WriteError(f"{os.path.dirname(self.path)}: cannot write the TensorBoard event file "
+                       f"({e.strerror or e})") from e
