@@ -6,7 +6,6 @@ import numpy as np
 
 from mialth_jax.attacks import stats
 from mialth_jax.report import collect, plots, sections
-from mialth_jax.utils import io
 
 
 def leak_attack(run) -> str:
@@ -30,10 +29,7 @@ def per_class_summary(run, attack: str, size: int, names: list[str], class_names
   tests = []  # (model, class, correct, count)
   for name in names:
     for r in collect.select(run.attacks, protocol="paper", source=name, target=name, attack=attack, size=size):
-      arrays = io.read_npz(r["scores_path"])
-      correct = arrays["predicted"] == arrays["is_member"]
-      tests += [(name, c, int(correct[arrays["classes"] == c].sum()), int((arrays["classes"] == c).sum()))
-                for c in np.unique(arrays["classes"]).tolist()]
+      tests += [(name, c, int(k), int(n)) for c, k, n in zip(*(a.tolist() for a in plots.class_counts(r)))]
   if not tests:
     return []
   adjusted = stats.holm([stats.binomial_p_value(k, n, 0.5) for _, _, k, n in tests])

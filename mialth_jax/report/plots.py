@@ -166,6 +166,16 @@ def roc_attacks(run: collect.Run, models: list[str], attacks: list[tuple[str, st
                       f"{run.label}: ROC of the strong and the paper's attacks", path)
 
 
+def class_counts(result: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(classes, correct, count) of a result's attack-test examples: for each true class, how many the attack's own
+  decision got right and how many there are (its per-example .npz)."""
+  arrays = io.read_npz(result["scores_path"])
+  classes = np.unique(arrays["classes"])
+  in_class = arrays["classes"][None, :] == classes[:, None]
+  correct = (in_class & (arrays["predicted"] == arrays["is_member"])).sum(axis=1)
+  return classes, correct, in_class.sum(axis=1)
+
+
 def per_class(run: collect.Run, attack: str, size: int, names: list[str], class_names: list[str],
               path: str) -> str | None:
   """Per-class attack accuracy of the given models (the paper's future work: do classes leak differently?), with
@@ -178,11 +188,9 @@ def per_class(run: collect.Run, attack: str, size: int, names: list[str], class_
   fig, ax = plt.subplots(figsize=(min(14, max(8, 0.12 * len(classes) * len(rows))), 3.8))
   width = 0.8 / len(rows)
   for i, (name, r) in enumerate(rows):
-    scores = io.read_npz(r["scores_path"])
-    in_class = scores["classes"][None, :] == np.array([int(c) for c in classes])[:, None]
-    correct = (in_class & (scores["predicted"] == scores["is_member"])).sum(axis=1)
-    ax.bar(np.arange(len(classes)) + i * width, correct / in_class.sum(axis=1), width, label=name,
-           yerr=_wilson_err(correct, in_class.sum(axis=1)), capsize=2, error_kw={"lw": 0.8})
+    _, correct, count = class_counts(r)
+    ax.bar(np.arange(len(classes)) + i * width, correct / count, width, label=name,
+           yerr=_wilson_err(correct, count), capsize=2, error_kw={"lw": 0.8})
   ax.axhline(0.5, color="grey", lw=0.8, ls="--")
   if len(classes) <= 20:
     ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2,
