@@ -45,7 +45,8 @@ def main(argv):
   except errors.UserError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  text = zoo_settings.table(rows, reference, _KIND.value, _WORKDIR.value, time.time() - started)
+  text = zoo_settings.table(rows, reference, _KIND.value, _WORKDIR.value, time.time() - started,
+                            f"python -m launch.compare_zoo_attacks {' '.join(sys.argv[1:])}")
   print(text)
   if _OUT.value:
     io.write_text(_OUT.value, text)
