@@ -175,9 +175,24 @@ def defences(config: ml_collections.ConfigDict, variant: str | None) -> None:
     config.defences.minmax.lambdas = (1.0, 3.0)
 
 
+def sparsity_vs_fit(config: ml_collections.ConfigDict, variant: str | None) -> None:
+  """Sparsity or fit? (issue 27): zoos of dense, tickets at 50/80/90 % and the random-prune control at each, every
+  zoo model kept every epoch and attacked leave-one-out along its training (experiments.fit_curves), so that tickets
+  and controls are compared with dense at matched train loss and at matched held-out accuracy, over model pairs."""
+  strong_attacks(config, variant)
+  config.attacks.protocols = ("zoo",)
+  config.attacks.models = {k: STRONG_ATTACKS[k] for k in ("lira_fixed_var", "rmia")}
+  config.lottery.sparsities = (0.5, 0.8, 0.9)
+  config.lottery.controls = ("random_prune",)
+  config.zoo.sparsities = ()
+  config.zoo.reference_counts = ()
+  config.zoo.curve_every_epochs = 1
+  config.zoo.curve_attack = "lira_fixed_var"
+
+
 EXPERIMENTS = {f.__name__: f for f in (table1, fig1_accuracy_vs_sparsity, fig2_attack_vs_sparsity,
                                        fig3_attack_vs_samples, fig4_transfer, strong_attacks, adversarial, defences,
-                                       gap_sweep)}
+                                       gap_sweep, sparsity_vs_fit)}
 
 
 def experiment(name: str, arg: str | None) -> ml_collections.ConfigDict:

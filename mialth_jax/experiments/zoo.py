@@ -20,7 +20,7 @@ from mialth_jax import errors, layout as layout_lib
 from mialth_jax.attacks import contracts, reference as reference_lib, registry
 from mialth_jax.data import augment
 from mialth_jax.data.examples import ExampleSource
-from mialth_jax.experiments import attack_runs, zoo_targets
+from mialth_jax.experiments import attack_runs, fit_curves, zoo_targets
 from mialth_jax.experiments.protocols import PROTOCOLS, Protocol
 from mialth_jax.lottery import zoo_pipeline
 from mialth_jax.utils import config_sections, io
@@ -75,14 +75,16 @@ class Zoo(Protocol):
           fitted = attack_runs.Scored(scores, None if rule is None else scores > rule)
           attack_run.record("zoo", name, target, attack_name, attack_config, fitted, attack.fitted_settings)
         results[(name, name, attack_name)] = io.read_json(json_path)
-    zoo_targets.attack_all(attack_run, zoo_summaries, lambda kind: references.get(kind) or reference_outputs(ctx, kind),
-                           configs)
+    reference_of = lambda kind: references.get(kind) or reference_outputs(ctx, kind)  # noqa: E731
+    zoo_targets.attack_all(attack_run, zoo_summaries, reference_of, configs)
+    fit_curves.record_all(ctx, zoo_summaries, reference_of, configs)
     return results
 
 
 def validate(config) -> None:
   """The zoo section, and that attacks calibrated on reference models run under the zoo protocol."""
   zoo = config.zoo
+  calibrated = registry.of_contract(config.attacks.models.to_dict(), contracts.ReferenceAttack)
   for s in zoo.sparsities:
     if s not in config.lottery.sparsities:
       raise errors.ConfigError(f"zoo.sparsities: {s} is not one of lottery.sparsities "
@@ -90,13 +92,22 @@ def validate(config) -> None:
   if any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < zoo.num_models for k in zoo.reference_counts):
     raise errors.ConfigError(f"zoo.reference_counts: expected whole numbers in [1, zoo.num_models - 1 = "
                              f"{zoo.num_models - 1}], got {tuple(zoo.reference_counts)}")
+  if isinstance(zoo.curve_every_epochs, bool) or not isinstance(zoo.curve_every_epochs, int) or \
+      zoo.curve_every_epochs < 0:
+    raise errors.ConfigError(f"zoo.curve_every_epochs: expected a whole number of epochs >= 0, got "
+                             f"{zoo.curve_every_epochs!r}")
+  if zoo.curve_every_epochs and "identity" not in zoo.queries:
+    raise errors.ConfigError(f"zoo.queries={tuple(zoo.queries)}: the fit along training (zoo.curve_every_epochs) "
+                             "is read from the identity query; add 'identity'")
+  if zoo.curve_every_epochs and zoo.curve_attack not in calibrated:
+    raise errors.ConfigError(f"zoo.curve_attack={zoo.curve_attack!r}: expected one of the attacks of attacks.models "
+                             f"that learn from reference models ({', '.join(calibrated) or 'none configured'})")
   if zoo.num_models < 2 or any(q not in augment.QUERIES for q in zoo.queries):
     raise errors.ConfigError(f"zoo.num_models must be >= 2 and zoo.queries a subset of {', '.join(augment.QUERIES)}; "
                              f"got {zoo.num_models} and {tuple(zoo.queries)}")
   if config.train.stop_at and "zoo" in config.attacks.protocols:
     raise errors.ConfigError(f"train.stop_at={config.train.stop_at!r}: the zoo trains its models in one program for "
                              "the same steps; stop_at is not supported with the zoo protocol")
-  calibrated = registry.of_contract(config.attacks.models.to_dict(), contracts.ReferenceAttack)
   if calibrated and "zoo" not in config.attacks.protocols:
     raise errors.ConfigError(f"attacks.models: {', '.join(calibrated)} learn from reference models and run only "
                              "under the zoo protocol; add 'zoo' to attacks.protocols")
@@ -106,6 +117,10 @@ config_sections.register("zoo", "reference models of the zoo protocol (LiRA, RMI
     "num_models": (16, "S models, each on as many seeded random examples (of all) as the members"),
     "queries": (("identity", "flip"), "test-time queries of each image (augment.QUERIES)"),
     "sparsities": ((), "ticket zoos to train: a subset of lottery.sparsities (empty: all of them)"),
+    "curve_every_epochs": (0, "keep the zoo's weights and pool logits every this many epochs, for leakage along "
+                              "training (experiments.fit_curves; 0: only the final ones)"),
+    "curve_attack": ("lira_fixed_var", "the reference attack (a name in attacks.models) that attacks every zoo model "
+                                       "along training (zoo.curve_every_epochs > 0)"),
     "reference_counts": ((), "also attack each zoo model with only k random others as references, for each k here "
                              "(LiRA vs RMIA against the number of reference models; empty: not measured)"),
 }, validate=validate)

@@ -5,6 +5,11 @@ exists and resumed from its latest stacked checkpoint otherwise.
 
   <workdir>/shadows/zoo.json keep.npy ids.npy seeds.npy w0/  <name>/{mask,final,checkpoints,metrics.jsonl,
                                                                       logits.npy,summary.json}
+                                                              <name>/curve/<step>/ <step>.npy   (zoo.curve_every_epochs)
+
+With zoo.curve_every_epochs = e, the zoo also keeps its models' weights and their logits on the pool every e epochs
+of training (`curve_steps`; the final step's are final/ and logits.npy): the points at which
+experiments.fit_curves attacks every zoo model along its training.
 """
 import os
 import time
@@ -53,12 +58,23 @@ def record_zoo(ctx) -> tuple[np.ndarray, np.ndarray]:
   return keep, seeds
 
 
+PRUNED_KINDS = ("ticket", "random_prune")  # the pruned recipes the zoo vectorises: a mask from a trained zoo model
+
+
 def zoo_plan(ctx) -> list[recipes.ModelSpec]:
-  """The zoo's model kinds: dense and the one-shot tickets of zoo.sparsities (the recipes the zoo vectorises)."""
+  """The zoo's model kinds: dense, and the one-shot tickets and random-prune controls (when lottery.controls has
+  them) of zoo.sparsities."""
   if ctx.config.lottery.method != "oneshot":
     raise errors.ConfigError("zoo protocol: lottery.method=imp is not supported by the zoo; use oneshot")
   wanted = ctx.config.zoo.sparsities or ctx.config.lottery.sparsities
-  return [s for s in recipes.plan(ctx.config) if s.kind == "dense" or (s.kind == "ticket" and s.sparsity in wanted)]
+  return [s for s in recipes.plan(ctx.config)
+          if s.kind == "dense" or (s.kind in PRUNED_KINDS and s.sparsity in wanted)]
+
+
+def curve_steps(ctx) -> list[int]:
+  """The steps before the last at which the zoo keeps its weights and pool logits (zoo.curve_every_epochs)."""
+  every = ctx.config.zoo.curve_every_epochs * ctx.steps_per_epoch
+  return list(range(every, ctx.total_steps, every)) if every else []
 
 
 def train_zoo(ctx) -> dict[str, dict]:
@@ -69,13 +85,15 @@ def train_zoo(ctx) -> dict[str, dict]:
   return {spec.name: train_kind(ctx, spec, keep, seeds) for spec in zoo_plan(ctx)}
 
 
-def _model_masks(ctx, spec: recipes.ModelSpec, num_models: int) -> list[dict]:
+def _model_masks(ctx, spec: recipes.ModelSpec, seeds: np.ndarray) -> list[dict]:
+  """Each zoo model's mask: its own trained model of `spec.mask_from` pruned by the spec's rule. Random positions
+  are drawn with the zoo model's seed (one draw per model); magnitude ranks break ties with the run's seed."""
   dense = ctx.dense_mask()
   if spec.kind == "dense":
-    return [dense] * num_models
-  finals = checkpoint.restore(ctx.layout.zoo(spec.mask_from, "final"), _abstract_zoo(ctx, num_models))["params"]
-  return [masks.prune(zoo.unstack(finals, s), dense, spec.sparsity, spec.rule, seed=ctx.config.seed)
-          for s in range(num_models)]
+    return [dense] * len(seeds)
+  finals = checkpoint.restore(ctx.layout.zoo(spec.mask_from, "final"), _abstract_zoo(ctx, len(seeds)))["params"]
+  return [masks.prune(zoo.unstack(finals, s), dense, spec.sparsity, spec.rule,
+                      seed=int(seed) if spec.rule == "random" else ctx.config.seed) for s, seed in enumerate(seeds)]
 
 
 def _abstract_zoo(ctx, num_models: int):
@@ -91,7 +109,7 @@ def train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray
   if os.path.exists(layout.zoo(spec.name, "summary.json")):
     return io.read_json(layout.zoo(spec.name, "summary.json"))
   started = time.time()
-  model_masks = _model_masks(ctx, spec, num_models)
+  model_masks = _model_masks(ctx, spec, seeds)
   if not checkpoint.exists(layout.zoo(spec.name, "mask")):
     checkpoint.save(layout.zoo(spec.name, "mask"), zoo.stack(model_masks))
   total_steps, steps_per_epoch = ctx.total_steps, ctx.steps_per_epoch  # the target's: keep's rows hold its count
@@ -100,15 +118,36 @@ def train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray
   else:
     variables = _train_kind(ctx, spec, keep, seeds, model_masks, total_steps, steps_per_epoch)
     checkpoint.save(layout.zoo(spec.name, "final"), variables)
-  source = ExampleSource(ctx.dataset)
-  logits = zoo.zoo_logits(ctx.model, variables, source[np.arange(len(source))], ctx.data.mean, ctx.data.std,
-                          ctx.mesh, tuple(ctx.config.zoo.queries), ctx.config.attacks.batch_size)
-  hosts.on_process_zero(lambda: io.write_npy(layout.zoo(spec.name, "logits.npy"), logits.astype(np.float32)))
+  write_pool_logits(ctx, variables, layout.zoo(spec.name, "logits.npy"))
   summary = {"name": spec.name, "kind": spec.kind, "sparsity": masks.sparsity_report(model_masks[0])["sparsity"],
-             "num_models": num_models, "steps": total_steps, "wall_seconds": time.time() - started}
+             "num_models": num_models, "steps": total_steps, "curve_steps": curve_steps(ctx),
+             "wall_seconds": time.time() - started}
   if jax.process_index() == 0:
     io.write_json(layout.zoo(spec.name, "summary.json"), summary)
   return summary
+
+
+def write_pool_logits(ctx, variables: dict, path: str) -> None:
+  """Every zoo model's logits on every pool example under zoo.queries, float32 [S, N, A, C], to `path`."""
+  source = ExampleSource(ctx.dataset)
+  logits = zoo.zoo_logits(ctx.model, variables, source[np.arange(len(source))], ctx.data.mean, ctx.data.std,
+                          ctx.mesh, tuple(ctx.config.zoo.queries), ctx.config.attacks.batch_size)
+  hosts.on_process_zero(lambda: io.write_npy(path, logits.astype(np.float32)))
+
+
+def curve_point(layout, name: str, step: int) -> tuple[str, str]:
+  """(weights checkpoint, pool logits .npy) of the zoo `name` at curve step `step`."""
+  return layout.zoo(name, "curve", str(step)), layout.zoo(name, "curve", f"{step}.npy")
+
+
+def _keep_curve_point(ctx, name: str, state, step: int) -> None:
+  """The zoo's weights and pool logits at `step`, each written unless a relaunch finds it there already."""
+  weights, logits = curve_point(ctx.layout, name, step)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  if not checkpoint.exists(weights):
+    checkpoint.save(weights, variables)
+  if not os.path.exists(logits):
+    write_pool_logits(ctx, variables, logits)
 
 
 def _train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray, model_masks: list,
@@ -159,6 +198,7 @@ def _loop(ctx, name: str, state, batches: zoo.Batches, total_steps: int):
   logging.info("[zoo %s] compiling the step of %d models on %d devices; the first progress line comes after it", name,
                num_models, ctx.mesh.size)
   every, checkpoint_every = max(1, ctx.config.train.log_every_steps), ctx.config.checkpoint_every_steps
+  curve = set(curve_steps(ctx))
   for step in range(int(state.step[0]), total_steps):
     positions = inference.global_array(batches.positions(step), by_model)
     state, metrics = step_fn(state, *pool, positions)
@@ -174,5 +214,8 @@ def _loop(ctx, name: str, state, batches: zoo.Batches, total_steps: int):
       meter.update(done, float(fetched["loss"].mean()), float(fetched["accuracy"].mean()))
     if save:
       checkpoint.save_step(manager, done, state)
+    if done in curve:
+      _keep_curve_point(ctx, name, state, done)
+      meter.skip_time()
   manager.close()
   return state

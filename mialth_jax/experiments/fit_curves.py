@@ -1,0 +1,139 @@
+"""Leakage along training: every zoo model attacked at each step where the zoo kept it (zoo.curve_every_epochs), next
+to how well it fits there, so that leakage is a curve against fit, not one point after a fixed number of epochs.
+
+At each kept step of each zoo kind, every zoo model s is a target: the curve's attack (zoo.curve_attack, a reference
+attack such as LiRA) calibrated on the other S - 1 models of its kind at the same step scores it on the pool (less
+RMIA's population, as in `zoo_targets`), and the loss threshold scores it by -loss. Its fit at that step is read from
+the same pool logits (the identity query): train loss and accuracy on its members (keep[s]), held-out loss and
+accuracy on the pool examples it did not train on (its own test set: the pool holds the dataset's test images too).
+
+  attacks/fit_curves/<kind>.json   {"kind", "attack", "steps" [P], "models" S, "metrics": {name: [P][S]}}
+
+The effect of sparsity at equal fit (`matched_difference`, `compare`): for pair s (zoo ticket s and the dense model
+it was pruned from, trained on the same examples) the vertical distance between the two curves of a leakage metric
+against a fit metric, averaged over the range of fit both curves cover; its mean over the pairs with a Student-t
+interval over pairs (`stats.paired_over_models`).
+"""
+import os
+
+import numpy as np
+from absl import logging
+
+from mialth_jax import errors, layout as layout_lib
+from mialth_jax.attacks import metrics, reference as reference_lib, stats
+from mialth_jax.experiments import zoo_targets
+from mialth_jax.lottery import zoo_pipeline
+from mialth_jax.utils import hosts, io, numerics
+
+FOLDER = ("attacks", "fit_curves")
+FIT = ("train_loss", "train_accuracy", "heldout_loss", "heldout_accuracy", "gap")
+LEAKAGE = ("roc_auc", "tpr_at_fpr_0.01", "loss_roc_auc")
+LEVEL = 0.01
+
+
+def path(layout: layout_lib.RunLayout, kind: str) -> str:
+  return layout.path(*FOLDER, f"{kind}.json")
+
+
+def fit(logits: np.ndarray, labels: np.ndarray, keep: np.ndarray) -> dict[str, np.ndarray]:
+  """{FIT name: [S]} of logits [S, N, C] (one query) on pool examples with labels [N] and membership keep [S, N]:
+  loss and accuracy on each model's members and on its held-out examples, and the gap train - held-out accuracy."""
+  log_probs = numerics.log_softmax(np.asarray(logits, np.float64))
+  loss = -np.take_along_axis(log_probs, np.asarray(labels)[None, :, None], axis=-1)[..., 0]
+  correct = logits.argmax(-1) == labels
+  found = {"train_loss": _mean(loss, keep), "train_accuracy": _mean(correct, keep),
+           "heldout_loss": _mean(loss, ~keep), "heldout_accuracy": _mean(correct, ~keep)}
+  return {**found, "gap": found["train_accuracy"] - found["heldout_accuracy"]}
+
+
+def _mean(values: np.ndarray, where: np.ndarray) -> np.ndarray:
+  return (values * where).sum(axis=1) / where.sum(axis=1)
+
+
+def leakage(reference: reference_lib.ReferenceOutputs, attack_config: dict, identity: int) -> dict[str, np.ndarray]:
+  """{LEAKAGE name: [S]}: each zoo model attacked leave-one-out (the others of its kind calibrate the attack) on its
+  scored pool examples: the attack's AUC and TPR at 1 % FPR, and the loss threshold's AUC on the same examples."""
+  found = {name: [] for name in LEAKAGE}
+  for s in range(reference.num_models):
+    scores, _ = zoo_targets.score_target(attack_config, reference, reference.logits[s], reference.keep[s], exclude=s)
+    kept = ~np.isnan(scores)
+    member = reference.keep[s][kept]
+    found["roc_auc"].append(metrics.roc_auc(scores[kept], member))
+    found["tpr_at_fpr_0.01"].append(stats.tpr_at_fpr(scores[kept], member, LEVEL)["tpr"])
+    log_p = reference_lib.true_class_log_prob(reference.logits[s][kept, identity], reference.labels[kept])
+    found["loss_roc_auc"].append(metrics.roc_auc(log_p, member))  # -loss = log p_y
+  return {name: np.array(values) for name, values in found.items()}
+
+
+def kind_curve(layout: layout_lib.RunLayout, kind: str, base: reference_lib.ReferenceOutputs, attack_config: dict,
+               identity: int) -> dict:
+  """The curve of one zoo kind (`base`: its pool and membership): fit and leakage of every zoo model at every kept
+  step and at the end."""
+  summary = io.read_json(layout.zoo(kind, "summary.json"))
+  points = [(step, zoo_pipeline.curve_point(layout, kind, step)[1]) for step in summary["curve_steps"]]
+  points.append((summary["steps"], layout.zoo(kind, "logits.npy")))
+  curve = {name: [] for name in FIT + LEAKAGE}
+  for step, logits_path in points:
+    reference = reference_lib.ReferenceOutputs(base.ids, base.labels, io.read_npy(logits_path), base.keep)
+    for name, values in {**fit(reference.logits[:, :, identity], base.labels, base.keep),
+                         **leakage(reference, attack_config, identity)}.items():
+      curve[name].append(values.tolist())
+    logging.info("fit curves: %s at step %d done", kind, step)
+  return {"kind": kind, "sparsity": summary["sparsity"], "attack_config": dict(attack_config),
+          "steps": [step for step, _ in points], "models": int(base.num_models), "metrics": curve}
+
+
+def record_all(ctx, zoo_summaries: dict, reference_of, attack_configs: dict) -> None:
+  """attacks/fit_curves/<kind>.json of every zoo kind ({name: summary}; `reference_of(name)` its ReferenceOutputs)
+  when zoo.curve_every_epochs asks for curves (finished ones are kept)."""
+  if not ctx.config.zoo.curve_every_epochs:
+    return
+  name = ctx.config.zoo.curve_attack
+  identity = list(ctx.config.zoo.queries).index("identity")
+  for kind, summary in zoo_summaries.items():
+    if os.path.exists(path(ctx.layout, kind)):
+      continue
+    if not summary.get("curve_steps") and ctx.total_steps > ctx.config.zoo.curve_every_epochs * ctx.steps_per_epoch:
+      logging.warning("fit curves: the %s zoo was trained without zoo.curve_every_epochs; its curve has one point",
+                      kind)
+    curve = {"attack": name, **kind_curve(ctx.layout, kind, reference_of(kind), attack_configs[name], identity)}
+    hosts.on_process_zero(lambda c=curve, k=kind: io.write_json(path(ctx.layout, k), c))
+
+
+def read_all(layout: layout_lib.RunLayout) -> dict[str, dict]:
+  """{kind: curve} of a run's recorded fit curves."""
+  root = layout.path(*FOLDER)
+  names = sorted(os.listdir(root)) if os.path.isdir(root) else []
+  return {n[:-len(".json")]: io.read_json(os.path.join(root, n)) for n in names if n.endswith(".json")}
+
+
+def interpolate(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+  """y at `grid` along the curve (x, y), linearly between its points ordered by x (ties in x averaged)."""
+  xs, inverse = np.unique(np.asarray(x, np.float64), return_inverse=True)
+  ys = np.bincount(inverse, weights=np.asarray(y, np.float64)) / np.bincount(inverse)
+  return np.interp(grid, xs, ys)
+
+
+def matched_difference(x_a, y_a, x_b, y_b, points: int = 64) -> float:
+  """Mean of y_b(x) - y_a(x) over the range of x that both curves cover (NaN where they do not overlap)."""
+  low, high = max(np.min(x_a), np.min(x_b)), min(np.max(x_a), np.max(x_b))
+  if not low < high:
+    return float("nan")
+  grid = np.linspace(low, high, points)
+  return float(np.mean(interpolate(x_b, y_b, grid) - interpolate(x_a, y_a, grid)))
+
+
+def compare(base: dict, other: dict, x: str, y: str) -> dict:
+  """`other` - `base` in leakage `y` at matched fit `x` over the model pairs (model s of each curve: the same
+  members), with the pairs whose curves overlap in x: stats.paired_over_models' keys, plus `pairs` (used) and
+  `models` (in all)."""
+  if base["models"] != other["models"]:
+    raise errors.UserError(f"fit curves: {other['kind']} has {other['models']} models, {base['kind']} "
+                           f"{base['models']}: not pairs")
+  xa, ya, xb, yb = (np.array(c["metrics"][m], np.float64).T for c, m in ((base, x), (base, y), (other, x), (other, y)))
+  differences = np.array([matched_difference(*pair) for pair in zip(xa, ya, xb, yb)])
+  used = differences[np.isfinite(differences)]
+  if len(used) < 2:
+    return {"pairs": int(len(used)), "models": int(len(differences)), "mean_difference": float("nan")}
+  return {**stats.paired_over_models(used, np.zeros_like(used)), "pairs": int(len(used)),
+          "models": int(len(differences))}

@@ -1,0 +1,174 @@
+"""Leakage along training (experiments.fit_curves): a digits zoo of dense, an 80 % ticket and its random-prune control
+kept every epoch; each curve point equals a direct attack on that checkpoint loaded alone, the fit numbers equal a
+direct computation, and matched-fit differences recover a known offset on synthetic curves."""
+import os
+
+import jax
+import numpy as np
+import pytest
+from scipy import special, stats as scipy_stats
+from sklearn import metrics as sk_metrics
+
+from mialth_jax import config_lib, errors, inference, layout as layout_lib
+from mialth_jax.attacks import reference as reference_lib
+from mialth_jax.data.examples import ExampleSource
+from mialth_jax.data import augment
+from mialth_jax.experiments import fit_curves, launch, paper, zoo as zoo_protocol, zoo_targets
+from mialth_jax.lottery import masks, pipeline, zoo, zoo_pipeline
+from mialth_jax.utils import checkpoint, io
+
+slow = pytest.mark.slow  # the digits zoo run: about 2 minutes on 2 cores
+
+
+def curve_config():
+  config = config_lib.base()
+  config.model.width_multiplier = 0.0625
+  config.data.num_train = -1
+  config.train.batch_size, config.train.num_epochs, config.train.num_steps = 48, -1.0, 40
+  config.train.weight_decay, config.train.log_every_steps = 0.0, 20
+  paper.sparsity_vs_fit(config, None)
+  config.lottery.sparsities = (0.8,)
+  config.zoo.num_models = 6
+  return config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("fit_run"))
+  config = curve_config()
+  launch.run(config, workdir)
+  return workdir, config
+
+
+@slow
+def test_every_zoo_kind_has_a_curve_at_every_epoch_and_the_end(run):
+  workdir, _ = run
+  curves = fit_curves.read_all(layout_lib.RunLayout(workdir))
+  assert set(curves) == {"dense", "ticket_s80", "random_prune_s80"}
+  for curve in curves.values():
+    assert curve["steps"] == [18, 36, 40] and curve["models"] == 6
+    for name in fit_curves.FIT + fit_curves.LEAKAGE:
+      assert np.shape(curve["metrics"][name]) == (3, 6)
+
+
+def _alone(ctx, kind: str, step: int, s: int) -> np.ndarray:
+  """Zoo model s of `kind` at `step`, loaded alone from the curve's checkpoint: its logits [N, A, C] on the pool,
+  through the single-model inference path (not the zoo's)."""
+  stacked = checkpoint.restore(zoo_pipeline.curve_point(ctx.layout, kind, step)[0],
+                               zoo_pipeline._abstract_zoo(ctx, ctx.config.zoo.num_models))
+  variables = zoo.unstack(stacked, s)
+  source = ExampleSource(ctx.dataset)
+  images = source[np.arange(len(source))]
+  logits_fn = inference.make_logits_fn(ctx.model, ctx.data.mean, ctx.data.std, ctx.mesh)
+  return np.stack([inference.predict_logits(logits_fn, variables, augment.QUERIES[q](images), np.arange(len(images)),
+                                            97, ctx.mesh) for q in ctx.config.zoo.queries], axis=1)
+
+
+@slow
+def test_a_curve_point_equals_a_direct_attack_on_that_checkpoint_loaded_alone(run):
+  workdir, config = run
+  ctx = pipeline.setup(config, workdir)
+  base = zoo_protocol.reference_outputs(ctx, "ticket_s80")
+  curve = io.read_json(fit_curves.path(ctx.layout, "ticket_s80"))
+  step, s, point = 18, 4, 0
+  at_step = io.read_npy(zoo_pipeline.curve_point(ctx.layout, "ticket_s80", step)[1])
+  own = _alone(ctx, "ticket_s80", step, s)
+  np.testing.assert_allclose(own, at_step[s], rtol=1e-5, atol=1e-5)
+  others = reference_lib.ReferenceOutputs(base.ids, base.labels, at_step, base.keep)
+  scores, _ = zoo_targets.score_target(config.attacks.models["lira_fixed_var"].to_dict(), others, own, base.keep[s],
+                                       exclude=s)
+  kept = ~np.isnan(scores)
+  member = base.keep[s][kept]
+  assert curve["metrics"]["roc_auc"][point][s] == pytest.approx(sk_metrics.roc_auc_score(member, scores[kept]),
+                                                                abs=1e-6)
+  identity = np.asarray(own[:, 0], np.float64)
+  per_example = special.logsumexp(identity, axis=1) - identity[np.arange(len(base.labels)), base.labels]
+  assert curve["metrics"]["loss_roc_auc"][point][s] == pytest.approx(
+      sk_metrics.roc_auc_score(member, -per_example[kept]), abs=1e-6)
+  train, held = base.keep[s], ~base.keep[s]
+  predicted = identity.argmax(1)
+  assert curve["metrics"]["train_accuracy"][point][s] == pytest.approx(
+      sk_metrics.accuracy_score(base.labels[train], predicted[train]), abs=1e-6)
+  assert curve["metrics"]["heldout_accuracy"][point][s] == pytest.approx(
+      sk_metrics.accuracy_score(base.labels[held], predicted[held]), abs=1e-6)
+  assert curve["metrics"]["train_loss"][point][s] == pytest.approx(per_example[train].mean(), rel=1e-5)
+
+
+@slow
+def test_the_random_prune_zoo_draws_its_own_positions_per_model_at_the_ticket_sparsity(run):
+  workdir, config = run
+  ctx = pipeline.setup(config, workdir)
+  abstract = jax_tree_abstract(ctx)
+  stacked = {kind: checkpoint.restore(ctx.layout.zoo(kind, "mask"), abstract) for kind in ("ticket_s80",
+                                                                                         "random_prune_s80")}
+  for kind, tree in stacked.items():
+    for s in range(config.zoo.num_models):
+      assert masks.sparsity_report(zoo.unstack(tree, s))["sparsity"] == pytest.approx(0.8, abs=1e-3), kind
+  first, second = (np.concatenate([np.ravel(x) for x in _leaves(zoo.unstack(stacked["random_prune_s80"], s))])
+                   for s in (0, 1))
+  assert (first != second).mean() > 0.1  # independent random masks at 80 %: about 32 % of positions differ
+
+
+def jax_tree_abstract(ctx):
+  mask = ctx.dense_mask()
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct((ctx.config.zoo.num_models, *np.shape(x)), np.asarray(x).dtype,
+                                                     sharding=ctx.replicated), mask)
+
+
+def _leaves(tree):
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_a_curve_attack_that_is_not_configured_is_refused():
+  config = curve_config()
+  config.zoo.curve_attack = "lira_offline"
+  with pytest.raises(errors.ConfigError, match="zoo.curve_attack='lira_offline'"):
+    config_lib.validate(config)
+
+
+def _synthetic_pairs(offset: float, pairs: int, seed: int):
+  """Dense and ticket curves of `pairs` pairs: leakage = g(train loss) + a pair effect, the ticket's shifted by
+  `offset` plus noise, each curve on its own range of train losses (12 checkpoints)."""
+  rng = np.random.default_rng(seed)
+
+  def g(x):
+    return 0.5 + 0.3 * np.exp(-2 * x)
+
+  curves = {"dense": [], "ticket": []}
+  for _ in range(pairs):
+    pair_effect = rng.normal(0, 0.01)
+    for kind, shift in (("dense", 0.0), ("ticket", offset + rng.normal(0, 0.01))):
+      x = np.sort(rng.uniform(0.0, 0.4, 2)).tolist()
+      losses = np.linspace(2.0 - x[0], 0.1 + x[1], 12)
+      curves[kind].append((losses, g(losses) + pair_effect + shift))
+  def as_curve(kind):
+    return {"kind": kind, "models": pairs,
+            "metrics": {"train_loss": np.array([c[0] for c in curves[kind]]).T.tolist(),
+                        "roc_auc": np.array([c[1] for c in curves[kind]]).T.tolist()}}
+  return as_curve("dense"), as_curve("ticket")
+
+
+def test_matched_fit_recovers_a_known_vertical_offset_with_an_interval_that_covers_it():
+  covered = 0
+  for seed in range(40):
+    dense, ticket = _synthetic_pairs(0.03, 10, seed)
+    found = fit_curves.compare(dense, ticket, "train_loss", "roc_auc")
+    assert found["pairs"] == 10 and abs(found["mean_difference"] - 0.03) < 0.02
+    covered += found["ci"][0] <= 0.03 <= found["ci"][1]
+  # a 95 % interval: the count of covering seeds is Binomial(40, 0.95); below 33 has probability < 0.2 %
+  assert covered >= 33
+  assert scipy_stats.binom.cdf(32, 40, 0.95) < 0.002
+
+
+def test_no_offset_gives_an_interval_around_zero():
+  dense, ticket = _synthetic_pairs(0.0, 10, 7)
+  found = fit_curves.compare(dense, ticket, "train_loss", "roc_auc")
+  assert found["ci"][0] < 0 < found["ci"][1]
+
+
+def test_matched_difference_is_the_mean_gap_on_the_common_range_and_nan_without_one():
+  x_a, x_b = np.array([0.0, 1.0, 2.0]), np.array([0.5, 1.5, 3.0])
+  assert fit_curves.matched_difference(x_a, 2 * x_a, x_b, 2 * x_b + 0.25) == pytest.approx(0.25)
+  # y_b - y_a = x on [0.5, 2]: its mean over an even grid is the midpoint 1.25
+  assert fit_curves.matched_difference(x_a, np.zeros(3), x_b, x_b) == pytest.approx(1.25)
+  assert np.isnan(fit_curves.matched_difference(x_a, x_a, x_a + 5, x_a))
