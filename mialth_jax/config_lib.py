@@ -41,7 +41,7 @@ config_sections.register("data", "the dataset and the member split (mialth_jax/d
 config_sections.register("model", "the network (mialth_jax/models/resnet.py)", {
     "name": ("resnet18", "resnet18 | resnet34 | resnet50"),
     "stem": ("cifar", "cifar (3x3, stride 1) | imagenet (7x7 stride 2 + max-pool)"),
-    "width_multiplier": (1.0, "channels = round(64 * width_multiplier) in the first stage"),
+    "width_multiplier": (1.0, "channels = round(64 * 2**k * width_multiplier) in stage k"),
     "dtype": ("float32", "compute dtype: float32 | bfloat16 (parameters stay float32)"),
     "padding": ("same", "same (XLA's SAME) | torch (k // 2 both sides: converted PyTorch weights)"),
 })

@@ -24,6 +24,8 @@ BUILTIN = (
     "mialth_jax.defences.admm_minmax",
     "mialth_jax.defences.input_gradient_penalty",
     "mialth_jax.defences.smoothing",
+    # controls that are runs of their own
+    "mialth_jax.lottery.narrow",
     # protocols beyond the core's paper and transfer
     "mialth_jax.experiments.shadow",
     "mialth_jax.experiments.zoo",

@@ -30,6 +30,16 @@ def test_width_multiplier_scales_channels():
   assert shapes["params"]["head"]["kernel"].shape == (128, 10)
 
 
+def test_each_stage_rounds_its_own_channels():
+  assert resnet.stage_channels(0.25, 4) == (16, 32, 64, 128)  # on the 1/64 grid: doubling per stage
+  assert resnet.stage_channels(0.3, 4) == (19, 38, 77, 154)   # 19.2, 38.4, 76.8, 153.6 rounded one by one
+  model = resnet.create_model("resnet18", 10, "cifar", 0.3)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))))["params"]
+  assert shapes["stem_conv"]["kernel"].shape == (3, 3, 3, 19)
+  assert shapes["stage3_block0"]["conv1"]["kernel"].shape == (3, 3, 38, 77)
+  assert shapes["head"]["kernel"].shape == (154, 10)
+
+
 def test_bfloat16_compute_keeps_float32_params_and_logits():
   model = resnet.create_model("resnet18", 7, "cifar", 0.125, dtype="bfloat16")
   variables = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 8, 1)))

@@ -76,7 +76,8 @@ def check_sparsity(sparsity, field: str = "sparsity") -> float:
   return float(sparsity)
 
 
-def _target_pruned(n: int, sparsity: float) -> int:
+def target_pruned(n: int, sparsity: float) -> int:
+  """How many of `n` weights "prune `sparsity`" removes: round(sparsity * n), Python's round (half to even)."""
   return int(round(check_sparsity(sparsity) * n))
 
 
@@ -101,9 +102,9 @@ def prune(params, mask, sparsity: float, rule: str, seed: int = 0):
   # Already-pruned weights rank first (score -1 < any |w|), so masks are nested across calls (IMP).
   scores = [np.where(m, np.abs(w).astype(np.float64), -1.0).ravel() for _, w, m in leaves]
   if rule == "layerwise_magnitude":
-    new = [_layer_mask(s, _target_pruned(s.size, sparsity)) for s in scores]
+    new = [_layer_mask(s, target_pruned(s.size, sparsity)) for s in scores]
   else:
-    new = _global_masks(scores, _target_pruned(sum(s.size for s in scores), sparsity))
+    new = _global_masks(scores, target_pruned(sum(s.size for s in scores), sparsity))
     if rule == "random":
       new = _random_like(new, [m.ravel() for _, _, m in leaves], seed)
   return _rebuild(mask, [n.reshape(w.shape) for n, (_, w, _) in zip(new, leaves)])

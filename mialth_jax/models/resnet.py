@@ -67,6 +67,16 @@ def torch_padded_conv(features, kernel_size, strides=(1, 1), padding=None, **kwa
   return nn.Conv(features, kernel_size, strides, padding=padding, **kwargs)
 
 
+def stage_channels(width_multiplier: float, num_stages: int) -> tuple[int, ...]:
+  """Channels of each stage: round(64 * 2**k * width) in stage k (at least 1), the stem's those of stage 0.
+
+  Each stage rounds on its own, so a width off the 1/64 grid gives a network between two on it: the narrow control
+  (lottery/narrow.py) needs that resolution to match a ticket's size. On the grid (1, 1/4, 1/8, 1/16: the widths of
+  configs/) stage k has 2**k times stage 0's channels, as when only stage 0 was rounded.
+  """
+  return tuple(max(1, round(64 * 2**k * width_multiplier)) for k in range(num_stages))
+
+
 class ResNet(nn.Module):
   stage_sizes: Sequence[int]
   block_cls: Callable
@@ -83,20 +93,20 @@ class ResNet(nn.Module):
             functools.partial(torch_padded_conv, **common))
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
                              dtype=self.dtype)
-    base_filters = max(1, round(64 * self.width_multiplier))
+    channels = stage_channels(self.width_multiplier, len(self.stage_sizes))
     x = x.astype(self.dtype)
     if self.stem == "imagenet":
-      x = conv(base_filters, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="stem_conv")(x)
+      x = conv(channels[0], (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="stem_conv")(x)
       x = nn.relu(norm(name="stem_bn")(x))
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=[(1, 1), (1, 1)])
     elif self.stem == "cifar":
-      x = nn.relu(norm(name="stem_bn")(conv(base_filters, (3, 3), name="stem_conv")(x)))
+      x = nn.relu(norm(name="stem_bn")(conv(channels[0], (3, 3), name="stem_conv")(x)))
     else:
       raise errors.ConfigError(f"model.stem={self.stem!r} is unknown; expected one of {', '.join(STEMS)}")
     for stage, num_blocks in enumerate(self.stage_sizes):
       for block in range(num_blocks):
         strides = 2 if stage > 0 and block == 0 else 1
-        x = self.block_cls(base_filters * 2**stage, strides, conv, norm, name=f"stage{stage + 1}_block{block}")(x)
+        x = self.block_cls(channels[stage], strides, conv, norm, name=f"stage{stage + 1}_block{block}")(x)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x).astype(jnp.float32)
 

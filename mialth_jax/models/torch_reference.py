@@ -1,15 +1,17 @@
 """PyTorch ResNet-18/50 in the torchvision and the kuangliu/pytorch-cifar layouts, for parity checks against ours.
 
 Needs torch (`pip install -e '.[torch]'`). The two layouts differ only in names (`downsample` / `fc` vs
-`shortcut` / `linear`), which is what `torch_convert.LAYOUTS` reads. Channels are round(64 * width) in the first
-stage, as in models/resnet.py; convolutions are initialised as torchvision does (kaiming normal, fan_out), BatchNorm
-to scale 1 and bias 0, the classifier with PyTorch's default (uniform +-1/sqrt(fan_in)).
+`shortcut` / `linear`), which is what `torch_convert.LAYOUTS` reads. Channels are round(64 * 2**k * width) in stage k,
+as in models/resnet.py (`resnet.stage_channels`); convolutions are initialised as torchvision does (kaiming normal,
+fan_out), BatchNorm to scale 1 and bias 0, the classifier with PyTorch's default (uniform +-1/sqrt(fan_in)).
 
 torch is imported on first use only (`ResNet`, `Block`, `to_nchw`), so this module imports without it.
 """
 import functools
 
 import numpy as np
+
+from mialth_jax.models import resnet
 
 _NAMES = {"torchvision": ("downsample", "fc"), "cifar": ("shortcut", "linear")}
 
@@ -59,18 +61,18 @@ def _classes() -> dict:
       super().__init__()
       shortcut_name, self.head_name = _NAMES[layout]
       bottleneck, stage_sizes = {"resnet18": (False, (2, 2, 2, 2)), "resnet50": (True, (3, 4, 6, 3))}[name]
-      base = max(1, round(64 * width))
+      stage_widths = resnet.stage_channels(width, len(stage_sizes))
       kernel, stride = (7, 2) if stem == "imagenet" else (3, 1)
-      self.conv1 = nn.Conv2d(in_channels, base, kernel, stride, kernel // 2, bias=False)
-      self.bn1 = nn.BatchNorm2d(base)
+      self.conv1 = nn.Conv2d(in_channels, stage_widths[0], kernel, stride, kernel // 2, bias=False)
+      self.bn1 = nn.BatchNorm2d(stage_widths[0])
       self.pool = nn.MaxPool2d(3, 2, 1) if stem == "imagenet" else nn.Identity()
-      channels = base
+      channels = stage_widths[0]
       for stage, num_blocks in enumerate(stage_sizes):
         blocks = []
         for block in range(num_blocks):
-          blocks.append(Block(channels, base * 2**stage, 2 if stage > 0 and block == 0 else 1, bottleneck,
+          blocks.append(Block(channels, stage_widths[stage], 2 if stage > 0 and block == 0 else 1, bottleneck,
                               shortcut_name))
-          channels = base * 2**stage * (4 if bottleneck else 1)
+          channels = stage_widths[stage] * (4 if bottleneck else 1)
         setattr(self, f"layer{stage + 1}", nn.Sequential(*blocks))
       setattr(self, self.head_name, nn.Linear(channels, num_classes))
       for module in self.modules():
