@@ -43,6 +43,7 @@ BUILTIN = (
     "mialth_jax.report.gap",
     "mialth_jax.report.beyond",
     "mialth_jax.report.zoo_targets",
+    "mialth_jax.report.fit_curves",
     "mialth_jax.report.adversarial",
     "mialth_jax.report.leakage_plots",
 )

@@ -15,6 +15,7 @@ from mialth_jax.data.examples import ExampleSource
 from mialth_jax.data import augment
 from mialth_jax.experiments import fit_curves, launch, paper, zoo as zoo_protocol, zoo_targets
 from mialth_jax.lottery import masks, pipeline, zoo, zoo_pipeline
+from mialth_jax.report import collect, fit_curves as report_fit, sections
 from mialth_jax.utils import checkpoint, io
 
 slow = pytest.mark.slow  # the digits zoo run: about 2 minutes on 2 cores
@@ -172,3 +173,24 @@ def test_matched_difference_is_the_mean_gap_on_the_common_range_and_nan_without_
   # y_b - y_a = x on [0.5, 2]: its mean over an even grid is the midpoint 1.25
   assert fit_curves.matched_difference(x_a, np.zeros(3), x_b, x_b) == pytest.approx(1.25)
   assert np.isnan(fit_curves.matched_difference(x_a, x_a, x_a + 5, x_a))
+
+
+def test_the_pareto_frontier_equals_a_direct_check_of_every_point():
+  rng = np.random.default_rng(3)
+  accuracy, leakage = rng.uniform(0.5, 0.9, 60), rng.uniform(0.5, 0.8, 60)
+  dominated = [any((accuracy[j] >= accuracy[i]) and (leakage[j] <= leakage[i]) and
+                   (accuracy[j] > accuracy[i] or leakage[j] < leakage[i]) for j in range(60)) for i in range(60)]
+  assert sorted(report_fit.pareto(accuracy, leakage)) == [i for i in range(60) if not dominated[i]]
+
+
+@slow
+def test_the_report_section_gives_each_kind_minus_dense_at_matched_fit(run, tmp_path):
+  workdir, _ = run
+  runs = [collect.load_run(workdir)]
+  text = report_fit.section(runs, sections.Output.for_report(str(tmp_path), "r.md"))
+  curves = fit_curves.read_all(layout_lib.RunLayout(workdir))
+  expected = fit_curves.compare(curves["dense"], curves["ticket_s80"], "train_loss", "roc_auc")
+  row = next(line for line in text.splitlines() if line.startswith("| ticket_s80 |"))
+  assert f"{expected['mean_difference']:+.3f} [{expected['ci'][0]:+.3f}, {expected['ci'][1]:+.3f}]" in row
+  assert "TPR not measurable" in row  # digits: about 450 scored non-members per target, 1,000 needed at 1 %
+  assert os.path.exists(tmp_path / "r_plots" / f"frontier_{runs[0].label}.png")

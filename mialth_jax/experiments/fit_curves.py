@@ -7,7 +7,8 @@ RMIA's population, as in `zoo_targets`), and the loss threshold scores it by -lo
 the same pool logits (the identity query): train loss and accuracy on its members (keep[s]), held-out loss and
 accuracy on the pool examples it did not train on (its own test set: the pool holds the dataset's test images too).
 
-  attacks/fit_curves/<kind>.json   {"kind", "attack", "steps" [P], "models" S, "metrics": {name: [P][S]}}
+  attacks/fit_curves/<kind>.json   {"kind", "attack", "steps" [P], "models" S, "metrics": {name: [P][S]},
+                                    "scored_nonmembers": the fewest non-members a target is scored on}
 
 The effect of sparsity at equal fit (`matched_difference`, `compare`): for pair s (zoo ticket s and the dense model
 it was pruned from, trained on the same examples) the vertical distance between the two curves of a leakage metric
@@ -79,8 +80,10 @@ def kind_curve(layout: layout_lib.RunLayout, kind: str, base: reference_lib.Refe
                          **leakage(reference, attack_config, identity)}.items():
       curve[name].append(values.tolist())
     logging.info("fit curves: %s at step %d done", kind, step)
+  scored_nonmembers = (~base.keep & ~zoo_targets.population_half(base.ids)).sum(axis=1)
   return {"kind": kind, "sparsity": summary["sparsity"], "attack_config": dict(attack_config),
-          "steps": [step for step, _ in points], "models": int(base.num_models), "metrics": curve}
+          "steps": [step for step, _ in points], "models": int(base.num_models),
+          "scored_nonmembers": int(scored_nonmembers.min()), "metrics": curve}
 
 
 def record_all(ctx, zoo_summaries: dict, reference_of, attack_configs: dict) -> None:

@@ -1,0 +1,191 @@
+"""Sparsity or fit? Leakage along training (experiments.fit_curves): each zoo kind's leakage against its fit, every
+kind compared with dense at matched train loss and at matched held-out accuracy over model pairs, and the privacy-
+utility frontier of every (kind, step) point.
+
+A run whose config says it is the narrow dense control of sparsity s (`controls.narrow_of_sparsity`, lottery/narrow.py)
+joins the reference run whose zoo trained on the same examples (equal shadows/keep.npy) as the kind narrow_s<s>: its
+dense zoo model s and the reference's dense model s trained on the same members.
+"""
+import os
+
+import numpy as np
+
+from mialth_jax.attacks import stats
+from mialth_jax.experiments import fit_curves, verdict
+from mialth_jax.layout import RunLayout
+from mialth_jax.lottery import recipes
+from mialth_jax.report import plots, sections
+from mialth_jax.utils import io
+
+MATCHED = (("train_loss", "train loss"), ("heldout_accuracy", "held-out accuracy"))
+LEAKAGE = (("roc_auc", "AUC"), ("tpr_at_fpr_0.01", "TPR @ 1 % FPR"))
+METHOD = ("Every zoo model is attacked where the zoo kept it (every `zoo.curve_every_epochs` epochs and at the end) "
+          "by the curve's attack calibrated on the other zoo models of its kind at the same step (leave-one-out), on "
+          "the pool less RMIA's population; its fit there is read from the same logits: train loss on its members, "
+          "held-out accuracy on the pool examples it did not train on. A kind's difference from dense at matched fit "
+          "is, for each model pair (zoo model s of each kind: the same members; a ticket or a random-prune control "
+          "pruned from dense model s), the vertical distance between the two curves of leakage against fit, "
+          "linearly interpolated and averaged over the range of fit both cover; the table gives its mean over the "
+          "pairs whose curves overlap, a Student-t 95 % interval over pairs, the paired t p-value and the Holm-"
+          "adjusted p-value over every comparison of this section.")
+
+
+def _narrow_of(run) -> float:
+  return float(run.config.get("controls", {}).get("narrow_of_sparsity", 0.0))
+
+
+def _same_zoo(a: str, b: str) -> bool:
+  paths = [RunLayout(w).zoo("keep.npy") for w in (a, b)]
+  return all(os.path.exists(p) for p in paths) and np.array_equal(*(io.read_npy(p) for p in paths))
+
+
+def curves_of(run, runs) -> dict[str, dict]:
+  """The reference run's curves by kind, with the dense curve of each narrow control run of the same zoo."""
+  found = fit_curves.read_all(RunLayout(run.workdir))
+  for other in runs:
+    sparsity = _narrow_of(other)
+    own = fit_curves.read_all(RunLayout(other.workdir))
+    if sparsity and "dense" in own and _same_zoo(run.workdir, other.workdir):
+      kind = f"narrow_{recipes.sparsity_tag(sparsity)}"
+      found[kind] = {**own["dense"], "kind": kind, "run": other.label}
+  return found
+
+
+def _estimable(curve: dict, metric: str) -> bool:
+  """TPR at 1 % FPR is compared only where every target's scored non-members give 10 expected false positives."""
+  return metric != "tpr_at_fpr_0.01" or curve["scored_nonmembers"] >= stats.needed_nonmembers(fit_curves.LEVEL)
+
+
+def comparisons(curves: dict) -> list[dict]:
+  """Every non-dense kind against dense for each matched fit and leakage metric, Holm-adjusted together."""
+  rows = []
+  for kind, curve in curves.items():
+    if kind == "dense":
+      continue
+    for x, _ in MATCHED:
+      for y, _ in LEAKAGE:
+        if _estimable(curve, y) and _estimable(curves["dense"], y):
+          rows.append({"kind": kind, "x": x, "y": y, **fit_curves.compare(curves["dense"], curve, x, y)})
+  adjusted = stats.holm([r.get("p_value", float("nan")) for r in rows])
+  return [{**r, "p_adjusted": float(p)} for r, p in zip(rows, adjusted)]
+
+
+def _cell(row: dict) -> str:
+  if row["pairs"] < 2:
+    return f"- (curves overlap for {row['pairs']} of {row['models']} pairs)"
+  lo, hi = row["ci"]
+  return (f"{row['mean_difference']:+.3f} [{lo:+.3f}, {hi:+.3f}], p={row['p_value']:.2g} (Holm {row['p_adjusted']:.2g})"
+          + ("" if row["pairs"] == row["models"] else f", {row['pairs']} of {row['models']} pairs"))
+
+
+def table(rows: list[dict], kinds: list[str]) -> list[str]:
+  header = [f"{name} at matched {fit}" for fit_key, fit in MATCHED for y, name in LEAKAGE]
+  lines = ["| kind - dense | " + " | ".join(header) + " |", "| --- |" + " --- |" * len(header)]
+  for kind in kinds:
+    cells = []
+    for x, _ in MATCHED:
+      for y, _ in LEAKAGE:
+        found = [r for r in rows if (r["kind"], r["x"], r["y"]) == (kind, x, y)]
+        cells.append(_cell(found[0]) if found else "- (TPR not measurable: too few non-members)")
+    lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+  return lines
+
+
+def answer(rows: list[dict]) -> list[str]:
+  """One sentence per kind: its AUC difference from dense at matched held-out accuracy, in words the numbers allow."""
+  lines = []
+  for row in rows:
+    if (row["x"], row["y"]) != ("heldout_accuracy", "roc_auc") or row["pairs"] < 2:
+      continue
+    said = verdict.direction(row["mean_difference"], row["p_adjusted"])
+    where = {"lower": "below dense's curve (less leakage at equal accuracy: it moves the frontier)",
+             "higher": "above dense's curve (more leakage at equal accuracy)",
+             }.get(said, "on dense's curve within the interval (no detectable difference at equal accuracy: it moves "
+                         "along the frontier)")
+    lines.append(f"- **{row['kind']}**: {where}; AUC difference {row['mean_difference']:+.3f} "
+                 f"[{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}] over {row['pairs']} pairs, Holm p={row['p_adjusted']:.2g}.")
+  return lines
+
+
+def _mean_curve(curve: dict, metric: str) -> np.ndarray:
+  return np.array(curve["metrics"][metric], np.float64).mean(axis=1)
+
+
+def curve_figure(curves: dict, attack: str, path: str) -> str:
+  """Leakage (the attack's AUC, top; the loss threshold's AUC, bottom) against train loss and held-out accuracy:
+  each kind's mean over its zoo models at each kept step (thin lines: each model)."""
+  fig, axes = plots.plt.subplots(2, 2, figsize=(12, 8.5))
+  for i, (kind, curve) in enumerate(curves.items()):
+    colour = f"C{i}"
+    for column, (x, xlabel) in enumerate(MATCHED):
+      for row, (y, ylabel) in enumerate(((("roc_auc", f"{attack} AUC (leave-one-out)")),
+                                         ("loss_roc_auc", "loss-threshold AUC"))):
+        ax = axes[row, column]
+        ax.plot(np.array(curve["metrics"][x]), np.array(curve["metrics"][y]), color=colour, alpha=0.15, lw=0.7)
+        ax.plot(_mean_curve(curve, x), _mean_curve(curve, y), color=colour, marker="o", ms=3, label=kind)
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+        ax.grid(alpha=0.3)
+  for ax in axes[:, 0]:
+    ax.invert_xaxis()  # training runs left to right: train loss falls
+  axes[0, 0].legend(fontsize=8)
+  return plots.save(fig, path)
+
+
+def pareto(accuracy: np.ndarray, leakage: np.ndarray) -> np.ndarray:
+  """Indices of the points no other point beats in both (higher accuracy and lower leakage), by accuracy."""
+  order = np.lexsort((leakage, -accuracy))
+  front, best = [], np.inf
+  for i in order:
+    if leakage[i] < best:
+      front.append(i)
+      best = leakage[i]
+  return np.array(front[::-1], int)
+
+
+def frontier_figure(curves: dict, attack: str, path: str) -> str:
+  """(held-out accuracy, leakage) of every kind at every kept step (mean over its zoo models), the Pareto frontier of
+  all points and that of dense's alone."""
+  fig, ax = plots.plt.subplots(figsize=(7.5, 5.5))
+  everything = []
+  for i, (kind, curve) in enumerate(curves.items()):
+    accuracy, leakage = _mean_curve(curve, "heldout_accuracy"), _mean_curve(curve, "roc_auc")
+    ax.scatter(accuracy, leakage, color=f"C{i}", s=14, label=kind, zorder=3)
+    everything += list(zip(accuracy, leakage))
+    if kind == "dense":
+      front = pareto(accuracy, leakage)
+      ax.plot(accuracy[front], leakage[front], color=f"C{i}", lw=1, ls=":", label="dense's frontier")
+  points = np.array(everything)
+  front = pareto(points[:, 0], points[:, 1])
+  ax.plot(points[front, 0], points[front, 1], color="black", lw=1.2, label="frontier of all")
+  ax.set(xlabel="held-out accuracy (mean over zoo models)", ylabel=f"{attack} AUC (mean over zoo models)",
+         title="privacy-utility: every kind at every kept step")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  return plots.save(fig, path)
+
+
+@sections.register("fit_curves", order=137)
+def section(runs, out: sections.Output) -> str:
+  doc = []
+  for run in runs:
+    if _narrow_of(run):
+      continue
+    curves = curves_of(run, runs)
+    if "dense" not in curves:
+      continue
+    curves = {"dense": curves.pop("dense"), **dict(sorted(curves.items()))}
+    attack = curves["dense"]["attack"]
+    rows = comparisons(curves)
+    kinds = [k for k in curves if k != "dense"]
+    steps = curves["dense"]["steps"]
+    narrow = {k: c["run"] for k, c in curves.items() if "run" in c}
+    doc += [f"### {run.label}: sparsity or fit? Leakage along training", "",
+            f"{curves['dense']['models']} zoo models per kind, kept at steps {', '.join(map(str, steps))}; the "
+            f"curve's attack: {attack}." + ("" if not narrow else " Narrow dense controls from their own runs: "
+                                            + ", ".join(f"{k} ({r})" for k, r in narrow.items()) + "."), "",
+            *answer(rows), "", METHOD, "", *table(rows, kinds), "",
+            out.image(f"leakage along training {run.label}",
+                      curve_figure(curves, attack, out.plot(f"fit_curves_{run.label}.png"))), "",
+            out.image(f"privacy-utility frontier {run.label}",
+                      frontier_figure(curves, attack, out.plot(f"frontier_{run.label}.png"))), ""]
+  return sections.text(doc)
