@@ -59,6 +59,8 @@ config_sections.register("train", "training of every model of the run (lottery/t
     "step_factor": (0.1, "step schedule: the factor at each boundary"),
     "eval_every_epochs": (1.0, "test and train accuracy / loss every this many epochs (and at the end)"),
     "log_every_steps": (50, "train loss and accuracy written to metrics.jsonl every this many steps"),
+    "keep_every_epochs": (0, "keep every model's weights every this many epochs, in models/<name>/kept/<step> "
+                              "(leakage along training, experiments/fit_curves.py; 0: only the final ones)"),
     "stop_at": ("", "stop each model at the first evaluation reaching this fit, e.g. 'train_accuracy>=0.9' "
                     "(lottery/stop_at.py; '' trains every step)"),
 })
@@ -129,6 +131,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise errors.ConfigError("lottery.method=imp needs lottery.imp_rounds >= 1 and 0 < lottery.imp_fraction < 1, "
                              f"got {config.lottery.imp_rounds} and {config.lottery.imp_fraction}")
   stop_at.parse(config.train.stop_at)
+  keep = config.train.keep_every_epochs
+  if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+    raise errors.ConfigError(f"train.keep_every_epochs: expected a whole number of epochs >= 0, got {keep!r}")
   if config.lottery.rewind_step < 0:
     raise errors.ConfigError(f"lottery.rewind_step must be >= 0, got {config.lottery.rewind_step}")
   if not config.model.width_multiplier > 0:

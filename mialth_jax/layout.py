@@ -52,6 +52,10 @@ class RunLayout:
   def final(self, name: str) -> str:
     return self.path("models", name, "final")
 
+  def kept(self, name: str, step: int | None = None) -> str:
+    """Where a model's weights are kept along training (train.keep_every_epochs): the folder, or that of `step`."""
+    return self.path("models", name, "kept", *(() if step is None else (str(step),)))
+
   def checkpoints(self, name: str) -> str:
     return self.path("models", name, "checkpoints")
 

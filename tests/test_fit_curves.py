@@ -47,9 +47,9 @@ def test_every_zoo_kind_has_a_curve_at_every_epoch_and_the_end(run):
   curves = fit_curves.read_all(layout_lib.RunLayout(workdir))
   assert set(curves) == {"dense", "ticket_s80", "random_prune_s80"}
   for curve in curves.values():
-    assert curve["steps"] == [18, 36, 40] and curve["models"] == 6
+    assert curve["steps"] == [18, 36, 40] and curve["names"] == [f"zoo_{s}" for s in range(6)] + ["target"]
     for name in fit_curves.FIT + fit_curves.LEAKAGE:
-      assert np.shape(curve["metrics"][name]) == (3, 6)
+      assert np.shape(curve["metrics"][name]) == (3, 7)
 
 
 def _alone(ctx, kind: str, step: int, s: int) -> np.ndarray:
@@ -93,6 +93,32 @@ def test_a_curve_point_equals_a_direct_attack_on_that_checkpoint_loaded_alone(ru
   assert curve["metrics"]["heldout_accuracy"][point][s] == pytest.approx(
       sk_metrics.accuracy_score(base.labels[held], predicted[held]), abs=1e-6)
   assert curve["metrics"]["train_loss"][point][s] == pytest.approx(per_example[train].mean(), rel=1e-5)
+
+
+@slow
+def test_the_runs_model_is_kept_every_epoch_and_joins_the_curve_as_one_more_target(run):
+  workdir, config = run
+  ctx = pipeline.setup(config, workdir)
+  assert sorted(os.listdir(ctx.layout.kept("ticket_s80"))) == ["18", "36"]  # the last step is final/
+  curve = io.read_json(fit_curves.path(ctx.layout, "ticket_s80"))
+  base = zoo_protocol.reference_outputs(ctx, "ticket_s80")
+  variables = ctx.restore_variables(ctx.layout.kept("ticket_s80", 36))
+  source = ExampleSource(ctx.dataset)
+  images = source[np.arange(len(source))]
+  logits_fn = inference.make_logits_fn(ctx.model, ctx.data.mean, ctx.data.std, ctx.mesh)
+  own = np.stack([inference.predict_logits(logits_fn, variables, augment.QUERIES[q](images), np.arange(len(images)),
+                                           97, ctx.mesh) for q in config.zoo.queries], axis=1)
+  member = np.isin(np.arange(len(source)), ctx.splits.members)
+  at_step = io.read_npy(zoo_pipeline.curve_point(ctx.layout, "ticket_s80", 36)[1])
+  zoo_at_step = reference_lib.ReferenceOutputs(base.ids, base.labels, at_step, base.keep)
+  scores, _ = zoo_targets.score_target(config.attacks.models["lira_fixed_var"].to_dict(), zoo_at_step, own, member,
+                                       exclude=None)
+  kept = ~np.isnan(scores)
+  assert curve["metrics"]["roc_auc"][1][-1] == pytest.approx(sk_metrics.roc_auc_score(member[kept], scores[kept]),
+                                                             abs=1e-6)
+  predicted = own[:, 0].argmax(1)
+  assert curve["metrics"]["heldout_accuracy"][1][-1] == pytest.approx(
+      sk_metrics.accuracy_score(base.labels[~member], predicted[~member]), abs=1e-6)
 
 
 @slow
@@ -143,7 +169,7 @@ def _synthetic_pairs(offset: float, pairs: int, seed: int):
       losses = np.linspace(2.0 - x[0], 0.1 + x[1], 12)
       curves[kind].append((losses, g(losses) + pair_effect + shift))
   def as_curve(kind):
-    return {"kind": kind, "models": pairs,
+    return {"kind": kind, "names": [f"zoo_{s}" for s in range(pairs)],
             "metrics": {"train_loss": np.array([c[0] for c in curves[kind]]).T.tolist(),
                         "roc_auc": np.array([c[1] for c in curves[kind]]).T.tolist()}}
   return as_curve("dense"), as_curve("ticket")

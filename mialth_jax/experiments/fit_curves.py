@@ -7,8 +7,11 @@ RMIA's population, as in `zoo_targets`), and the loss threshold scores it by -lo
 the same pool logits (the identity query): train loss and accuracy on its members (keep[s]), held-out loss and
 accuracy on the pool examples it did not train on (its own test set: the pool holds the dataset's test images too).
 
-  attacks/fit_curves/<kind>.json   {"kind", "attack", "steps" [P], "models" S, "metrics": {name: [P][S]},
-                                    "scored_nonmembers": the fewest non-members a target is scored on}
+  attacks/fit_curves/<kind>.json   {"kind", "attack", "steps" [P], "names" [T], "metrics": {name: [P][T]},
+                                    "scored_nonmembers": the fewest non-members a zoo target is scored on}
+
+The run's own model of the kind joins as one more target (named zoo_targets.TARGET, calibrated on all S zoo models)
+where it was kept at the same steps (train.keep_every_epochs equal to zoo.curve_every_epochs).
 
 The effect of sparsity at equal fit (`matched_difference`, `compare`): for pair s (zoo ticket s and the dense model
 it was pruned from, trained on the same examples) the vertical distance between the two curves of a leakage metric
@@ -20,11 +23,12 @@ import os
 import numpy as np
 from absl import logging
 
-from mialth_jax import errors, layout as layout_lib
+from mialth_jax import layout as layout_lib
 from mialth_jax.attacks import metrics, reference as reference_lib, stats
 from mialth_jax.experiments import zoo_targets
-from mialth_jax.lottery import zoo_pipeline
-from mialth_jax.utils import hosts, io, numerics
+from mialth_jax.data.examples import ExampleSource
+from mialth_jax.lottery import zoo, zoo_pipeline
+from mialth_jax.utils import checkpoint, hosts, io, numerics
 
 FOLDER = ("attacks", "fit_curves")
 FIT = ("train_loss", "train_accuracy", "heldout_loss", "heldout_accuracy", "gap")
@@ -51,44 +55,89 @@ def _mean(values: np.ndarray, where: np.ndarray) -> np.ndarray:
   return (values * where).sum(axis=1) / where.sum(axis=1)
 
 
-def leakage(reference: reference_lib.ReferenceOutputs, attack_config: dict, identity: int) -> dict[str, np.ndarray]:
-  """{LEAKAGE name: [S]}: each zoo model attacked leave-one-out (the others of its kind calibrate the attack) on its
-  scored pool examples: the attack's AUC and TPR at 1 % FPR, and the loss threshold's AUC on the same examples."""
-  found = {name: [] for name in LEAKAGE}
-  for s in range(reference.num_models):
-    scores, _ = zoo_targets.score_target(attack_config, reference, reference.logits[s], reference.keep[s], exclude=s)
-    kept = ~np.isnan(scores)
-    member = reference.keep[s][kept]
-    found["roc_auc"].append(metrics.roc_auc(scores[kept], member))
-    found["tpr_at_fpr_0.01"].append(stats.tpr_at_fpr(scores[kept], member, LEVEL)["tpr"])
-    log_p = reference_lib.true_class_log_prob(reference.logits[s][kept, identity], reference.labels[kept])
-    found["loss_roc_auc"].append(metrics.roc_auc(log_p, member))  # -loss = log p_y
-  return {name: np.array(values) for name, values in found.items()}
+def leakage(reference: reference_lib.ReferenceOutputs, logits: np.ndarray, member: np.ndarray, exclude: int | None,
+            attack_config: dict, identity: int) -> dict[str, float]:
+  """{LEAKAGE name: value} of one target (logits [N, A, C] on the pool, member [N]) attacked with the reference models
+  but `exclude`, on its scored pool examples: the attack's AUC and TPR at 1 % FPR, and the loss threshold's AUC on
+  the same examples."""
+  scores, _ = zoo_targets.score_target(attack_config, reference, logits, member, exclude=exclude)
+  kept = ~np.isnan(scores)
+  log_p = reference_lib.true_class_log_prob(logits[kept, identity], reference.labels[kept])
+  return {"roc_auc": metrics.roc_auc(scores[kept], member[kept]),
+          "tpr_at_fpr_0.01": stats.tpr_at_fpr(scores[kept], member[kept], LEVEL)["tpr"],
+          "loss_roc_auc": metrics.roc_auc(log_p, member[kept])}  # -loss = log p_y
+
+
+def point(reference: reference_lib.ReferenceOutputs, attack_config: dict, identity: int,
+          target: tuple[np.ndarray, np.ndarray] | None) -> dict[str, list[float]]:
+  """{FIT and LEAKAGE name: one value per target} at one step: every zoo model attacked leave-one-out, then `target`
+  (logits [N, A, C], member [N]: the run's model of the kind) with every zoo model as a reference."""
+  targets = [(reference.logits[s], reference.keep[s], s) for s in range(reference.num_models)]
+  targets += [(target[0], np.asarray(target[1], bool), None)] if target is not None else []
+  found = {name: [] for name in FIT + LEAKAGE}
+  for logits, member, exclude in targets:
+    fitted = fit(logits[None, :, identity], reference.labels, member[None])
+    for name, value in {**{k: float(v[0]) for k, v in fitted.items()},
+                        **leakage(reference, logits, member, exclude, attack_config, identity)}.items():
+      found[name].append(float(value))
+  return found
+
+
+def steps_of(summary: dict) -> list[int]:
+  """The steps where a zoo kind was kept: its curve steps, then its last."""
+  return [*summary["curve_steps"], summary["steps"]]
 
 
 def kind_curve(layout: layout_lib.RunLayout, kind: str, base: reference_lib.ReferenceOutputs, attack_config: dict,
-               identity: int) -> dict:
+               identity: int, target_at=None) -> dict:
   """The curve of one zoo kind (`base`: its pool and membership): fit and leakage of every zoo model at every kept
-  step and at the end."""
+  step and at the end; `target_at(step)` gives the run's model of the kind there as (logits [N, A, C], member [N])
+  (None: the zoo models only)."""
   summary = io.read_json(layout.zoo(kind, "summary.json"))
-  points = [(step, zoo_pipeline.curve_point(layout, kind, step)[1]) for step in summary["curve_steps"]]
-  points.append((summary["steps"], layout.zoo(kind, "logits.npy")))
+  steps = steps_of(summary)
   curve = {name: [] for name in FIT + LEAKAGE}
-  for step, logits_path in points:
-    reference = reference_lib.ReferenceOutputs(base.ids, base.labels, io.read_npy(logits_path), base.keep)
-    for name, values in {**fit(reference.logits[:, :, identity], base.labels, base.keep),
-                         **leakage(reference, attack_config, identity)}.items():
-      curve[name].append(values.tolist())
+  for step in steps:
+    logits = io.read_npy(zoo_pipeline.curve_point(layout, kind, step)[1] if step != summary["steps"] else
+                         layout.zoo(kind, "logits.npy"))
+    reference = reference_lib.ReferenceOutputs(base.ids, base.labels, logits, base.keep)
+    for name, values in point(reference, attack_config, identity, target_at and target_at(step)).items():
+      curve[name].append(values)
     logging.info("fit curves: %s at step %d done", kind, step)
   scored_nonmembers = (~base.keep & ~zoo_targets.population_half(base.ids)).sum(axis=1)
-  return {"kind": kind, "sparsity": summary["sparsity"], "attack_config": dict(attack_config),
-          "steps": [step for step, _ in points], "models": int(base.num_models),
-          "scored_nonmembers": int(scored_nonmembers.min()), "metrics": curve}
+  names = [zoo_targets.zoo_name(s) for s in range(base.num_models)] + ([zoo_targets.TARGET] if target_at else [])
+  return {"kind": kind, "sparsity": summary["sparsity"], "attack_config": dict(attack_config), "steps": steps,
+          "names": names, "scored_nonmembers": int(scored_nonmembers.min()), "metrics": curve}
+
+
+def _own_model(ctx, summary: dict, steps: list[int]):
+  """target_at for the run's model of a zoo kind when it was kept at every curve step (train.keep_every_epochs),
+  else None: its logits on the pool under zoo.queries at a step, from its kept (or final) weights."""
+  own = layout_lib.select(ctx.layout.summaries(), kind=summary["kind"], sparsity=summary["sparsity"])
+  if not own:
+    return None
+  name = own[0]
+  paths = {step: ctx.layout.kept(name, step) for step in steps[:-1]} | {steps[-1]: ctx.layout.final(name)}
+  missing = [p for p in paths.values() if not checkpoint.exists(p)]
+  if missing:
+    logging.info("fit curves: %s was not kept at every curve step (%s missing; train.keep_every_epochs); the curve "
+                 "holds the zoo models only", name, missing[0])
+    return None
+  source = ExampleSource(ctx.dataset)
+  images = source[np.arange(len(source))]
+  member = np.isin(np.arange(len(source)), ctx.splits.members)
+
+  def target_at(step: int):
+    variables = zoo.stack([ctx.restore_variables(paths[step])])
+    logits = zoo.zoo_logits(ctx.model, variables, images, ctx.data.mean, ctx.data.std, ctx.mesh,
+                            tuple(ctx.config.zoo.queries), ctx.config.attacks.batch_size)[0]
+    return logits, member
+  return target_at
 
 
 def record_all(ctx, zoo_summaries: dict, reference_of, attack_configs: dict) -> None:
   """attacks/fit_curves/<kind>.json of every zoo kind ({name: summary}; `reference_of(name)` its ReferenceOutputs)
-  when zoo.curve_every_epochs asks for curves (finished ones are kept)."""
+  when zoo.curve_every_epochs asks for curves (finished ones are kept), with the run's model of the kind as one more
+  target where it was kept at the same steps."""
   if not ctx.config.zoo.curve_every_epochs:
     return
   name = ctx.config.zoo.curve_attack
@@ -99,7 +148,10 @@ def record_all(ctx, zoo_summaries: dict, reference_of, attack_configs: dict) -> 
     if not summary.get("curve_steps") and ctx.total_steps > ctx.config.zoo.curve_every_epochs * ctx.steps_per_epoch:
       logging.warning("fit curves: the %s zoo was trained without zoo.curve_every_epochs; its curve has one point",
                       kind)
-    curve = {"attack": name, **kind_curve(ctx.layout, kind, reference_of(kind), attack_configs[name], identity)}
+    summary = {"curve_steps": [], **summary}
+    target_at = _own_model(ctx, summary, steps_of(summary))
+    curve = {"attack": name, **kind_curve(ctx.layout, kind, reference_of(kind), attack_configs[name], identity,
+                                          target_at)}
     hosts.on_process_zero(lambda c=curve, k=kind: io.write_json(path(ctx.layout, k), c))
 
 
@@ -127,13 +179,15 @@ def matched_difference(x_a, y_a, x_b, y_b, points: int = 64) -> float:
 
 
 def compare(base: dict, other: dict, x: str, y: str) -> dict:
-  """`other` - `base` in leakage `y` at matched fit `x` over the model pairs (model s of each curve: the same
-  members), with the pairs whose curves overlap in x: stats.paired_over_models' keys, plus `pairs` (used) and
-  `models` (in all)."""
-  if base["models"] != other["models"]:
-    raise errors.UserError(f"fit curves: {other['kind']} has {other['models']} models, {base['kind']} "
-                           f"{base['models']}: not pairs")
-  xa, ya, xb, yb = (np.array(c["metrics"][m], np.float64).T for c, m in ((base, x), (base, y), (other, x), (other, y)))
+  """`other` - `base` in leakage `y` at matched fit `x` over the model pairs (the targets of one name in both curves:
+  zoo model s of each kind, and the run's models, trained on the same members), with the pairs whose curves overlap
+  in x: stats.paired_over_models' keys, plus `pairs` (used) and `models` (pairs in all)."""
+  names = [n for n in base["names"] if n in other["names"]]
+
+  def columns(curve, metric):
+    values = np.array(curve["metrics"][metric], np.float64)
+    return values[:, [curve["names"].index(n) for n in names]].T
+  xa, ya, xb, yb = columns(base, x), columns(base, y), columns(other, x), columns(other, y)
   differences = np.array([matched_difference(*pair) for pair in zip(xa, ya, xb, yb)])
   used = differences[np.isfinite(differences)]
   if len(used) < 2:

@@ -187,6 +187,7 @@ def sparsity_vs_fit(config: ml_collections.ConfigDict, variant: str | None) -> N
   config.zoo.sparsities = ()
   config.zoo.reference_counts = ()
   config.zoo.curve_every_epochs = 1
+  config.train.keep_every_epochs = 1  # the run's models join the zoo's as targets along training
   config.zoo.curve_attack = "lira_fixed_var"
 
 

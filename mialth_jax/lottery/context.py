@@ -80,7 +80,8 @@ class Context:
         eval_every_steps=max(1, int(round(train.eval_every_epochs * self.steps_per_epoch))),
         log_every_steps=max(1, train.log_every_steps), checkpoint_every_steps=self.config.checkpoint_every_steps,
         eval_batch_size=self.config.attacks.batch_size, stop_at=stop_at_lib.parse(train.get("stop_at", "")),
-        **overrides)
+        keep_every_steps=train.get("keep_every_epochs", 0) * self.steps_per_epoch,
+        keep_dir=self.layout.kept(name) if name else "", **overrides)
 
   def train_step(self, loss_fn=train_lib.cross_entropy):
     """The jitted train step for a recipe's loss, compiled on first use, then reused (it is traced again only for a

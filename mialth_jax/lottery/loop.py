@@ -3,6 +3,8 @@
 A run resumed from a checkpoint at step k continues exactly as an uninterrupted run would (train.py: data order and
 augmentation are pure functions of (seed, step)).
 """
+import os
+
 import jax
 import numpy as np
 from absl import logging
@@ -72,8 +74,17 @@ def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: 
         break
     if do_checkpoint:
       checkpoint.save_step(manager, done, state)
+    if loop.keep_every_steps and done % loop.keep_every_steps == 0 and not last:
+      _keep(state, os.path.join(loop.keep_dir, str(done)))
+      meter.skip_time()
   manager.close()
   return state, last_eval
+
+
+def _keep(state: TrainState, path: str) -> None:
+  """The weights at this step, kept for good (train.keep_every_epochs) unless a relaunch finds them there."""
+  if not checkpoint.exists(path):
+    checkpoint.save(path, {"params": state.params, "batch_stats": state.batch_stats})
 
 
 class _NotWritten:

@@ -124,6 +124,8 @@ class LoopConfig:
   save_at_step: int = -1            # late rewinding: save params + batch_stats at this step
   save_at_step_path: str = ""
   stop_at: object = None            # stop_at.StopAt: end at the first evaluation that reaches it (None: never)
+  keep_every_steps: int = 0         # keep params + batch_stats every this many steps (0: never) ...
+  keep_dir: str = ""                # ... in <keep_dir>/<step>
 
 
 def make_jitted_step(model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh, donate: bool = True,

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from mialth_jax.attacks import stats
-from mialth_jax.experiments import fit_curves, verdict
+from mialth_jax.experiments import fit_curves, verdict, zoo_targets
 from mialth_jax.layout import RunLayout
 from mialth_jax.lottery import recipes
 from mialth_jax.report import plots, sections
@@ -49,6 +49,10 @@ def curves_of(run, runs) -> dict[str, dict]:
       kind = f"narrow_{recipes.sparsity_tag(sparsity)}"
       found[kind] = {**own["dense"], "kind": kind, "run": other.label}
   return found
+
+
+def _zoo_count(curve: dict) -> int:
+  return sum(n != zoo_targets.TARGET for n in curve["names"])
 
 
 def _estimable(curve: dict, metric: str) -> bool:
@@ -113,7 +117,7 @@ def _mean_curve(curve: dict, metric: str) -> np.ndarray:
 
 def curve_figure(curves: dict, attack: str, path: str) -> str:
   """Leakage (the attack's AUC, top; the loss threshold's AUC, bottom) against train loss and held-out accuracy:
-  each kind's mean over its zoo models at each kept step (thin lines: each model)."""
+  each kind's mean over its targets at each kept step (thin lines: each target)."""
   fig, axes = plots.plt.subplots(2, 2, figsize=(12, 8.5))
   for i, (kind, curve) in enumerate(curves.items()):
     colour = f"C{i}"
@@ -143,7 +147,7 @@ def pareto(accuracy: np.ndarray, leakage: np.ndarray) -> np.ndarray:
 
 
 def frontier_figure(curves: dict, attack: str, path: str) -> str:
-  """(held-out accuracy, leakage) of every kind at every kept step (mean over its zoo models), the Pareto frontier of
+  """(held-out accuracy, leakage) of every kind at every kept step (mean over its targets), the Pareto frontier of
   all points and that of dense's alone."""
   fig, ax = plots.plt.subplots(figsize=(7.5, 5.5))
   everything = []
@@ -157,7 +161,7 @@ def frontier_figure(curves: dict, attack: str, path: str) -> str:
   points = np.array(everything)
   front = pareto(points[:, 0], points[:, 1])
   ax.plot(points[front, 0], points[front, 1], color="black", lw=1.2, label="frontier of all")
-  ax.set(xlabel="held-out accuracy (mean over zoo models)", ylabel=f"{attack} AUC (mean over zoo models)",
+  ax.set(xlabel="held-out accuracy (mean over targets)", ylabel=f"{attack} AUC (mean over targets)",
          title="privacy-utility: every kind at every kept step")
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
@@ -180,7 +184,8 @@ def section(runs, out: sections.Output) -> str:
     steps = curves["dense"]["steps"]
     narrow = {k: c["run"] for k, c in curves.items() if "run" in c}
     doc += [f"### {run.label}: sparsity or fit? Leakage along training", "",
-            f"{curves['dense']['models']} zoo models per kind, kept at steps {', '.join(map(str, steps))}; the "
+            f"{_zoo_count(curves['dense'])} zoo models per kind" + (" and the run's own model" if zoo_targets.TARGET
+                                                                    in curves["dense"]["names"] else "") + ", kept at steps {', '.join(map(str, steps))}; the "
             f"curve's attack: {attack}." + ("" if not narrow else " Narrow dense controls from their own runs: "
                                             + ", ".join(f"{k} ({r})" for k, r in narrow.items()) + "."), "",
             *answer(rows), "", METHOD, "", *table(rows, kinds), "",
