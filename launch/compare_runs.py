@@ -4,7 +4,8 @@
 
 Checkpoints (w0, rewind, every model's mask and final weights) are restored and compared leaf by leaf, bit for bit;
 every .npz / .npy array (splits, attack splits, confidences, per-example scores, zoo logits) byte for byte; every JSON
-and JSON-lines value exactly, except wall-clock fields. config.json is the input, not a result, and is not compared.
+and JSON-lines value exactly, except wall-clock fields. config.json is the input, not a result, and is not compared;
+neither is set_aside/ (what --retrain replaced), so a run with a retrained model compares equal to the original.
 Exits 0 when both folders hold the same artefacts with the same contents, 1 otherwise, printing each difference. Used
 to show that a refactoring changed no result. With --allow_added_fields, JSON fields that only the second run has (a
 metric added since the first was made) are listed but not counted: every value both runs have must still be equal.
@@ -17,6 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import app, flags
 
+from mialth_jax.layout import RunLayout
 from mialth_jax.utils import io
 
 _A = flags.DEFINE_string("a", None, "first run folder")
@@ -39,7 +41,8 @@ def artefacts(root: str) -> dict[str, str]:
       found[rel] = "checkpoint"
       dirs.clear()
       continue
-    dirs[:] = [d for d in dirs if d != "checkpoints"]  # periodic train states: resume aids, not results
+    # periodic train states: resume aids, not results; what --retrain set aside: the results it replaced
+    dirs[:] = [d for d in dirs if d != "checkpoints" and os.path.join(folder, d) != RunLayout(root).set_aside]
     for name in files:
       kind = os.path.splitext(name)[1][1:]
       if kind in ("npz", "npy", "json", "jsonl") and name not in INPUTS:

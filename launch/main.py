@@ -1,6 +1,7 @@
 """Runs the lottery pipeline (and the attacks) for a config.
 
   python -m launch.main --config=configs/default.py --workdir=runs/default [--config.train.num_epochs=5] [--restart]
+  python -m launch.main ... --retrain=dense    # make one model again (a damaged checkpoint), keeping the rest
   python -m launch.main --help      # the flags, then every config field with its default and meaning
 
 A bad flag, setting or file, a full disk, or a diverging run (the project's `errors.UserError`s) ends the launch with
@@ -29,6 +30,13 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config fil
 _WORKDIR = flags.DEFINE_string("workdir", None, "run folder (created; resumed if it holds the same run)")
 _RESTART = flags.DEFINE_bool("restart", False, "if --workdir holds a run with a different config, move it aside to "
                              "<workdir>.old-<time> and start over (a run of the same config is resumed)")
+_RETRAIN = flags.DEFINE_list(
+    "retrain", [], "NAME[,NAME...]: models of the run to make again (names as in <workdir>/models/, or w0), e.g. "
+    "after a damaged-checkpoint error. Their folders, cached outputs and attack results move into "
+    "<workdir>/set_aside/<names>-<UTC time>/ (nothing is deleted); the launch makes and attacks them again, keeping "
+    "everything else. Models made from a retrained one's weights (tickets pruned from dense) are kept: training gives "
+    "the same bits on the same device count and platform, and the launch stops before the attacks, naming them, if "
+    "it did not. w0 is made again from the seed. Give it once: a relaunch with it sets them aside again")
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "one process of a multi-process job: start JAX's distributed runtime (TPU pod slices, "
     "multi-node GPU). Cloud TPU, SLURM and Open MPI jobs are detected; elsewhere give the three flags below")
@@ -170,7 +178,7 @@ def main(argv):
     if _RESTART.value:
       hosts.decided_by_process_zero(functools.partial(_restart, _CONFIG.value, _WORKDIR.value), run_dir.RunDirError)
     logging.info("loading the data (data.name=%s) and preparing %s ...", _CONFIG.value.data.name, _WORKDIR.value)
-    launch.run(_CONFIG.value, _WORKDIR.value)
+    launch.run(_CONFIG.value, _WORKDIR.value, retrain=tuple(_RETRAIN.value))
   except errors.UserError as e:
     fail(e)
   except jax.errors.JaxRuntimeError as e:

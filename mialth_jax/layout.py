@@ -10,6 +10,7 @@
               attacks/n<size>/<protocol>/<source>__<target>/<attack>.{json,npz}
               attacks/summary.json
               shadow_n<size>/                          a run folder of its own (shadow protocol)
+              set_aside/<names>-<UTC time>/            what a --retrain launch moved aside, at the same relative paths
 
 A model is identified by its `summary.json` (kind, sparsity, rule, pruned_from, ...), which is written last: a model
 without one is not finished and is never read. Code chooses models by those fields (`select`), never by their names.
@@ -41,6 +42,7 @@ class RunLayout:
   rewind = property(lambda self: self.path("rewind"))
   lottery_summary = property(lambda self: self.path("lottery_summary.json"))
   attacks_summary = property(lambda self: self.path("attacks", "summary.json"))
+  set_aside = property(lambda self: self.path("set_aside"))
 
   # One model's folder.
   def model_dir(self, name: str) -> str:
@@ -108,6 +110,23 @@ class RunLayout:
   # kind <name>/ with mask/ (stacked), final/, checkpoints/, metrics.jsonl, logits.npy [S, N, A, C], summary.json.
   def zoo(self, *parts: str) -> str:
     return self.path("shadows", *parts)
+
+  def made_with(self, name: str) -> list[str]:
+    """The existing files and folders that depend on the bits of `name` (a model, or w0) and hold nothing else: w0
+    itself; or a model's folder, dense's late-rewind point (saved during its training), its cached outputs and every
+    attack-result folder that names it (`<source>__<target>` pairs, a folder per model kind)."""
+    if name == "w0":
+      return [self.w0] if os.path.exists(self.w0) else []
+    own = [self.model_dir(name), self.confidences(name), *([self.rewind] if name == "dense" else [])]
+    return [p for p in own if os.path.exists(p)] + self._result_folders(name)
+
+  def _result_folders(self, name: str) -> list[str]:
+    found = []
+    for folder, subfolders, _ in os.walk(self.path("attacks")):
+      naming = [s for s in subfolders if name in s.split("__")]
+      found += [os.path.join(folder, s) for s in sorted(naming)]
+      subfolders[:] = [s for s in subfolders if s not in naming]
+    return found
 
   def finished_results(self) -> list[tuple[str, str]]:
     """(json, npz) of every finished attack result (its .json exists), sorted."""

@@ -78,13 +78,17 @@ def restart(config: ml_collections.ConfigDict, workdir: str) -> str | None:
   with locked(workdir):
     if not differing_config(config, workdir):
       return None
-    base = f"{os.path.normpath(workdir)}.old-{time.strftime('%Y%m%d-%H%M%S')}"
-    target = base
-    n = 1
-    while os.path.exists(target):
-      target, n = f"{base}-{n}", n + 1
+    target = unused_path(f"{os.path.normpath(workdir)}.old-{time.strftime('%Y%m%d-%H%M%S')}")
     os.rename(workdir, target)
     return target
+
+
+def unused_path(base: str) -> str:
+  """`base`, or `base-1`, `base-2` ... if it exists (two launches within the same second)."""
+  target, n = base, 1
+  while os.path.exists(target):
+    target, n = f"{base}-{n}", n + 1
+  return target
 
 
 COMPILATION_CACHE = ".jax_cache"  # the default folder of JAX's compilation cache inside a workdir (launch.main)

@@ -7,7 +7,7 @@ from absl import logging
 
 from mialth_jax import config_lib, run_dir
 from mialth_jax.attacks import registry
-from mialth_jax.experiments import attack_runs, verdict
+from mialth_jax.experiments import attack_runs, retrain as retrain_lib, verdict
 from mialth_jax.experiments.protocols import PROTOCOLS
 from mialth_jax.lottery import pipeline
 from mialth_jax.utils import hosts, io, provenance
@@ -32,14 +32,19 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return pipeline.run_models(ctx)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> list[dict]:
-  """Trains (or finishes) every model of the config in `workdir`, then attacks each; returns the attack results."""
+def run(config: ml_collections.ConfigDict, workdir: str, retrain: tuple[str, ...] = ()) -> list[dict]:
+  """Trains (or finishes) every model of the config in `workdir`, then attacks each; returns the attack results.
+
+  `retrain`: models (or w0) made again after their files are set aside (experiments/retrain.py).
+  """
   with _locked_setup(config, workdir) as ctx:
     sizes = attack_sizes(ctx)
+    expected = retrain_lib.set_aside(ctx, retrain)
     if jax.process_index() == 0:
       run_dir.record_config(config, workdir)
     provenance.record(workdir)
     pipeline.run_models(ctx)
+    retrain_lib.check(ctx.layout, expected)
     results = run_attacks(ctx, sizes)
     if jax.process_index() == 0:  # process 0 wrote the per-example scores the verdict reads
       verdict.announce(workdir)

@@ -24,8 +24,37 @@ class CheckpointError(errors.UserError, ValueError):
   """A checkpoint is missing, damaged or does not match the model."""
 
 
-DAMAGED_WAY_OUT = ("delete the folder of what it belongs to (models/<name>/ for a model, w0/ for w0) and relaunch the "
-                   "same command: only that is made again, everything else is kept")
+DAMAGED_WAY_OUT = "delete the folder of what it belongs to and relaunch the same command: only that is made again"
+# What a launch's run folder keeps where (mirrored from layout.RunLayout, which imports this module): a model's
+# folder models/<name>/, w0/, and dense's late-rewind point rewind/, each made again by `--retrain=<name>`.
+_RETRAIN_NAMES = {"w0": "w0", "rewind": "dense"}
+
+
+def retrain_name(path: str) -> str | None:
+  """The `--retrain` name that makes the checkpoint at `path` again, when `path` lies in a launch's run folder: one
+  holding config.json in a folder that does not (a protocol's own run folder inside a run is not one)."""
+  parts = os.path.abspath(path).split(os.sep)
+  if parts[-1] in _RETRAIN_NAMES:
+    run, name = parts[:-1], _RETRAIN_NAMES[parts[-1]]
+  elif "models" in parts[:-2]:
+    at = max(i for i, part in enumerate(parts[:-2]) if part == "models")
+    run, name = parts[:at], parts[at + 1]
+  else:
+    return None
+  run = os.sep.join(run) or os.sep
+  is_launch_run = os.path.isfile(os.path.join(run, "config.json")) and not os.path.isfile(
+      os.path.join(os.path.dirname(run), "config.json"))
+  return name if is_launch_run else None
+
+
+def way_out(path: str, otherwise: str = DAMAGED_WAY_OUT) -> str:
+  """How to make the checkpoint at `path` again: `--retrain=<name>` for one of a launch's run folder, else
+  `otherwise`."""
+  name = retrain_name(path)
+  if name is None:
+    return otherwise
+  return (f"relaunch the run's command with --retrain={name}: it moves {name}'s files into the run's set_aside/ "
+          "folder and makes them again, keeping everything else")
 
 
 def exists(path: str) -> bool:
@@ -36,7 +65,8 @@ def exists(path: str) -> bool:
 def save(path: str, tree) -> None:
   """Saves `tree` at `path` (which must not exist yet) and waits until it is committed."""
   if os.path.exists(path):
-    raise CheckpointError(f"{path}: exists but is not a finished Orbax checkpoint; remove it to recreate it")
+    raise CheckpointError(f"{path}: exists but is not a finished Orbax checkpoint; "
+                          f"{way_out(path, 'remove it to recreate it')}")
   with _writing(path), ocp.StandardCheckpointer() as checkpointer:
     checkpointer.save(os.path.abspath(path), tree)
     checkpointer.wait_until_finished()
@@ -136,7 +166,7 @@ def restore(path: str, like):
       return jax.block_until_ready(checkpointer.restore(os.path.abspath(path), target))
     except Exception as e:  # TensorStore's and XLA's errors of a truncated or damaged file: read now, not at first use
       cause = str(e).splitlines()[0].split(" See full TensorStore details")[0][:160]
-      raise CheckpointError(f"{path}: damaged checkpoint, it cannot be read ({cause}); {DAMAGED_WAY_OUT}") from e
+      raise CheckpointError(f"{path}: damaged checkpoint, it cannot be read ({cause}); {way_out(path)}") from e
 
 
 def manager(directory: str, max_to_keep: int = 2) -> ocp.CheckpointManager:
