@@ -62,7 +62,7 @@ def _alone(ctx, kind: str, step: int, s: int) -> np.ndarray:
   images = source[np.arange(len(source))]
   logits_fn = inference.make_logits_fn(ctx.model, ctx.data.mean, ctx.data.std, ctx.mesh)
   return np.stack([inference.predict_logits(logits_fn, variables, augment.QUERIES[q](images), np.arange(len(images)),
-                                            97, ctx.mesh) for q in ctx.config.zoo.queries], axis=1)
+                                            97, ctx.mesh) for q in ctx.config.zoo.curve_queries], axis=1)
 
 
 @slow
@@ -93,6 +93,13 @@ def test_a_curve_point_equals_a_direct_attack_on_that_checkpoint_loaded_alone(ru
   assert curve["metrics"]["heldout_accuracy"][point][s] == pytest.approx(
       sk_metrics.accuracy_score(base.labels[held], predicted[held]), abs=1e-6)
   assert curve["metrics"]["train_loss"][point][s] == pytest.approx(per_example[train].mean(), rel=1e-5)
+  # the last point: the final logits under the curve's queries only (identity), like every other point
+  final = reference_lib.ReferenceOutputs(base.ids, base.labels, base.logits[:, :, :1], base.keep)
+  scores, _ = zoo_targets.score_target(config.attacks.models["lira_fixed_var"].to_dict(), final, final.logits[s],
+                                       base.keep[s], exclude=s)
+  kept = ~np.isnan(scores)
+  assert curve["metrics"]["roc_auc"][-1][s] == pytest.approx(
+      sk_metrics.roc_auc_score(base.keep[s][kept], scores[kept]), abs=1e-6)
 
 
 @slow
@@ -107,7 +114,7 @@ def test_the_runs_model_is_kept_every_epoch_and_joins_the_curve_as_one_more_targ
   images = source[np.arange(len(source))]
   logits_fn = inference.make_logits_fn(ctx.model, ctx.data.mean, ctx.data.std, ctx.mesh)
   own = np.stack([inference.predict_logits(logits_fn, variables, augment.QUERIES[q](images), np.arange(len(images)),
-                                           97, ctx.mesh) for q in config.zoo.queries], axis=1)
+                                           97, ctx.mesh) for q in config.zoo.curve_queries], axis=1)
   member = np.isin(np.arange(len(source)), ctx.splits.members)
   at_step = io.read_npy(zoo_pipeline.curve_point(ctx.layout, "ticket_s80", 36)[1])
   zoo_at_step = reference_lib.ReferenceOutputs(base.ids, base.labels, at_step, base.keep)

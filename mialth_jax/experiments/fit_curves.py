@@ -23,7 +23,7 @@ import os
 import numpy as np
 from absl import logging
 
-from mialth_jax import layout as layout_lib
+from mialth_jax import errors, layout as layout_lib
 from mialth_jax.attacks import metrics, reference as reference_lib, stats
 from mialth_jax.experiments import zoo_targets
 from mialth_jax.data.examples import ExampleSource
@@ -89,16 +89,21 @@ def steps_of(summary: dict) -> list[int]:
 
 
 def kind_curve(layout: layout_lib.RunLayout, kind: str, base: reference_lib.ReferenceOutputs, attack_config: dict,
-               identity: int, target_at=None) -> dict:
-  """The curve of one zoo kind (`base`: its pool and membership): fit and leakage of every zoo model at every kept
-  step and at the end; `target_at(step)` gives the run's model of the kind there as (logits [N, A, C], member [N])
+               queries: list[str], base_queries: list[str], target_at=None) -> dict:
+  """The curve of one zoo kind (`base`: its pool, membership and final logits under `base_queries`): fit and leakage
+  of every zoo model at every kept step and at the end, all under the curve's `queries` (the final logits sliced to
+  them); `target_at(step)` gives the run's model of the kind there as (logits [N, A, C] under `queries`, member [N])
   (None: the zoo models only)."""
   summary = io.read_json(layout.zoo(kind, "summary.json"))
+  if summary["curve_steps"] and summary.get("curve_queries") != queries:
+    raise errors.ConfigError(f"zoo.curve_queries={tuple(queries)}: the {kind} zoo kept its curve logits under "
+                             f"{summary.get('curve_queries')}; move shadows/ away to train the zoo again")
   steps = steps_of(summary)
+  identity = queries.index("identity")
+  final = base.logits[:, :, [base_queries.index(q) for q in queries]]
   curve = {name: [] for name in FIT + LEAKAGE}
   for step in steps:
-    logits = io.read_npy(zoo_pipeline.curve_point(layout, kind, step)[1] if step != summary["steps"] else
-                         layout.zoo(kind, "logits.npy"))
+    logits = final if step == summary["steps"] else io.read_npy(zoo_pipeline.curve_point(layout, kind, step)[1])
     reference = reference_lib.ReferenceOutputs(base.ids, base.labels, logits, base.keep)
     for name, values in point(reference, attack_config, identity, target_at and target_at(step)).items():
       curve[name].append(values)
@@ -111,7 +116,7 @@ def kind_curve(layout: layout_lib.RunLayout, kind: str, base: reference_lib.Refe
 
 def _own_model(ctx, summary: dict, steps: list[int]):
   """target_at for the run's model of a zoo kind when it was kept at every curve step (train.keep_every_epochs),
-  else None: its logits on the pool under zoo.queries at a step, from its kept (or final) weights."""
+  else None: its logits on the pool under zoo.curve_queries at a step, from its kept (or final) weights."""
   own = layout_lib.select(ctx.layout.summaries(), kind=summary["kind"], sparsity=summary["sparsity"])
   if not own:
     return None
@@ -129,7 +134,7 @@ def _own_model(ctx, summary: dict, steps: list[int]):
   def target_at(step: int):
     variables = zoo.stack([ctx.restore_variables(paths[step])])
     logits = zoo.zoo_logits(ctx.model, variables, images, ctx.data.mean, ctx.data.std, ctx.mesh,
-                            tuple(ctx.config.zoo.queries), ctx.config.attacks.batch_size)[0]
+                            tuple(ctx.config.zoo.curve_queries), ctx.config.attacks.batch_size)[0]
     return logits, member
   return target_at
 
@@ -141,7 +146,6 @@ def record_all(ctx, zoo_summaries: dict, reference_of, attack_configs: dict) -> 
   if not ctx.config.zoo.curve_every_epochs:
     return
   name = ctx.config.zoo.curve_attack
-  identity = list(ctx.config.zoo.queries).index("identity")
   for kind, summary in zoo_summaries.items():
     if os.path.exists(path(ctx.layout, kind)):
       continue
@@ -150,8 +154,9 @@ def record_all(ctx, zoo_summaries: dict, reference_of, attack_configs: dict) -> 
                       kind)
     summary = {"curve_steps": [], **summary}
     target_at = _own_model(ctx, summary, steps_of(summary))
-    curve = {"attack": name, **kind_curve(ctx.layout, kind, reference_of(kind), attack_configs[name], identity,
-                                          target_at)}
+    curve = {"attack": name, "queries": list(ctx.config.zoo.curve_queries),
+             **kind_curve(ctx.layout, kind, reference_of(kind), attack_configs[name], list(ctx.config.zoo.curve_queries),
+                          list(ctx.config.zoo.queries), target_at)}
     hosts.on_process_zero(lambda c=curve, k=kind: io.write_json(path(ctx.layout, k), c))
 
 

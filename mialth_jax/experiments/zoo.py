@@ -96,9 +96,9 @@ def validate(config) -> None:
       zoo.curve_every_epochs < 0:
     raise errors.ConfigError(f"zoo.curve_every_epochs: expected a whole number of epochs >= 0, got "
                              f"{zoo.curve_every_epochs!r}")
-  if zoo.curve_every_epochs and "identity" not in zoo.queries:
-    raise errors.ConfigError(f"zoo.queries={tuple(zoo.queries)}: the fit along training (zoo.curve_every_epochs) "
-                             "is read from the identity query; add 'identity'")
+  if zoo.curve_every_epochs and ("identity" not in zoo.curve_queries or not set(zoo.curve_queries) <= set(zoo.queries)):
+    raise errors.ConfigError(f"zoo.curve_queries={tuple(zoo.curve_queries)}: expected a subset of zoo.queries "
+                             f"{tuple(zoo.queries)} holding 'identity' (the fit along training is read from it)")
   if zoo.curve_every_epochs and zoo.curve_attack not in calibrated:
     raise errors.ConfigError(f"zoo.curve_attack={zoo.curve_attack!r}: expected one of the attacks of attacks.models "
                              f"that learn from reference models ({', '.join(calibrated) or 'none configured'})")
@@ -119,6 +119,8 @@ config_sections.register("zoo", "reference models of the zoo protocol (LiRA, RMI
     "sparsities": ((), "ticket zoos to train: a subset of lottery.sparsities (empty: all of them)"),
     "curve_every_epochs": (0, "keep the zoo's weights and pool logits every this many epochs, for leakage along "
                               "training (experiments.fit_curves; 0: only the final ones)"),
+    "curve_queries": (("identity",), "the queries of the pool logits kept at each curve step, and of every curve point "
+                                      "(the final step's too: a subset of zoo.queries)"),
     "curve_attack": ("lira_fixed_var", "the reference attack (a name in attacks.models) that attacks every zoo model "
                                        "along training (zoo.curve_every_epochs > 0)"),
     "reference_counts": ((), "also attack each zoo model with only k random others as references, for each k here "

@@ -76,7 +76,6 @@ def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: 
       checkpoint.save_step(manager, done, state)
     if loop.keep_every_steps and done % loop.keep_every_steps == 0 and not last:
       _keep(state, os.path.join(loop.keep_dir, str(done)))
-      meter.skip_time()
   manager.close()
   return state, last_eval
 

@@ -7,9 +7,9 @@ exists and resumed from its latest stacked checkpoint otherwise.
                                                                       logits.npy,summary.json}
                                                               <name>/curve/<step>/ <step>.npy   (zoo.curve_every_epochs)
 
-With zoo.curve_every_epochs = e, the zoo also keeps its models' weights and their logits on the pool every e epochs
-of training (`curve_steps`; the final step's are final/ and logits.npy): the points at which
-experiments.fit_curves attacks every zoo model along its training.
+With zoo.curve_every_epochs = e, the zoo also keeps its models' weights and their logits on the pool under
+zoo.curve_queries every e epochs of training (`curve_steps`; the final step's are final/ and logits.npy): the points
+at which experiments.fit_curves attacks every zoo model along its training.
 """
 import os
 import time
@@ -118,20 +118,21 @@ def train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray
   else:
     variables = _train_kind(ctx, spec, keep, seeds, model_masks, total_steps, steps_per_epoch)
     checkpoint.save(layout.zoo(spec.name, "final"), variables)
-  write_pool_logits(ctx, variables, layout.zoo(spec.name, "logits.npy"))
+  write_pool_logits(ctx, variables, layout.zoo(spec.name, "logits.npy"), tuple(ctx.config.zoo.queries))
   summary = {"name": spec.name, "kind": spec.kind, "sparsity": masks.sparsity_report(model_masks[0])["sparsity"],
              "num_models": num_models, "steps": total_steps, "curve_steps": curve_steps(ctx),
+             "curve_queries": list(ctx.config.zoo.curve_queries),
              "wall_seconds": time.time() - started}
   if jax.process_index() == 0:
     io.write_json(layout.zoo(spec.name, "summary.json"), summary)
   return summary
 
 
-def write_pool_logits(ctx, variables: dict, path: str) -> None:
-  """Every zoo model's logits on every pool example under zoo.queries, float32 [S, N, A, C], to `path`."""
+def write_pool_logits(ctx, variables: dict, path: str, queries: tuple[str, ...]) -> None:
+  """Every zoo model's logits on every pool example under `queries`, float32 [S, N, A, C], to `path`."""
   source = ExampleSource(ctx.dataset)
   logits = zoo.zoo_logits(ctx.model, variables, source[np.arange(len(source))], ctx.data.mean, ctx.data.std,
-                          ctx.mesh, tuple(ctx.config.zoo.queries), ctx.config.attacks.batch_size)
+                          ctx.mesh, queries, ctx.config.attacks.batch_size)
   hosts.on_process_zero(lambda: io.write_npy(path, logits.astype(np.float32)))
 
 
@@ -147,7 +148,7 @@ def _keep_curve_point(ctx, name: str, state, step: int) -> None:
   if not checkpoint.exists(weights):
     checkpoint.save(weights, variables)
   if not os.path.exists(logits):
-    write_pool_logits(ctx, variables, logits)
+    write_pool_logits(ctx, variables, logits, tuple(ctx.config.zoo.curve_queries))
 
 
 def _train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray, model_masks: list,
@@ -214,8 +215,7 @@ def _loop(ctx, name: str, state, batches: zoo.Batches, total_steps: int):
       meter.update(done, float(fetched["loss"].mean()), float(fetched["accuracy"].mean()))
     if save:
       checkpoint.save_step(manager, done, state)
-    if done in curve:
+    if done in curve:  # its time counts in the rate: the ETA includes the points still to keep
       _keep_curve_point(ctx, name, state, done)
-      meter.skip_time()
   manager.close()
   return state
