@@ -2,9 +2,10 @@
 kind compared with dense at matched train loss and at matched held-out accuracy over model pairs, and the privacy-
 utility frontier of every (kind, step) point.
 
-A run whose config says it is the narrow dense control of sparsity s (`controls.narrow_of_sparsity`, lottery/narrow.py)
-joins the reference run whose zoo trained on the same examples (equal shadows/keep.npy) as the kind narrow_s<s>: its
-dense zoo model s and the reference's dense model s trained on the same members.
+Runs whose zoos trained on the same examples (equal shadows/keep.npy) are one comparison: the first of them in the
+report's order that is not a narrow control is the reference, and every other one's kinds join its curves: a narrow
+dense control of sparsity s (`controls.narrow_of_sparsity`, lottery/narrow.py) as narrow_s<s>, any other run's kind
+as <kind>@<run> (e.g. dense at another weight decay). Zoo model s of every kind trained on the same members.
 """
 import os
 
@@ -39,15 +40,28 @@ def _same_zoo(a: str, b: str) -> bool:
   return all(os.path.exists(p) for p in paths) and np.array_equal(*(io.read_npy(p) for p in paths))
 
 
-def curves_of(run, runs) -> dict[str, dict]:
-  """The reference run's curves by kind, with the dense curve of each narrow control run of the same zoo."""
-  found = fit_curves.read_all(RunLayout(run.workdir))
-  for other in runs:
+def groups(runs) -> list[list]:
+  """Runs with fit curves grouped by zoo membership, each group's reference (not a narrow control) first; groups
+  without a reference are left out."""
+  found = []
+  for run in (r for r in runs if fit_curves.read_all(RunLayout(r.workdir))):
+    group = next((g for g in found if _same_zoo(g[0].workdir, run.workdir)), None)
+    if group is None:
+      found.append([run])
+    else:
+      group.append(run)
+  return [sorted(g, key=lambda r: bool(_narrow_of(r))) for g in found if not all(_narrow_of(r) for r in g)]
+
+
+def curves_of(group: list) -> dict[str, dict]:
+  """The reference run's curves by kind, with those of the group's other runs (narrow controls as narrow_s<s>)."""
+  reference, *others = group
+  found = fit_curves.read_all(RunLayout(reference.workdir))
+  for other in others:
     sparsity = _narrow_of(other)
-    own = fit_curves.read_all(RunLayout(other.workdir))
-    if sparsity and "dense" in own and _same_zoo(run.workdir, other.workdir):
-      kind = f"narrow_{recipes.sparsity_tag(sparsity)}"
-      found[kind] = {**own["dense"], "kind": kind, "run": other.label}
+    for kind, curve in fit_curves.read_all(RunLayout(other.workdir)).items():
+      name = f"narrow_{recipes.sparsity_tag(sparsity)}" if sparsity and kind == "dense" else f"{kind}@{other.label}"
+      found[name] = {**curve, "kind": name, "run": other.label}
   return found
 
 
@@ -171,10 +185,8 @@ def frontier_figure(curves: dict, attack: str, path: str) -> str:
 @sections.register("fit_curves", order=137)
 def section(runs, out: sections.Output) -> str:
   doc = []
-  for run in runs:
-    if _narrow_of(run):
-      continue
-    curves = curves_of(run, runs)
+  for group in groups(runs):
+    run, curves = group[0], curves_of(group)
     if "dense" not in curves:
       continue
     curves = {"dense": curves.pop("dense"), **dict(sorted(curves.items()))}
@@ -182,12 +194,12 @@ def section(runs, out: sections.Output) -> str:
     rows = comparisons(curves)
     kinds = [k for k in curves if k != "dense"]
     steps = curves["dense"]["steps"]
-    narrow = {k: c["run"] for k, c in curves.items() if "run" in c}
+    joined = {k: c["run"] for k, c in curves.items() if "run" in c}
     doc += [f"### {run.label}: sparsity or fit? Leakage along training", "",
             f"{_zoo_count(curves['dense'])} zoo models per kind" + (" and the run's own model" if zoo_targets.TARGET
                                                                     in curves["dense"]["names"] else "") + ", kept at steps {', '.join(map(str, steps))}; the "
-            f"curve's attack: {attack}." + ("" if not narrow else " Narrow dense controls from their own runs: "
-                                            + ", ".join(f"{k} ({r})" for k, r in narrow.items()) + "."), "",
+            f"curve's attack: {attack}." + ("" if not joined else " From runs of the same zoo membership: "
+                                            + ", ".join(f"{k} ({r})" for k, r in joined.items()) + "."), "",
             *answer(rows), "", METHOD, "", *table(rows, kinds), "",
             out.image(f"leakage along training {run.label}",
                       curve_figure(curves, attack, out.plot(f"fit_curves_{run.label}.png"))), "",
