@@ -84,7 +84,8 @@ def test_admm_z_keeps_exactly_k_per_layer_after_every_projection(run):
       assert np.array_equal(np.flatnonzero(z.ravel()), np.sort(flat))
     projections.append((done, float(extra["rho"])))
   state = _steps(ctx, state, ctx.train_step(), 6, 12, check)
-  assert projections == [(9, 2.0), (12, 4.0)]  # rho x2 per round
+  rho, growth = np.float32(1e-3), np.float32(1.5)  # the spec's schedule, the default: rho x1.5 per round
+  assert projections == [(9, float(rho * growth)), (12, float(rho * growth * growth))]
   assert _same_bits(jax.device_get(state.params), _variables(ctx, "admm_train_s80")["params"])
 
 

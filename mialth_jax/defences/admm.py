@@ -139,6 +139,7 @@ def _validate(config) -> None:
 config_sections.register("defences.admm", "ADMM pruning (admm, admm_minmax)", {
     "rounds": (3, "ADMM rounds (Z- and U-steps), splitting the W-phase evenly"),
     "fraction": (0.5, "the W-phase: the last half of the run's steps, from the trained dense model"),
-    "rho": (1.0, "initial penalty rho (docs/defences.md: 0.01 barely moves W in a short run)"),
-    "rho_growth": (2.0, "rho *= rho_growth after every round"),
+    "rho": (1e-3, "initial penalty rho (the spec's 1e-3; 1.0 with rho_growth 2 pulls W onto dense's magnitude "
+                  "mask: docs/defences.md)"),
+    "rho_growth": (1.5, "rho *= rho_growth after every round (the spec's x1.5)"),
 }, validate=_validate)
