@@ -4,8 +4,9 @@ is traced by the tests, not trained: the digits experiment trains it.)
 
   python -m launch.main --config=tests/defences_case.py --workdir=/tmp/run
 
-The ADMM W-phase takes steps 6..12 in 2 rounds of 3 (round ends at steps 9 and 12). `:admm` plans only dense, the
-ticket and the ADMM models, checkpoints every 2 steps and attacks nothing: the kill -9 test stops it after the
+The ADMM W-phase takes steps 6..12 in 2 rounds of 3 (round ends at steps 9 and 12), at the spec's rho (1e-3, x1.5
+per round); admm_hard_s80 is its end hard-pruned (no steps), admm_s80 the same fine-tuned. `:admm` plans only dense,
+the ticket and the ADMM models, checkpoints every 2 steps and attacks nothing: the kill -9 test stops it after the
 step-8 checkpoint, inside ADMM's first round.
 """
 from mialth_jax import config_lib

@@ -16,8 +16,9 @@ k_i = n_i - round(s * n_i) per layer (layerwise_magnitude) or round(s * n) prune
 `masks.prune` itself (the tickets' code) on the trained dense weights W0; U0 = 0.
 
 The recipes: `admm` plans admm_train_s80 (the W-phase from the trained dense model, its mask dense, with Z, U and rho
-in the `admm` step hook's slot of the train state) and admm_s80 (admm_train_s80's final weights hard-pruned by
-magnitude, then fine-tuned: MIA-Pruning). Settings: config.defences.admm.
+in the `admm` step hook's slot of the train state), admm_hard_s80 (admm_train_s80's final weights hard-pruned by
+magnitude, not trained: the spec's attack right after the hard prune) and admm_s80 (the same mask, fine-tuned:
+MIA-Pruning). Settings: config.defences.admm.
 """
 import jax
 import jax.numpy as jnp
@@ -110,21 +111,33 @@ class AdmmTrain(phase.Defence, recipes.FromTrained):
                                first_step=self.first_step(ctx, spec))}
 
 
+@recipes.RECIPES.register("admm_hard")
+class AdmmHard(phase.FineTuned):
+  """admm_train's final weights hard-pruned by magnitude and not trained (planned by `admm`): it starts at the run's
+  last step, so its weights are the W-phase's end with the mask applied and its batch statistics the W-phase's."""
+  title = "ADMM, hard-pruned, before fine-tuning"
+
+  def first_step(self, ctx, spec):
+    return ctx.total_steps
+
+
 @recipes.RECIPES.register("admm")
 class Admm(phase.FineTuned):
   """The ADMM-pruned model: admm_train's final weights hard-pruned by magnitude, then fine-tuned (MIA-Pruning)."""
   title = "ADMM pruning"
 
   def plan(self, config, planned):
-    return [spec for s in phase.sparsities(config) for spec in phase_pair("admm", s, config.defences.rule)]
+    return [spec for s in phase.sparsities(config) for spec in phases("admm", s, config.defences.rule)]
 
 
-def phase_pair(kind: str, sparsity: float, rule: str, suffix: str = "", options: tuple = ()) -> list[ModelSpec]:
-  """The W-phase model `<kind>_train_s80<suffix>` (from trained dense, its mask dense) and the model hard-pruned from
-  it and fine-tuned, `<kind>_s80<suffix>`; `options` go to both, the sparsity to the W-phase's as an option."""
-  train = f"{kind}_train_{tag(sparsity)}{suffix}"
+def phases(kind: str, sparsity: float, rule: str, suffix: str = "", options: tuple = ()) -> list[ModelSpec]:
+  """The W-phase model `<kind>_train_s80<suffix>` (from trained dense, its mask dense), the model hard-pruned from it,
+  `<kind>_hard_s80<suffix>`, and the same fine-tuned, `<kind>_s80<suffix>`; `options` go to all three, the sparsity
+  to the W-phase's as an option."""
+  train, name = f"{kind}_train_{tag(sparsity)}{suffix}", f"{tag(sparsity)}{suffix}"
   return [ModelSpec(train, f"{kind}_train", 0.0, "dense", rule, "trained", (*options, ("sparsity", sparsity))),
-          ModelSpec(f"{kind}_{tag(sparsity)}{suffix}", kind, sparsity, train, rule, "trained", options)]
+          ModelSpec(f"{kind}_hard_{name}", f"{kind}_hard", sparsity, train, rule, "trained", options),
+          ModelSpec(f"{kind}_{name}", kind, sparsity, train, rule, "trained", options)]
 
 
 def _validate(config) -> None:
