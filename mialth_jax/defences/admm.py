@@ -18,8 +18,12 @@ k_i = n_i - round(s * n_i) per layer (layerwise_magnitude) or round(s * n) prune
 The recipes: `admm` plans admm_train_s80 (the W-phase from the trained dense model, its mask dense, with Z, U and rho
 in the `admm` step hook's slot of the train state), admm_hard_s80 (admm_train_s80's final weights hard-pruned by
 magnitude, not trained: the spec's attack right after the hard prune) and admm_s80 (the same mask, fine-tuned:
-MIA-Pruning). Settings: config.defences.admm.
+MIA-Pruning). admm_s80 records how its mask differs from dense's one-shot magnitude mask (MASK_CHANGE): at a large rho
+the W-phase holds W at Z0 and the two masks agree. Settings: config.defences.admm.
 """
+import dataclasses
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,9 +31,10 @@ import numpy as np
 from mialth_jax import errors
 from mialth_jax.defences import phase
 from mialth_jax.lottery import masks, recipes, step_hooks
-from mialth_jax.utils import config_sections
+from mialth_jax.utils import config_sections, io
 
 ModelSpec, tag = recipes.ModelSpec, recipes.sparsity_tag
+MASK_CHANGE = "mask_change.json"  # models/<name>/: the kept weights where its mask differs from dense's magnitude mask
 
 
 def init_state(params, mask, sparsity: float, rule: str, *, rho: float, growth: float, round_steps: int,
@@ -121,6 +126,13 @@ class AdmmHard(phase.FineTuned):
     return ctx.total_steps
 
 
+def mask_change(ctx, spec: ModelSpec, mask) -> dict:
+  """The kept weights of `mask` that one-shot magnitude pruning of dense at the same sparsity and rule prunes (the
+  tickets' mask where lottery.rule is the same), per layer and in total (masks.kept_difference)."""
+  magnitude = recipes.pruned_mask(ctx, dataclasses.replace(spec, mask_from="dense"), ctx.dense_mask())
+  return {"reference": "dense", "sparsity": spec.sparsity, "rule": spec.rule, **masks.kept_difference(mask, magnitude)}
+
+
 @recipes.RECIPES.register("admm")
 class Admm(phase.FineTuned):
   """The ADMM-pruned model: admm_train's final weights hard-pruned by magnitude, then fine-tuned (MIA-Pruning)."""
@@ -128,6 +140,14 @@ class Admm(phase.FineTuned):
 
   def plan(self, config, planned):
     return [spec for s in phase.sparsities(config) for spec in phases("admm", s, config.defences.rule)]
+
+  def mask(self, ctx, spec):
+    """The hard prune's mask; its change against dense's magnitude mask is written beside it the first time."""
+    mask = super().mask(ctx, spec)
+    path = ctx.layout.path("models", spec.name, MASK_CHANGE)
+    if not os.path.exists(path) and jax.process_index() == 0:
+      io.write_json(path, mask_change(ctx, spec, mask))
+    return mask
 
 
 def phases(kind: str, sparsity: float, rule: str, suffix: str = "", options: tuple = ()) -> list[ModelSpec]:

@@ -20,7 +20,7 @@ import os
 
 from mialth_jax.attacks import stats
 from mialth_jax.experiments import verdict as verdict_lib
-from mialth_jax.report import collect, defence_compare, defence_plots, fmt, names, plots, sections
+from mialth_jax.report import collect, defence_compare, defence_masks, defence_plots, fmt, names, plots, sections
 from mialth_jax.utils import io
 
 PAPER_NUMBERS = os.path.join(os.path.dirname(__file__), "defence_paper_numbers.json")
@@ -233,5 +233,5 @@ def section(runs, out: sections.Output) -> str:
     comparisons = defence_compare.Comparisons(run.config["attacks"]["num_bootstrap"], run.config["seed"])
     rows_of, baseline = found[run.label], choice.baseline
     doc += [f"### {run.label} (attack set n{choice.size})", "", *table(rows_of, baseline, comparisons), "",
-            *verdicts(rows_of, baseline, comparisons), "", *claims(rows_of, baseline, paper, comparisons), ""]
+            *defence_masks.table(run), *verdicts(rows_of, baseline, comparisons), "", *claims(rows_of, baseline, paper, comparisons), ""]
   return sections.text(doc)
