@@ -8,9 +8,11 @@ highest ROC AUC on it among the paper and zoo protocols' attacks on a model's ow
 a result on the model compared), chosen on the selection half of attack-test; each model's AUC and TPR and the
 AUC differences (DeLong, Holm-adjusted over the section's comparisons of a run) are measured on the other, judged
 half. Tickets are answered in "Did pruning change leakage?", not again here. The paper's "attack accuracy" claims
-use each model's most accurate adaptive attack instead (paper protocol, or shadows trained with the same defence).
-ADMM's hard-pruned models (before fine-tuning) stand next to the fine-tuned ones, and how fine-tuning changed their
-leakage is shown.
+use each model's most accurate adaptive attack instead (paper protocol, or shadows trained with the same defence), and
+compare each family's headline model at matched test accuracy (its highest sparsity, then lambda, within 1 point of
+dense's test accuracy), over seeds where the report holds runs of one config that differ only in their seed. ADMM's
+hard-pruned models (before fine-tuning) stand next to the fine-tuned ones, and how fine-tuning changed their leakage
+is shown.
 Test accuracies carry 95 % Wilson intervals and their differences an unpaired normal interval (a paired one would be
 narrower, the per-example test predictions are not kept).
 """
@@ -20,14 +22,16 @@ import os
 
 from mialth_jax.attacks import stats
 from mialth_jax.experiments import verdict as verdict_lib
-from mialth_jax.report import collect, defence_compare, defence_masks, defence_plots, fmt, names, plots, sections
+from mialth_jax.report import (collect, defence_claims, defence_compare, defence_masks, defence_plots, fmt, names,
+                               plots, sections, seeds)
 from mialth_jax.utils import io
 
 PAPER_NUMBERS = os.path.join(os.path.dirname(__file__), "defence_paper_numbers.json")
 KINDS = ("dense", "ticket", "imp", "finetune", "admm", "minmax", "admm_minmax", "admm_train", "admm_minmax_train")
-DEFENDED = ("finetune", "admm", "minmax", "admm_minmax")
+DEFENDED = defence_claims.FAMILIES
 HARD = {"admm_hard": "admm", "admm_minmax_hard": "admm_minmax"}  # hard-pruned, not fine-tuned -> fine-tuned kind
 ADAPTIVE = ("paper", "shadow")  # the claims' attackers: learnt on the defended model's outputs or on its like
+SEED_KEYS = (*seeds.RECIPE_KEYS, "defences")  # runs that differ in nothing else are one experiment over seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,37 +181,6 @@ def fine_tuning(found: list[Row], comparisons: defence_compare.Comparisons) -> l
   return lines
 
 
-def claims(found: list[Row], baseline: str, paper: dict,
-           comparisons: defence_compare.Comparisons) -> list[str]:
-  """The paper's headline numbers beside ours: the largest drop in attack accuracy (each model's most accurate
-  adaptive attack) that ADMM pruning gives against dense and against Min-Max, with its interval (the largest of
-  several noisy differences is an optimistic estimate, as "up to" is), and whether ADMM + Min-Max leaks least."""
-  dense = _baseline(found, baseline)
-  pruned, minmax = [r for r in found if r.kind == "admm"], [r for r in found if r.kind == "minmax"]
-  ours = {}
-  for key, pairs in (("admm_vs_dense", [(dense, p) for p in pruned if dense]),
-                     ("admm_vs_minmax", [(m, p) for p in pruned for m in minmax])):
-    diffs = [(a, b, comparisons.versus(a, b, "accuracy")) for a, b in pairs]
-    if diffs:
-      a, b, d = min(diffs, key=lambda x: x[2].difference)
-      ours[key] = (f"up to {-d.difference * 100 + 0.0:.1f} points lower [{-d.ci[1] * 100 + 0.0:.1f}, "
-                   f"{-d.ci[0] * 100 + 0.0:.1f}]: "
-                   f"{b.name} {d.other:.3f} vs {a.name} {d.base:.3f} (test acc {b.test_accuracy:.3f} vs "
-                   f"{a.test_accuracy:.3f})")
-  defended = [r for r in found if r.kind in DEFENDED]
-  if defended:
-    lowest = min(defended, key=lambda r: r.strongest("accuracy")["accuracy"])
-    ours["admm_minmax_lowest"] = (f"the lowest attack accuracy is {lowest.name}'s "
-                                  f"({lowest.strongest('accuracy')['accuracy']:.3f}): "
-                                  f"{'an' if lowest.kind == 'admm_minmax' else 'not an'} ADMM + Min-Max model")
-  lines = ["| claim (abstract) | paper | ours: attack accuracy of the most accurate adaptive attack, largest drop "
-           "over the pairs [95 % CI] |", "| --- | --- | --- |"]
-  for c in paper["claims"]:
-    said = f"up to {c['attack_accuracy_lower_by'] * 100:.1f} points lower" if c["attack_accuracy_lower_by"] else "-"
-    lines.append(f"| {c['comparison']} | {said} | {ours.get(c['ours'], 'no such models in this run')} |")
-  return lines
-
-
 @sections.register("defences", order=20)
 def section(runs, out: sections.Output) -> str:
   """The report's defences section (empty when no run holds a defended model)."""
@@ -224,6 +197,7 @@ def section(runs, out: sections.Output) -> str:
   doc = ["## Defences: pruning (Wang et al. 2021) against adversarial regularisation (Nasr et al. 2018)", "",
          __doc__.split("\n\n")[1].replace("\n", " "), "", out.image("privacy-utility", chart), "",
          f"Paper: {paper['source']}. {paper['caveat']}", ""]
+  judged = {}
   for run in runs:
     choice = choices.get(run.label)
     if isinstance(choice, str):
@@ -232,6 +206,12 @@ def section(runs, out: sections.Output) -> str:
       continue
     comparisons = defence_compare.Comparisons(run.config["attacks"]["num_bootstrap"], run.config["seed"])
     rows_of, baseline = found[run.label], choice.baseline
+    judged[run.label] = defence_claims.Judged({r.name: r for r in rows_of}, baseline, comparisons)
     doc += [f"### {run.label} (attack set n{choice.size})", "", *table(rows_of, baseline, comparisons), "",
-            *defence_masks.table(run), *verdicts(rows_of, baseline, comparisons), "", *claims(rows_of, baseline, paper, comparisons), ""]
+            *defence_masks.table(run), *verdicts(rows_of, baseline, comparisons), "",
+            *defence_claims.lines([judged[run.label]], paper), ""]
+  for group in seeds.groups([run for run in runs if run.label in judged], SEED_KEYS):
+    doc += [f"### The paper's claims over seeds: {', '.join(run.label for run in group)} (seeds "
+            f"{', '.join(str(run.config['seed']) for run in group)})", "",
+            *defence_claims.lines([judged[run.label] for run in group], paper), ""]
   return sections.text(doc)
