@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mialth_jax import config_lib, errors
+from mialth_jax import config_lib, errors, inference
 from mialth_jax.data.examples import ExampleSource
 from mialth_jax.defences import admm, reference
 from mialth_jax.experiments import attack_runs, launch
@@ -31,7 +31,8 @@ import defences_case  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND = [sys.executable, "-m", "launch.main", "--config=tests/defences_case.py:admm"]
-MODELS = ["dense", "admm_s80", "admm_train_s80", "finetune_s80", "minmax_l0", "minmax_l1", "ticket_s80"]
+MODELS = ["dense", "admm_hard_s80", "admm_s80", "admm_train_s80", "finetune_s80", "minmax_l0", "minmax_l1",
+          "ticket_s80"]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,8 @@ def test_admm_z_keeps_exactly_k_per_layer_after_every_projection(run):
       assert np.array_equal(np.flatnonzero(z.ravel()), np.sort(flat))
     projections.append((done, float(extra["rho"])))
   state = _steps(ctx, state, ctx.train_step(), 6, 12, check)
-  assert projections == [(9, 2.0), (12, 4.0)]  # rho x2 per round
+  rho, growth = np.float32(1e-3), np.float32(1.5)  # the spec's schedule, the default: rho x1.5 per round
+  assert projections == [(9, float(rho * growth)), (12, float(rho * growth * growth))]
   assert _same_bits(jax.device_get(state.params), _variables(ctx, "admm_train_s80")["params"])
 
 
@@ -117,7 +119,9 @@ def test_admm_and_minmax_compose_in_one_step(run):
   config.lottery.controls = (*config.lottery.controls, "admm_minmax")
   other = pipeline.Context(**{**ctx.__dict__, "config": config, "_jitted": {}})
   specs = {s.name: s for s in recipes.plan(config)}
-  assert [n for n in specs if "minmax_" in n and "admm" in n] == ["admm_minmax_train_s80_l1", "admm_minmax_s80_l1"]
+  assert [n for n in specs if "minmax_" in n and "admm" in n] == ["admm_minmax_train_s80_l1", "admm_minmax_hard_s80_l1",
+                                                                   "admm_minmax_s80_l1"]
+  assert specs["admm_minmax_hard_s80_l1"].options == (("lambda", 1.0),)
   extra = recipes.RECIPES.lookup("admm_minmax_train")().state(other, specs["admm_minmax_train_s80_l1"])
   assert int(extra["first_step"]) == int(extra["minmax"]["warmup_step"]) == 6 and float(extra["minmax"]["lam"]) == 1
   state = other.start_state(other.restore_variables(other.layout.final("dense")),
@@ -136,7 +140,7 @@ def test_lambda_zero_is_plain_training_bit_for_bit(run):
 
 def test_pruned_defences_hold_exact_zeros_at_the_requested_sparsity(run):
   workdir, ctx, _ = run
-  for name, source in (("finetune_s80", "dense"), ("admm_s80", "admm_train_s80")):
+  for name, source in (("finetune_s80", "dense"), ("admm_s80", "admm_train_s80"), ("admm_hard_s80", "admm_train_s80")):
     summary = io.read_json(ctx.layout.summary(name))
     mask = ctx.load_mask(name)
     expected = masks.prune(_variables(ctx, source)["params"], ctx.dense_mask(), 0.8, "layerwise_magnitude")
@@ -145,8 +149,61 @@ def test_pruned_defences_hold_exact_zeros_at_the_requested_sparsity(run):
     for w, m in zip(weights, masks.prunable_leaves(mask, mask)):
       assert np.count_nonzero(w == 0) >= m.size - m.sum() and not np.any(w[~m]), name  # pruned = exact zeros
       assert m.size - m.sum() == round(0.8 * m.size)  # layerwise: round(0.8 n_i) per layer
-    assert summary["kind"] == name.split("_s")[0] and summary["sparsity"] == pytest.approx(0.8, abs=5e-4)
+    assert summary["kind"] == name.rsplit("_s", 1)[0] and summary["sparsity"] == pytest.approx(0.8, abs=5e-4)
     assert summary["pruned_from"] == source and summary["init"] == "trained"
+
+
+def test_the_hard_pruned_model_is_the_w_phase_end_masked_untrained_and_evaluated(run):
+  """Spec section 5's attack right after the hard prune needs that model: the W-phase's final weights with ADMM's
+  mask applied (apply_mask's where, no -0.0), the W-phase's batch statistics, no step trained; its summary evaluates
+  those weights."""
+  _, ctx, _ = run
+  mask = ctx.load_mask("admm_hard_s80")
+  assert _same_bits(mask, ctx.load_mask("admm_s80"))
+  phase_end, hard = _variables(ctx, "admm_train_s80"), _variables(ctx, "admm_hard_s80")
+  masked = jax.tree.map(lambda w, m: np.where(m, w, np.zeros((), w.dtype)), phase_end["params"], mask)
+  assert _same_bits(hard["params"], masked) and _same_bits(hard["batch_stats"], phase_end["batch_stats"])
+  summary = io.read_json(ctx.layout.summary("admm_hard_s80"))
+  assert summary["steps"] == ctx.total_steps and summary["pruned_from"] == "admm_train_s80"
+  assert not os.listdir(ctx.layout.checkpoints("admm_hard_s80"))  # nothing trained, nothing checkpointed
+  labels = ctx.data.test_labels
+  logits = inference.predict_logits(ctx.logits_fn, jax.device_put(hard, ctx.replicated), ctx.data.test_images,
+                                    np.arange(len(labels)), 128, ctx.mesh)
+  assert summary["test_accuracy"] == pytest.approx(np.mean(np.argmax(logits, -1) == labels), abs=1e-6)
+
+
+def test_the_admm_mask_change_is_the_xor_of_the_saved_masks(run):
+  """admm_s80's mask_change.json against a direct count: its saved mask XOR the ticket's (the same rule on dense's
+  final weights here: dense's one-shot magnitude mask), layer by layer; at the spec's rho the W-phase of this toy
+  run moves weights across the magnitude threshold."""
+  workdir, ctx, _ = run
+  change = io.read_json(os.path.join(workdir, "models", "admm_s80", admm.MASK_CHANGE))
+  magnitude = masks.prune(_variables(ctx, "dense")["params"], ctx.dense_mask(), 0.8, "layerwise_magnitude")
+  assert _same_bits(ctx.load_mask("ticket_s80"), magnitude)
+  admm_mask, ticket_mask = ctx.load_mask("admm_s80"), ctx.load_mask("ticket_s80")
+  xor = {masks.path_name(path): np.logical_xor(a, b) for (path, a), b in
+         zip(jax.tree_util.tree_leaves_with_path(admm_mask), jax.tree.leaves(ticket_mask)) if np.ndim(a)}
+  assert {name: layer["differ"] * 2 for name, layer in change["layers"].items()} == {
+      name: int(np.sum(x)) for name, x in xor.items()}  # per layer both keep as many: each move counts twice
+  assert change["differ"] * 2 == sum(int(np.sum(x)) for x in xor.values()) > 0
+  assert change["kept"] == io.read_json(ctx.layout.sparsity_report("admm_s80"))["kept"]
+
+
+def test_at_rho_1_the_admm_mask_is_denses_magnitude_mask(run):
+  """The documented option, rho 1.0 x2 per round, holds W at Z0 = dense's magnitude mask over the W-phase: hard
+  pruning its end keeps that mask (the issue's finding on digits, here on the toy run)."""
+  _, ctx, _ = run
+  config = ml_collections.ConfigDict(ctx.config.to_dict())
+  config.defences.admm.rho, config.defences.admm.rho_growth = 1.0, 2.0
+  other = pipeline.Context(**{**ctx.__dict__, "config": config, "_jitted": {}})
+  spec = next(s for s in recipes.plan(config) if s.name == "admm_train_s80")
+  recipe = recipes.RECIPES.lookup(spec.kind)()
+  state = ctx.start_state(recipe.start(ctx, spec), jax.device_put(ctx.dense_mask(), ctx.replicated), 6,
+                          recipe.state(other, spec))
+  assert float(state.extra["admm"]["rho"]) == 1.0
+  state = _steps(ctx, state, ctx.train_step(), 6, 12)
+  mask = masks.prune(jax.device_get(state.params), ctx.dense_mask(), 0.8, "layerwise_magnitude")
+  assert masks.kept_difference(mask, ctx.load_mask("ticket_s80"))["differ"] == 0
 
 
 def test_the_minmax_reference_set_is_recorded_and_never_evaluated(run, tmp_path):
@@ -178,8 +235,11 @@ def test_every_defended_model_is_attacked_and_charted(run, tmp_path):
   report = open(markdown.write([collect.load_run(workdir, num_bootstrap=50)], str(tmp_path))).read()
   assert "## Defences: pruning (Wang et al. 2021) against adversarial regularisation" in report
   for name in ("| admm_s80 | ADMM pruning, 80%", "| minmax_l1 | Min-Max, lambda 1", "| finetune_s80 |",
-               "| ticket_s80 | lottery ticket, 80%", "| admm_train_s80 | ADMM W-phase, before hard pruning"):
+               "| ticket_s80 | lottery ticket, 80%", "| admm_train_s80 | ADMM W-phase, before hard pruning",
+               "| admm_hard_s80 | ADMM, hard-pruned, before fine-tuning, 80%", "- admm_s80 against admm_hard_s80 ("):
     assert name in report
+  change = io.read_json(os.path.join(workdir, "models", "admm_s80", admm.MASK_CHANGE))
+  assert f"| admm_s80 | 80% | {change['kept']:,} | {change['differ']:,} (" in report
   assert "up to 13.6 points lower" in report and "up to 10.0 points lower" in report
   assert os.path.getsize(os.path.join(tmp_path, "plots", "defences_privacy_utility.png")) > 10_000
 
@@ -211,7 +271,7 @@ def test_killed_inside_an_admm_round_resumes_to_the_same_bits(run, tmp_path, cap
   caplog.set_level(logging.INFO)
   launch.train(defences_case.get_config("admm"), workdir)  # the relaunch, in this process
   assert re.search(r"\[admm_train_s80\] resuming from the checkpoint at step (8|10)", caplog.text)  # round 1 or 2
-  for name in ("admm_train_s80", "admm_s80"):
+  for name in ("admm_train_s80", "admm_hard_s80", "admm_s80"):
     mine = checkpoint.restore(os.path.join(workdir, "models", name, "final"), ctx.abstract_variables())
     assert _same_bits(jax.device_get(mine), _variables(ctx, name)), name
     lines = lambda d: io.read_jsonl(os.path.join(d, "models", name, "metrics.jsonl"))  # noqa: E731

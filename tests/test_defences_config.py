@@ -32,6 +32,13 @@ def test_the_jitted_projection_is_the_tickets_magnitude_rule():
                zip(state["z"], expected, masks.prunable_leaves(params, mask)))  # Z0 = Proj(W0)
 
 
+def test_admm_defaults_to_the_specs_rho_schedule_and_takes_rho_1_by_flags():
+  config = defences_case.get_config()
+  assert (config.defences.admm.rho, config.defences.admm.rho_growth) == (1e-3, 1.5)  # spec section 3
+  config.defences.admm.rho, config.defences.admm.rho_growth = 1.0, 2.0  # the documented option
+  config_lib.validate(config)
+
+
 @pytest.mark.parametrize("field,value,expected", [
     ("minmax.lambdas", (1.0, -0.5), "defences.minmax.lambdas=(1.0, -0.5): expected lambdas >= 0"),
     ("admm.rho", -1e-3, "defences.admm.rho=-0.001: expected a penalty >= 0"),

@@ -2,7 +2,7 @@
 import numpy as np
 
 from mialth_jax.data import splits as splits_lib
-from mialth_jax.report import collect, seeds
+from mialth_jax.report import collect, defences, seeds
 
 
 def _run(label, seed, dense_acc, ticket_acc, epochs=20):
@@ -41,3 +41,11 @@ def test_no_section_without_two_seeds_of_one_recipe():
 
 def test_a_mean_that_rounds_to_zero_prints_without_a_sign():
   assert seeds._mean_sd([-0.0004, 0.0002, -0.0001]).startswith("0.000 +- ")
+
+
+def test_the_defences_group_seeds_only_of_equal_defence_settings():
+  runs = [_run("s0", 0, 0.5, 0.5), _run("s1", 1, 0.5, 0.5), _run("rho1", 2, 0.5, 0.5)]
+  for run, rho in zip(runs, (1e-3, 1e-3, 1.0)):
+    run.config["defences"] = {"admm": {"rho": rho}}
+  assert [[r.label for r in g] for g in seeds.groups(runs)] == [["s0", "s1", "rho1"]]  # Table 1 reads no defences
+  assert [[r.label for r in g] for g in seeds.groups(runs, defences.SEED_KEYS)] == [["s0", "s1"]]

@@ -16,9 +16,14 @@ k_i = n_i - round(s * n_i) per layer (layerwise_magnitude) or round(s * n) prune
 `masks.prune` itself (the tickets' code) on the trained dense weights W0; U0 = 0.
 
 The recipes: `admm` plans admm_train_s80 (the W-phase from the trained dense model, its mask dense, with Z, U and rho
-in the `admm` step hook's slot of the train state) and admm_s80 (admm_train_s80's final weights hard-pruned by
-magnitude, then fine-tuned: MIA-Pruning). Settings: config.defences.admm.
+in the `admm` step hook's slot of the train state), admm_hard_s80 (admm_train_s80's final weights hard-pruned by
+magnitude, not trained: the spec's attack right after the hard prune) and admm_s80 (the same mask, fine-tuned:
+MIA-Pruning). admm_s80 records how its mask differs from dense's one-shot magnitude mask (MASK_CHANGE): at a large rho
+the W-phase holds W at Z0 and the two masks agree. Settings: config.defences.admm.
 """
+import dataclasses
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,9 +31,10 @@ import numpy as np
 from mialth_jax import errors
 from mialth_jax.defences import phase
 from mialth_jax.lottery import masks, recipes, step_hooks
-from mialth_jax.utils import config_sections
+from mialth_jax.utils import config_sections, io
 
 ModelSpec, tag = recipes.ModelSpec, recipes.sparsity_tag
+MASK_CHANGE = "mask_change.json"  # models/<name>/: the kept weights where its mask differs from dense's magnitude mask
 
 
 def init_state(params, mask, sparsity: float, rule: str, *, rho: float, growth: float, round_steps: int,
@@ -110,21 +116,48 @@ class AdmmTrain(phase.Defence, recipes.FromTrained):
                                first_step=self.first_step(ctx, spec))}
 
 
+@recipes.RECIPES.register("admm_hard")
+class AdmmHard(phase.FineTuned):
+  """admm_train's final weights hard-pruned by magnitude and not trained (planned by `admm`): it starts at the run's
+  last step, so its weights are the W-phase's end with the mask applied and its batch statistics the W-phase's."""
+  title = "ADMM, hard-pruned, before fine-tuning"
+
+  def first_step(self, ctx, spec):
+    return ctx.total_steps
+
+
+def mask_change(ctx, spec: ModelSpec, mask) -> dict:
+  """The kept weights of `mask` that one-shot magnitude pruning of dense at the same sparsity and rule prunes (the
+  tickets' mask where lottery.rule is the same), per layer and in total (masks.kept_difference)."""
+  magnitude = recipes.pruned_mask(ctx, dataclasses.replace(spec, mask_from="dense"), ctx.dense_mask())
+  return {"reference": "dense", "sparsity": spec.sparsity, "rule": spec.rule, **masks.kept_difference(mask, magnitude)}
+
+
 @recipes.RECIPES.register("admm")
 class Admm(phase.FineTuned):
   """The ADMM-pruned model: admm_train's final weights hard-pruned by magnitude, then fine-tuned (MIA-Pruning)."""
   title = "ADMM pruning"
 
   def plan(self, config, planned):
-    return [spec for s in phase.sparsities(config) for spec in phase_pair("admm", s, config.defences.rule)]
+    return [spec for s in phase.sparsities(config) for spec in phases("admm", s, config.defences.rule)]
+
+  def mask(self, ctx, spec):
+    """The hard prune's mask; its change against dense's magnitude mask is written beside it the first time."""
+    mask = super().mask(ctx, spec)
+    path = ctx.layout.path("models", spec.name, MASK_CHANGE)
+    if not os.path.exists(path) and jax.process_index() == 0:
+      io.write_json(path, mask_change(ctx, spec, mask))
+    return mask
 
 
-def phase_pair(kind: str, sparsity: float, rule: str, suffix: str = "", options: tuple = ()) -> list[ModelSpec]:
-  """The W-phase model `<kind>_train_s80<suffix>` (from trained dense, its mask dense) and the model hard-pruned from
-  it and fine-tuned, `<kind>_s80<suffix>`; `options` go to both, the sparsity to the W-phase's as an option."""
-  train = f"{kind}_train_{tag(sparsity)}{suffix}"
+def phases(kind: str, sparsity: float, rule: str, suffix: str = "", options: tuple = ()) -> list[ModelSpec]:
+  """The W-phase model `<kind>_train_s80<suffix>` (from trained dense, its mask dense), the model hard-pruned from it,
+  `<kind>_hard_s80<suffix>`, and the same fine-tuned, `<kind>_s80<suffix>`; `options` go to all three, the sparsity
+  to the W-phase's as an option."""
+  train, name = f"{kind}_train_{tag(sparsity)}{suffix}", f"{tag(sparsity)}{suffix}"
   return [ModelSpec(train, f"{kind}_train", 0.0, "dense", rule, "trained", (*options, ("sparsity", sparsity))),
-          ModelSpec(f"{kind}_{tag(sparsity)}{suffix}", kind, sparsity, train, rule, "trained", options)]
+          ModelSpec(f"{kind}_hard_{name}", f"{kind}_hard", sparsity, train, rule, "trained", options),
+          ModelSpec(f"{kind}_{name}", kind, sparsity, train, rule, "trained", options)]
 
 
 def _validate(config) -> None:
@@ -139,6 +172,7 @@ def _validate(config) -> None:
 config_sections.register("defences.admm", "ADMM pruning (admm, admm_minmax)", {
     "rounds": (3, "ADMM rounds (Z- and U-steps), splitting the W-phase evenly"),
     "fraction": (0.5, "the W-phase: the last half of the run's steps, from the trained dense model"),
-    "rho": (1.0, "initial penalty rho (docs/defences.md: 0.01 barely moves W in a short run)"),
-    "rho_growth": (2.0, "rho *= rho_growth after every round"),
+    "rho": (1e-3, "initial penalty rho (the spec's 1e-3; 1.0 with rho_growth 2 pulls W onto dense's magnitude "
+                  "mask: docs/defences.md)"),
+    "rho_growth": (1.5, "rho *= rho_growth after every round (the spec's x1.5)"),
 }, validate=_validate)

@@ -40,7 +40,8 @@ def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: 
              checkpoint_dir: str, log: io.MetricsLog) -> tuple[TrainState, dict]:
   """Trains from `state` (or its latest checkpoint in checkpoint_dir) to `loop.total_steps` with `jitted_step`
   (`make_jitted_step`), evaluating with `logits_fn` (`inference.make_logits_fn`); with `loop.stop_at`, until the first
-  evaluation that reaches it (the returned state's step says where)."""
+  evaluation that reaches it (the returned state's step says where). A state already at `loop.total_steps` (a model
+  planned with no steps to train) is evaluated once as it is."""
   log = log if jax.process_index() == 0 else _NotWritten()
   manager = checkpoint.manager(checkpoint_dir)
   resumed_from, state = checkpoint.restore_latest(manager, state, NamedSharding(mesh, P()))
@@ -77,6 +78,9 @@ def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: 
     if loop.keep_every_steps and done % loop.keep_every_steps == 0 and not last:
       _keep(state, os.path.join(loop.keep_dir, str(done)))
   manager.close()
+  if int(state.step) == loop.total_steps and not last_eval:  # nothing was left to train: evaluated as it starts
+    last_eval = evaluate(logits_fn, state, data, mesh, loop.eval_batch_size)
+    log({"phase": "eval", "step": loop.total_steps, "epoch": loop.total_steps / loop.steps_per_epoch, **last_eval})
   return state, last_eval
 
 

@@ -178,3 +178,16 @@ def sparsity_report(mask) -> dict:
   kept = sum(v["kept"] for v in layers.values())
   return {"total": total, "kept": kept, "pruned": total - kept, "sparsity": float(1 - kept / total),
           "layers": layers}
+
+
+def kept_difference(mask, reference) -> dict:
+  """Per-layer and total counts of the weights `mask` keeps that `reference` prunes ("differ"; where both keep as
+  many per layer, as many the other way round, so the masks' XOR counts twice that), next to the weights `mask`
+  keeps, as JSON-able numbers."""
+  layers = {}
+  for (path, m), r in zip(jax.tree_util.tree_leaves_with_path(mask), jax.tree.leaves(reference)):
+    if np.ndim(m):
+      m, r = np.asarray(m, bool), np.asarray(r, bool)
+      layers[path_name(path)] = {"kept": int(m.sum()), "differ": int((m & ~r).sum())}
+  return {"kept": sum(v["kept"] for v in layers.values()), "differ": sum(v["differ"] for v in layers.values()),
+          "layers": layers}

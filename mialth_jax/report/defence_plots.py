@@ -17,7 +17,7 @@ def _tag(row) -> str:
 
 def privacy_utility(runs, found: dict, path: str) -> str:
   """One row of two panels per run (AUC, TPR @ 1 % FPR vs test accuracy), 95 % intervals on both axes; ADMM's
-  W-phase models (not pruned yet) are left out."""
+  W-phase models (not pruned yet) and hard-pruned ones (not fine-tuned yet) are left out."""
   shown = [run for run in runs if found.get(run.label)]
   fig, axes = plt.subplots(len(shown) or 1, 2, figsize=(12, 4.2 * max(1, len(shown))), squeeze=False)
   for (ax_auc, ax_tpr), run in zip(axes, shown):

@@ -8,7 +8,11 @@ highest ROC AUC on it among the paper and zoo protocols' attacks on a model's ow
 a result on the model compared), chosen on the selection half of attack-test; each model's AUC and TPR and the
 AUC differences (DeLong, Holm-adjusted over the section's comparisons of a run) are measured on the other, judged
 half. Tickets are answered in "Did pruning change leakage?", not again here. The paper's "attack accuracy" claims
-use each model's most accurate adaptive attack instead (paper protocol, or shadows trained with the same defence).
+use each model's most accurate adaptive attack instead (paper protocol, or shadows trained with the same defence), and
+compare each family's headline model at matched test accuracy (its highest sparsity, then lambda, within 1 point of
+dense's test accuracy), over seeds where the report holds runs of one config that differ only in their seed. ADMM's
+hard-pruned models (before fine-tuning) stand next to the fine-tuned ones, and how fine-tuning changed their leakage
+is shown.
 Test accuracies carry 95 % Wilson intervals and their differences an unpaired normal interval (a paired one would be
 narrower, the per-example test predictions are not kept).
 """
@@ -18,13 +22,16 @@ import os
 
 from mialth_jax.attacks import stats
 from mialth_jax.experiments import verdict as verdict_lib
-from mialth_jax.report import collect, defence_compare, defence_plots, fmt, names, plots, sections
+from mialth_jax.report import (collect, defence_claims, defence_compare, defence_masks, defence_plots, fmt, names,
+                               plots, sections, seeds)
 from mialth_jax.utils import io
 
 PAPER_NUMBERS = os.path.join(os.path.dirname(__file__), "defence_paper_numbers.json")
 KINDS = ("dense", "ticket", "imp", "finetune", "admm", "minmax", "admm_minmax", "admm_train", "admm_minmax_train")
-DEFENDED = ("finetune", "admm", "minmax", "admm_minmax")
+DEFENDED = defence_claims.FAMILIES
+HARD = {"admm_hard": "admm", "admm_minmax_hard": "admm_minmax"}  # hard-pruned, not fine-tuned -> fine-tuned kind
 ADAPTIVE = ("paper", "shadow")  # the claims' attackers: learnt on the defended model's outputs or on its like
+SEED_KEYS = (*seeds.RECIPE_KEYS, "defences")  # runs that differ in nothing else are one experiment over seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,10 +92,10 @@ def rows(run, choice) -> list[Row]:
     own = tuple(collect.select(run.attacks, source=name, target=name, size=choice.size))
     protocol, attack = choice.attack(name)
     chosen = next((r for r in own if (r["protocol"], r["attack"]) == (protocol, attack)), None)
-    if s["kind"] in KINDS and chosen:
+    if (s["kind"] in KINDS or s["kind"] in HARD) and chosen:
       found.append(Row(name, s["kind"], s["sparsity"], _lambda(run, name), s["test_accuracy"],
                        len(run.splits.test), chosen, own))
-  return sorted(found, key=lambda r: (KINDS.index(r.kind), r.sparsity, r.lam or 0.0, r.name))
+  return sorted(found, key=lambda r: (KINDS.index(HARD.get(r.kind, r.kind)), r.sparsity, r.lam or 0.0, r.name))
 
 
 def _ci(value: float, ci, scale: float = 1.0, sign: bool = False) -> str:
@@ -147,6 +154,7 @@ def verdicts(found: list[Row], baseline: str, comparisons: defence_compare.Compa
     lines.append(f"- {row.name} ({row.label}) {said} the strongest attack's AUC ({_attack_name(row.attack)}): "
                  f"{d.other:.3f} vs {d.base:.3f}, {d.difference:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}], Holm-adjusted "
                  f"p={p:.3g}; test accuracy {cost * 100:+.1f} points [{ci[0] * 100:+.1f}, {ci[1] * 100:+.1f}].")
+  lines += fine_tuning(found, comparisons)
   pruned, minmax = [r for r in found if r.kind == "admm"], [r for r in found if r.kind == "minmax"]
   for p in pruned:
     for m in minmax:
@@ -158,34 +166,18 @@ def verdicts(found: list[Row], baseline: str, comparisons: defence_compare.Compa
   return lines
 
 
-def claims(found: list[Row], baseline: str, paper: dict,
-           comparisons: defence_compare.Comparisons) -> list[str]:
-  """The paper's headline numbers beside ours: the largest drop in attack accuracy (each model's most accurate
-  adaptive attack) that ADMM pruning gives against dense and against Min-Max, with its interval (the largest of
-  several noisy differences is an optimistic estimate, as "up to" is), and whether ADMM + Min-Max leaks least."""
-  dense = _baseline(found, baseline)
-  pruned, minmax = [r for r in found if r.kind == "admm"], [r for r in found if r.kind == "minmax"]
-  ours = {}
-  for key, pairs in (("admm_vs_dense", [(dense, p) for p in pruned if dense]),
-                     ("admm_vs_minmax", [(m, p) for p in pruned for m in minmax])):
-    diffs = [(a, b, comparisons.versus(a, b, "accuracy")) for a, b in pairs]
-    if diffs:
-      a, b, d = min(diffs, key=lambda x: x[2].difference)
-      ours[key] = (f"up to {-d.difference * 100 + 0.0:.1f} points lower [{-d.ci[1] * 100 + 0.0:.1f}, "
-                   f"{-d.ci[0] * 100 + 0.0:.1f}]: "
-                   f"{b.name} {d.other:.3f} vs {a.name} {d.base:.3f} (test acc {b.test_accuracy:.3f} vs "
-                   f"{a.test_accuracy:.3f})")
-  defended = [r for r in found if r.kind in DEFENDED]
-  if defended:
-    lowest = min(defended, key=lambda r: r.strongest("accuracy")["accuracy"])
-    ours["admm_minmax_lowest"] = (f"the lowest attack accuracy is {lowest.name}'s "
-                                  f"({lowest.strongest('accuracy')['accuracy']:.3f}): "
-                                  f"{'an' if lowest.kind == 'admm_minmax' else 'not an'} ADMM + Min-Max model")
-  lines = ["| claim (abstract) | paper | ours: attack accuracy of the most accurate adaptive attack, largest drop "
-           "over the pairs [95 % CI] |", "| --- | --- | --- |"]
-  for c in paper["claims"]:
-    said = f"up to {c['attack_accuracy_lower_by'] * 100:.1f} points lower" if c["attack_accuracy_lower_by"] else "-"
-    lines.append(f"| {c['comparison']} | {said} | {ours.get(c['ours'], 'no such models in this run')} |")
+def fine_tuning(found: list[Row], comparisons: defence_compare.Comparisons) -> list[str]:
+  """Each fine-tuned ADMM model against its hard-pruned self (spec section 5: fine-tuning on the members may raise
+  leakage): the fine-tuned model's strongest attack on both, and the test accuracies."""
+  lines = []
+  for hard in (r for r in found if r.kind in HARD):
+    tuned = next((r for r in found if (r.kind, r.sparsity, r.lam) == (HARD[hard.kind], hard.sparsity, hard.lam)), None)
+    auc = comparisons.versus(hard, tuned) if tuned else None
+    if auc is not None:
+      lines.append(f"- {tuned.name} against {hard.name} (right after the hard prune): the strongest attack's AUC "
+                   f"({_attack_name(tuned.attack)}) {auc.other:.3f} vs {auc.base:.3f}, {auc.difference:+.3f} "
+                   f"[{auc.ci[0]:+.3f}, {auc.ci[1]:+.3f}]; test accuracy {tuned.test_accuracy:.3f} vs "
+                   f"{hard.test_accuracy:.3f}.")
   return lines
 
 
@@ -205,6 +197,7 @@ def section(runs, out: sections.Output) -> str:
   doc = ["## Defences: pruning (Wang et al. 2021) against adversarial regularisation (Nasr et al. 2018)", "",
          __doc__.split("\n\n")[1].replace("\n", " "), "", out.image("privacy-utility", chart), "",
          f"Paper: {paper['source']}. {paper['caveat']}", ""]
+  judged = {}
   for run in runs:
     choice = choices.get(run.label)
     if isinstance(choice, str):
@@ -213,6 +206,12 @@ def section(runs, out: sections.Output) -> str:
       continue
     comparisons = defence_compare.Comparisons(run.config["attacks"]["num_bootstrap"], run.config["seed"])
     rows_of, baseline = found[run.label], choice.baseline
+    judged[run.label] = defence_claims.Judged({r.name: r for r in rows_of}, baseline, comparisons)
     doc += [f"### {run.label} (attack set n{choice.size})", "", *table(rows_of, baseline, comparisons), "",
-            *verdicts(rows_of, baseline, comparisons), "", *claims(rows_of, baseline, paper, comparisons), ""]
+            *defence_masks.table(run), *verdicts(rows_of, baseline, comparisons), "",
+            *defence_claims.lines([judged[run.label]], paper), ""]
+  for group in seeds.groups([run for run in runs if run.label in judged], SEED_KEYS):
+    doc += [f"### The paper's claims over seeds: {', '.join(run.label for run in group)} (seeds "
+            f"{', '.join(str(run.config['seed']) for run in group)})", "",
+            *defence_claims.lines([judged[run.label] for run in group], paper), ""]
   return sections.text(doc)

@@ -12,19 +12,21 @@ from mialth_jax.lottery.recipes import TICKET_KINDS
 from mialth_jax.report import collect, sections
 
 PAPER_ATTACK = collect.PAPER_ATTACK
+RECIPE_KEYS = ("data", "model", "train", "lottery")  # the config sections that define the models of Table 1
 
 
-def _recipe_key(run) -> str:
-  """The model-defining config without the seed: runs with the same key differ only in their random draws."""
-  config = {k: run.config[k] for k in ("data", "model", "train", "lottery")}
+def _recipe_key(run, keys) -> str:
+  """The config sections `keys` (the seed aside): runs with the same key differ only in their random draws."""
+  config = {k: run.config.get(k) for k in keys}
   return json.dumps(config, sort_keys=True)
 
 
-def groups(runs) -> list[list]:
-  """Runs of the same recipe with distinct seeds, two or more per group, in the order they were given."""
+def groups(runs, keys=RECIPE_KEYS) -> list[list]:
+  """Runs of the same recipe (equal config sections `keys`) with distinct seeds, two or more per group, in the order
+  they were given."""
   by_recipe = {}
   for run in runs:
-    by_recipe.setdefault(_recipe_key(run), []).append(run)
+    by_recipe.setdefault(_recipe_key(run, keys), []).append(run)
   return [rs for rs in by_recipe.values() if len({r.config["seed"] for r in rs}) > 1]
 
 
