@@ -200,11 +200,14 @@ def test_no_offset_gives_an_interval_around_zero():
   assert found["ci"][0] < 0 < found["ci"][1]
 
 
-def test_matched_difference_is_the_mean_gap_on_the_common_range_and_nan_without_one():
+def test_matched_difference_is_the_mean_gap_at_the_kept_points_in_the_common_range_and_nan_without_one():
   x_a, x_b = np.array([0.0, 1.0, 2.0]), np.array([0.5, 1.5, 3.0])
   assert fit_curves.matched_difference(x_a, 2 * x_a, x_b, 2 * x_b + 0.25) == pytest.approx(0.25)
-  # y_b - y_a = x on [0.5, 2]: its mean over an even grid is the midpoint 1.25
+  # y_b - y_a = x at the points 0.5, 1, 1.5, 2 of either curve inside [0.5, 2]: mean 1.25
   assert fit_curves.matched_difference(x_a, np.zeros(3), x_b, x_b) == pytest.approx(1.25)
+  # a point of b at 1.6 joins: (0.5 + 1 + 1.5 + 1.6 + 2) / 5
+  x_c = np.array([0.5, 1.5, 1.6, 3.0])
+  assert fit_curves.matched_difference(x_a, np.zeros(3), x_c, x_c) == pytest.approx(6.6 / 5)
   assert np.isnan(fit_curves.matched_difference(x_a, x_a, x_a + 5, x_a))
 
 

@@ -15,8 +15,10 @@ where it was kept at the same steps (train.keep_every_epochs equal to zoo.curve_
 
 The effect of sparsity at equal fit (`matched_difference`, `compare`): for pair s (zoo ticket s and the dense model
 it was pruned from, trained on the same examples) the vertical distance between the two curves of a leakage metric
-against a fit metric, averaged over the range of fit both curves cover; its mean over the pairs with a Student-t
-interval over pairs (`stats.paired_over_models`).
+against a fit metric, at every kept point of either curve inside the range of fit both cover (so the comparison
+weighs the fit levels where the models were observed, most of them late in training; train loss, which spans orders
+of magnitude, is matched on its logarithm); its mean over the pairs with a Student-t interval over pairs
+(`stats.paired_over_models`).
 """
 import os
 
@@ -154,9 +156,10 @@ def record_all(ctx, zoo_summaries: dict, reference_of, attack_configs: dict) -> 
                       kind)
     summary = {"curve_steps": [], **summary}
     target_at = _own_model(ctx, summary, steps_of(summary))
-    curve = {"attack": name, "queries": list(ctx.config.zoo.curve_queries),
-             **kind_curve(ctx.layout, kind, reference_of(kind), attack_configs[name], list(ctx.config.zoo.curve_queries),
-                          list(ctx.config.zoo.queries), target_at)}
+    queries = list(ctx.config.zoo.curve_queries)
+    found = kind_curve(ctx.layout, kind, reference_of(kind), attack_configs[name], queries,
+                       list(ctx.config.zoo.queries), target_at)
+    curve = {"attack": name, "queries": queries, **found}
     hosts.on_process_zero(lambda c=curve, k=kind: io.write_json(path(ctx.layout, k), c))
 
 
@@ -174,12 +177,17 @@ def interpolate(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
   return np.interp(grid, xs, ys)
 
 
-def matched_difference(x_a, y_a, x_b, y_b, points: int = 64) -> float:
-  """Mean of y_b(x) - y_a(x) over the range of x that both curves cover (NaN where they do not overlap)."""
+LOG_MATCHED = ("train_loss", "heldout_loss")  # fit metrics matched on their logarithm
+
+
+def matched_difference(x_a, y_a, x_b, y_b) -> float:
+  """Mean of y_b(x) - y_a(x) over the points of both curves whose x lies in the range both cover, each curve
+  interpolated linearly between its points (NaN where the ranges do not overlap)."""
   low, high = max(np.min(x_a), np.min(x_b)), min(np.max(x_a), np.max(x_b))
   if not low < high:
     return float("nan")
-  grid = np.linspace(low, high, points)
+  grid = np.unique(np.concatenate([x_a, x_b]))
+  grid = grid[(grid >= low) & (grid <= high)]
   return float(np.mean(interpolate(x_b, y_b, grid) - interpolate(x_a, y_a, grid)))
 
 
@@ -193,6 +201,8 @@ def compare(base: dict, other: dict, x: str, y: str) -> dict:
     values = np.array(curve["metrics"][metric], np.float64)
     return values[:, [curve["names"].index(n) for n in names]].T
   xa, ya, xb, yb = columns(base, x), columns(base, y), columns(other, x), columns(other, y)
+  if x in LOG_MATCHED:
+    xa, xb = np.log(np.maximum(xa, 1e-12)), np.log(np.maximum(xb, 1e-12))
   differences = np.array([matched_difference(*pair) for pair in zip(xa, ya, xb, yb)])
   used = differences[np.isfinite(differences)]
   if len(used) < 2:

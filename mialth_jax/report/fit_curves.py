@@ -19,14 +19,16 @@ from mialth_jax.report import plots, sections
 from mialth_jax.utils import io
 
 MATCHED = (("train_loss", "train loss"), ("heldout_accuracy", "held-out accuracy"))
-LEAKAGE = (("roc_auc", "AUC"), ("tpr_at_fpr_0.01", "TPR @ 1 % FPR"))
+LEAKAGE = (("roc_auc", "attack AUC"), ("tpr_at_fpr_0.01", "attack TPR @ 1 % FPR"),
+           ("loss_roc_auc", "loss-threshold AUC"))
 METHOD = ("Every zoo model is attacked where the zoo kept it (every `zoo.curve_every_epochs` epochs and at the end) "
           "by the curve's attack calibrated on the other zoo models of its kind at the same step (leave-one-out), on "
           "the pool less RMIA's population; its fit there is read from the same logits: train loss on its members, "
           "held-out accuracy on the pool examples it did not train on. A kind's difference from dense at matched fit "
           "is, for each model pair (zoo model s of each kind: the same members; a ticket or a random-prune control "
-          "pruned from dense model s), the vertical distance between the two curves of leakage against fit, "
-          "linearly interpolated and averaged over the range of fit both cover; the table gives its mean over the "
+          "pruned from dense model s), the vertical distance between the two curves of leakage against fit, each "
+          "interpolated linearly between its kept points (train loss on a log scale), averaged over the kept points "
+          "of both curves inside the range of fit both cover; the table gives its mean over the "
           "pairs whose curves overlap, a Student-t 95 % interval over pairs, the paired t p-value and the Holm-"
           "adjusted p-value over every comparison of this section.")
 
@@ -65,6 +67,13 @@ def curves_of(group: list) -> dict[str, dict]:
   return found
 
 
+def _kind_order(item) -> tuple:
+  """Tickets first, then the random-prune controls, the narrow controls and the other runs' kinds, each by sparsity."""
+  kind, curve = item
+  family = next((i for i, p in enumerate(("ticket", "random_prune", "narrow")) if kind.startswith(p)), 3)
+  return family, curve.get("sparsity", 0.0), kind
+
+
 def _zoo_count(curve: dict) -> int:
   return sum(n != zoo_targets.TARGET for n in curve["names"])
 
@@ -83,7 +92,9 @@ def comparisons(curves: dict) -> list[dict]:
     for x, _ in MATCHED:
       for y, _ in LEAKAGE:
         if _estimable(curve, y) and _estimable(curves["dense"], y):
-          rows.append({"kind": kind, "x": x, "y": y, **fit_curves.compare(curves["dense"], curve, x, y)})
+          rows.append({"kind": kind, "x": x, "y": y, "scored_nonmembers": min(curve["scored_nonmembers"],
+                                                                              curves["dense"]["scored_nonmembers"]),
+                       **fit_curves.compare(curves["dense"], curve, x, y)})
   adjusted = stats.holm([r.get("p_value", float("nan")) for r in rows])
   return [{**r, "p_adjusted": float(p)} for r, p in zip(rows, adjusted)]
 
@@ -97,15 +108,19 @@ def _cell(row: dict) -> str:
 
 
 def table(rows: list[dict], kinds: list[str]) -> list[str]:
-  header = [f"{name} at matched {fit}" for fit_key, fit in MATCHED for y, name in LEAKAGE]
+  """kind - dense per matched fit and leakage metric; a metric no comparison measured (TPR at 1 % FPR with too few
+  non-members) is left out, saying so."""
+  measured = [(y, name) for y, name in LEAKAGE if any(r["y"] == y for r in rows)]
+  header = [f"{name} at matched {fit}" for _, fit in MATCHED for _, name in measured]
   lines = ["| kind - dense | " + " | ".join(header) + " |", "| --- |" + " --- |" * len(header)]
   for kind in kinds:
-    cells = []
-    for x, _ in MATCHED:
-      for y, _ in LEAKAGE:
-        found = [r for r in rows if (r["kind"], r["x"], r["y"]) == (kind, x, y)]
-        cells.append(_cell(found[0]) if found else "- (TPR not measurable: too few non-members)")
+    cells = [_cell(r) for x, _ in MATCHED for y, _ in measured for r in rows if (r["kind"], r["x"], r["y"]) ==
+             (kind, x, y)]
     lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+  if len(measured) < len(LEAKAGE):
+    fewest, needed = min(r["scored_nonmembers"] for r in rows), stats.needed_nonmembers(fit_curves.LEVEL)
+    lines += ["", f"TPR at {fit_curves.LEVEL:.0%} FPR is not compared: a zoo target is scored on as few as "
+                  f"{fewest:,} non-members, and {needed:,} give the 10 expected false positives it needs."]
   return lines
 
 
@@ -120,8 +135,9 @@ def answer(rows: list[dict]) -> list[str]:
              "higher": "above dense's curve (more leakage at equal accuracy)",
              }.get(said, "on dense's curve within the interval (no detectable difference at equal accuracy: it moves "
                          "along the frontier)")
-    lines.append(f"- **{row['kind']}**: {where}; AUC difference {row['mean_difference']:+.3f} "
-                 f"[{row['ci'][0]:+.3f}, {row['ci'][1]:+.3f}] over {row['pairs']} pairs, Holm p={row['p_adjusted']:.2g}.")
+    lo, hi = row["ci"]
+    lines.append(f"- **{row['kind']}**: {where}; AUC difference {row['mean_difference']:+.3f} [{lo:+.3f}, {hi:+.3f}] "
+                 f"over {row['pairs']} pairs, Holm p={row['p_adjusted']:.2g}.")
   return lines
 
 
@@ -144,6 +160,7 @@ def curve_figure(curves: dict, attack: str, path: str) -> str:
         ax.set(xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3)
   for ax in axes[:, 0]:
+    ax.set_xscale("log")  # matched on its logarithm too
     ax.invert_xaxis()  # training runs left to right: train loss falls
   axes[0, 0].legend(fontsize=8)
   return plots.save(fig, path)
@@ -182,6 +199,14 @@ def frontier_figure(curves: dict, attack: str, path: str) -> str:
   return plots.save(fig, path)
 
 
+def _intro(curves: dict, attack: str) -> str:
+  dense = curves["dense"]
+  own = " and the run's own model" if zoo_targets.TARGET in dense["names"] else ""
+  joined = ", ".join(f"{k} ({c['run']})" for k, c in curves.items() if "run" in c)
+  return (f"{_zoo_count(dense)} zoo models per kind{own}, kept at steps {', '.join(map(str, dense['steps']))}; "
+          f"the curve's attack: {attack}." + (f" From runs of the same zoo membership: {joined}." if joined else ""))
+
+
 @sections.register("fit_curves", order=137)
 def section(runs, out: sections.Output) -> str:
   doc = []
@@ -189,17 +214,11 @@ def section(runs, out: sections.Output) -> str:
     run, curves = group[0], curves_of(group)
     if "dense" not in curves:
       continue
-    curves = {"dense": curves.pop("dense"), **dict(sorted(curves.items()))}
+    curves = {"dense": curves.pop("dense"), **dict(sorted(curves.items(), key=_kind_order))}
     attack = curves["dense"]["attack"]
     rows = comparisons(curves)
     kinds = [k for k in curves if k != "dense"]
-    steps = curves["dense"]["steps"]
-    joined = {k: c["run"] for k, c in curves.items() if "run" in c}
-    doc += [f"### {run.label}: sparsity or fit? Leakage along training", "",
-            f"{_zoo_count(curves['dense'])} zoo models per kind" + (" and the run's own model" if zoo_targets.TARGET
-                                                                    in curves["dense"]["names"] else "") + ", kept at steps {', '.join(map(str, steps))}; the "
-            f"curve's attack: {attack}." + ("" if not joined else " From runs of the same zoo membership: "
-                                            + ", ".join(f"{k} ({r})" for k, r in joined.items()) + "."), "",
+    doc += [f"### {run.label}: sparsity or fit? Leakage along training", "", _intro(curves, attack), "",
             *answer(rows), "", METHOD, "", *table(rows, kinds), "",
             out.image(f"leakage along training {run.label}",
                       curve_figure(curves, attack, out.plot(f"fit_curves_{run.label}.png"))), "",
