@@ -86,8 +86,9 @@ def point(reference: reference_lib.ReferenceOutputs, attack_config: dict, identi
 
 
 def steps_of(summary: dict) -> list[int]:
-  """The steps where a zoo kind was kept: its curve steps, then its last."""
-  return [*summary["curve_steps"], summary["steps"]]
+  """The steps where a zoo kind was kept: its curve steps (none for a zoo trained before they existed), then its
+  last."""
+  return [*summary.get("curve_steps", []), summary["steps"]]
 
 
 def kind_curve(layout: layout_lib.RunLayout, kind: str, base: reference_lib.ReferenceOutputs, attack_config: dict,
@@ -97,7 +98,7 @@ def kind_curve(layout: layout_lib.RunLayout, kind: str, base: reference_lib.Refe
   them); `target_at(step)` gives the run's model of the kind there as (logits [N, A, C] under `queries`, member [N])
   (None: the zoo models only)."""
   summary = io.read_json(layout.zoo(kind, "summary.json"))
-  if summary["curve_steps"] and summary.get("curve_queries") != queries:
+  if summary.get("curve_steps") and summary.get("curve_queries") != queries:
     raise errors.ConfigError(f"zoo.curve_queries={tuple(queries)}: the {kind} zoo kept its curve logits under "
                              f"{summary.get('curve_queries')}; move shadows/ away to train the zoo again")
   steps = steps_of(summary)
@@ -154,7 +155,6 @@ def record_all(ctx, zoo_summaries: dict, reference_of, attack_configs: dict) -> 
     if not summary.get("curve_steps") and ctx.total_steps > ctx.config.zoo.curve_every_epochs * ctx.steps_per_epoch:
       logging.warning("fit curves: the %s zoo was trained without zoo.curve_every_epochs; its curve has one point",
                       kind)
-    summary = {"curve_steps": [], **summary}
     target_at = _own_model(ctx, summary, steps_of(summary))
     queries = list(ctx.config.zoo.curve_queries)
     found = kind_curve(ctx.layout, kind, reference_of(kind), attack_configs[name], queries,
