@@ -145,18 +145,26 @@ def _mean_curve(curve: dict, metric: str) -> np.ndarray:
   return np.array(curve["metrics"][metric], np.float64).mean(axis=1)
 
 
+def _style(index: int, kind: str) -> tuple:
+  """(colour, marker) of a kind in the figures: dense black, the others from a 20-colour map, a marker per family."""
+  if kind == "dense":
+    return "black", "o"
+  family = _kind_order((kind, {}))[0]
+  return plots.plt.get_cmap("tab20")(index % 20), "o^sD"[family]
+
+
 def curve_figure(curves: dict, attack: str, path: str) -> str:
   """Leakage (the attack's AUC, top; the loss threshold's AUC, bottom) against train loss and held-out accuracy:
   each kind's mean over its targets at each kept step (thin lines: each target)."""
   fig, axes = plots.plt.subplots(2, 2, figsize=(12, 8.5))
   for i, (kind, curve) in enumerate(curves.items()):
-    colour = f"C{i}"
+    colour, marker = _style(i, kind)
     for column, (x, xlabel) in enumerate(MATCHED):
       for row, (y, ylabel) in enumerate(((("roc_auc", f"{attack} AUC (leave-one-out)")),
                                          ("loss_roc_auc", "loss-threshold AUC"))):
         ax = axes[row, column]
         ax.plot(np.array(curve["metrics"][x]), np.array(curve["metrics"][y]), color=colour, alpha=0.15, lw=0.7)
-        ax.plot(_mean_curve(curve, x), _mean_curve(curve, y), color=colour, marker="o", ms=3, label=kind)
+        ax.plot(_mean_curve(curve, x), _mean_curve(curve, y), color=colour, marker=marker, ms=3, label=kind)
         ax.set(xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3)
   for ax in axes[:, 0]:
@@ -184,11 +192,12 @@ def frontier_figure(curves: dict, attack: str, path: str) -> str:
   everything = []
   for i, (kind, curve) in enumerate(curves.items()):
     accuracy, leakage = _mean_curve(curve, "heldout_accuracy"), _mean_curve(curve, "roc_auc")
-    ax.scatter(accuracy, leakage, color=f"C{i}", s=14, label=kind, zorder=3)
+    colour, marker = _style(i, kind)
+    ax.scatter(accuracy, leakage, color=colour, marker=marker, s=14, label=kind, zorder=3)
     everything += list(zip(accuracy, leakage))
     if kind == "dense":
       front = pareto(accuracy, leakage)
-      ax.plot(accuracy[front], leakage[front], color=f"C{i}", lw=1, ls=":", label="dense's frontier")
+      ax.plot(accuracy[front], leakage[front], color=colour, lw=1, ls=":", label="dense's frontier")
   points = np.array(everything)
   front = pareto(points[:, 0], points[:, 1])
   ax.plot(points[front, 0], points[front, 1], color="black", lw=1.2, label="frontier of all")
