@@ -228,5 +228,6 @@ def test_the_report_section_gives_each_kind_minus_dense_at_matched_fit(run, tmp_
   expected = fit_curves.compare(curves["dense"], curves["ticket_s80"], "train_loss", "roc_auc")
   row = next(line for line in text.splitlines() if line.startswith("| ticket_s80 |"))
   assert f"{expected['mean_difference']:+.3f} [{expected['ci'][0]:+.3f}, {expected['ci'][1]:+.3f}]" in row
-  assert "TPR not measurable" in row  # digits: about 450 scored non-members per target, 1,000 needed at 1 %
+  assert "TPR @ 1 % FPR" not in text  # digits: about 450 scored non-members per target, 1,000 needed at 1 %
+  assert "TPR at 1% FPR is not compared" in text
   assert os.path.exists(tmp_path / "r_plots" / f"frontier_{runs[0].label}.png")
