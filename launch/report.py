@@ -8,12 +8,14 @@ import sys
 from absl import app, flags, logging
 
 from mialth_jax import errors, plugins
-from mialth_jax.report import collect, markdown
+from mialth_jax.report import collect, markdown, sections
 
 _WORKDIRS = flags.DEFINE_list("workdir", None, "run folder(s), comma-separated")
 _OUT = flags.DEFINE_string("out", None, "folder for report.md and plots/ (default: the first run folder)")
 _NAME = flags.DEFINE_string("report_name", "report.md", "file name of the report inside --out")
 _PREAMBLE = flags.DEFINE_string("preamble", "", "Markdown file put at the top of the report (commands, hardware)")
+_SECTIONS = flags.DEFINE_list("sections", [], "report sections to write, by name (e.g. verdict,runs,fit_curves; "
+                               "default: every registered section)")
 _BOOTSTRAP = flags.DEFINE_integer("num_bootstrap", 1000, "bootstrap resamples for the confidence intervals")
 flags.mark_flag_as_required("workdir")
 
@@ -47,8 +49,9 @@ def main(argv):
   plugins.load()  # the report sections (and any other built-in feature)
   try:
     out = out_dir(_OUT.value, _WORKDIRS.value[0])
+    sections.ordered(_SECTIONS.value)  # an unknown name fails before any run is read
     runs = [collect.load_run(w, _BOOTSTRAP.value) for w in _WORKDIRS.value]
-    path = markdown.write(runs, out, _NAME.value, read_preamble(_PREAMBLE.value))
+    path = markdown.write(runs, out, _NAME.value, read_preamble(_PREAMBLE.value), _SECTIONS.value)
   except errors.UserError as e:
     print("error: " + " ".join(str(e).split()), file=sys.stderr)
     sys.exit(2)

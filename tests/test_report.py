@@ -209,3 +209,16 @@ def test_report_launcher_refuses_out_that_is_a_file(run, tmp_path):
   assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
   assert errors == [f"error: --out={out} is a file; expected a folder for report.md and plots/"]
   assert out.read_text() == "mine"
+
+
+def test_report_launcher_writes_only_the_named_sections_and_refuses_an_unknown_one(run, tmp_path):
+  done = _report_launch(f"--workdir={run}", f"--out={tmp_path}", "--sections=runs,verdict")
+  assert done.returncode == 0, done.stderr[-2000:]
+  text = (tmp_path / "report.md").read_text()
+  headings = [line for line in text.splitlines() if line.startswith("## ")]
+  assert headings == ["## Did pruning change leakage?", "## Runs"]  # in the sections' order, not the flag's
+  done = _report_launch(f"--workdir={run}", f"--out={tmp_path / 'other'}", "--sections=runs,nope")
+  errors = [l for l in done.stderr.splitlines() if l.startswith("error:")]
+  assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+  assert errors[0].startswith("error: --sections: unknown report section 'nope'; known: verdict")
+  assert not os.path.exists(tmp_path / "other")

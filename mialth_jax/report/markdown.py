@@ -26,23 +26,25 @@ def header(runs: list[collect.Run], preamble: str) -> str:
       *(f"- {r.label}: made by {provenance.summary(r.workdir)}" for r in runs), ""])
 
 
-def body(runs: list[collect.Run], out: sections.Output) -> list[str]:
-  """The non-empty Markdown of every section, in order; consecutive per-run sections run by run."""
+def body(runs: list[collect.Run], out: sections.Output, names=None) -> list[str]:
+  """The non-empty Markdown of every section (or of those named), in order; consecutive per-run sections run by
+  run."""
   parts = []
-  for per_run, group in itertools.groupby(sections.ordered(), key=lambda section: section.per_run):
+  for per_run, group in itertools.groupby(sections.ordered(names), key=lambda section: section.per_run):
     group = list(group)
     calls = [[run] for run in runs] if per_run else [runs]
     parts += [section.render(given, out) for given in calls for section in group]
   return [part for part in parts if part]
 
 
-def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamble: str = "") -> str:
-  """Writes out_dir/<name> (preamble first) and its PNGs in out_dir/plots (<stem>_plots for other names)."""
+def write(runs: list[collect.Run], out_dir: str, name: str = "report.md", preamble: str = "", names=None) -> str:
+  """Writes out_dir/<name> (preamble first) and its PNGs in out_dir/plots (<stem>_plots for other names), with every
+  section or those `names` gives."""
   if not sections.SECTIONS:
     raise collect.ReportError("no report sections registered: call mialth_jax.plugins.load() (or import your "
                               "section modules) before writing a report")
   out = sections.Output.for_report(out_dir, name)
   path = os.path.join(out_dir, name)
-  text = "\n".join([header(runs, preamble), *body(runs, out)]) + "\n"
+  text = "\n".join([header(runs, preamble), *body(runs, out, names)]) + "\n"
   io.write_text(path, text.replace("../shared/papers/", os.path.relpath(PAPERS, out_dir) + "/"))
   return path

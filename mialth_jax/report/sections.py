@@ -58,9 +58,11 @@ def register(name: str, order: float, per_run: bool = False, replace: bool = Fal
   return add
 
 
-def ordered() -> list[Section]:
-  """The registered sections by order (registration order among equal orders)."""
-  return sorted(SECTIONS.values(), key=lambda section: section.order)
+def ordered(names=None) -> list[Section]:
+  """The registered sections by order (registration order among equal orders): all, or those named (an unknown
+  name is an error naming the known ones)."""
+  chosen = SECTIONS.values() if not names else [SECTIONS.lookup(name, "--sections") for name in names]
+  return sorted(chosen, key=lambda section: section.order)
 
 
 def text(lines: list[str]) -> str:
