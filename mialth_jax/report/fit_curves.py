@@ -124,6 +124,18 @@ def table(rows: list[dict], kinds: list[str]) -> list[str]:
   return lines
 
 
+def final_table(curves: dict) -> list[str]:
+  """Each kind at its last kept step: the mean over its targets of its fit and leakage (where the fixed-length
+  comparison is made)."""
+  names = (("train_loss", "train loss"), ("train_accuracy", "train accuracy"), ("heldout_accuracy", "held-out "
+           "accuracy"), ("roc_auc", "attack AUC"), ("loss_roc_auc", "loss-threshold AUC"))
+  lines = ["| kind (last kept step, mean over targets) | " + " | ".join(n for _, n in names) + " |",
+           "| --- |" + " --- |" * len(names)]
+  for kind, curve in curves.items():
+    lines.append(f"| {kind} | " + " | ".join(f"{np.mean(curve['metrics'][m][-1]):.3f}" for m, _ in names) + " |")
+  return lines
+
+
 def answer(rows: list[dict]) -> list[str]:
   """One sentence per kind: its AUC difference from dense at matched held-out accuracy, in words the numbers allow."""
   lines = []
@@ -228,7 +240,7 @@ def section(runs, out: sections.Output) -> str:
     rows = comparisons(curves)
     kinds = [k for k in curves if k != "dense"]
     doc += [f"### {run.label}: sparsity or fit? Leakage along training", "", _intro(curves, attack), "",
-            *answer(rows), "", METHOD, "", *table(rows, kinds), "",
+            *answer(rows), "", *final_table(curves), "", METHOD, "", *table(rows, kinds), "",
             out.image(f"leakage along training {run.label}",
                       curve_figure(curves, attack, out.plot(f"fit_curves_{run.label}.png"))), "",
             out.image(f"privacy-utility frontier {run.label}",
