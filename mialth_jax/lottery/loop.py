@@ -52,8 +52,8 @@ def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: 
   pending = []
   last_eval = {}
   for step, inputs in zip(range(int(state.step), loop.total_steps), step_inputs(loop, data, mesh, int(state.step))):
-    if step == loop.save_at_step and not checkpoint.exists(loop.save_at_step_path):
-      checkpoint.save(loop.save_at_step_path, {"params": state.params, "batch_stats": state.batch_stats})
+    if step == loop.save_at_step:
+      _keep(state, loop.save_at_step_path)
     state, metrics = jitted_step(state, inputs)
     pending.append(metrics)
     done = step + 1
@@ -85,7 +85,8 @@ def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: 
 
 
 def _keep(state: TrainState, path: str) -> None:
-  """The weights at this step, kept for good (train.keep_every_epochs) unless a relaunch finds them there."""
+  """The weights at this step, kept for good (the late-rewind point, train.keep_every_epochs) unless a relaunch finds
+  them there."""
   if not checkpoint.exists(path):
     checkpoint.save(path, {"params": state.params, "batch_stats": state.batch_stats})
 

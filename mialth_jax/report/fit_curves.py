@@ -37,31 +37,33 @@ def _narrow_of(run) -> float:
   return float(run.config.get("controls", {}).get("narrow_of_sparsity", 0.0))
 
 
-def _same_zoo(a: str, b: str) -> bool:
-  paths = [RunLayout(w).zoo("keep.npy") for w in (a, b)]
-  return all(os.path.exists(p) for p in paths) and np.array_equal(*(io.read_npy(p) for p in paths))
-
-
-def groups(runs) -> list[list]:
-  """Runs with fit curves grouped by zoo membership, each group's reference (not a narrow control) first; groups
-  without a reference are left out."""
-  found = []
-  for run in (r for r in runs if fit_curves.read_all(RunLayout(r.workdir))):
-    group = next((g for g in found if _same_zoo(g[0].workdir, run.workdir)), None)
+def groups(runs) -> list[list[tuple]]:
+  """[(run, its curves by kind)] of the runs with fit curves, grouped by zoo membership (equal shadows/keep.npy),
+  each group's reference (not a narrow control) first; groups without a reference are left out. Each run's curves
+  and membership are read once."""
+  found = []  # (keep, [(run, curves)])
+  for run in runs:
+    layout = RunLayout(run.workdir)
+    curves = fit_curves.read_all(layout)
+    if not curves or not os.path.exists(layout.zoo("keep.npy")):
+      continue
+    keep = io.read_npy(layout.zoo("keep.npy"))
+    group = next((members for k, members in found if np.array_equal(k, keep)), None)
     if group is None:
-      found.append([run])
+      found.append((keep, [(run, curves)]))
     else:
-      group.append(run)
-  return [sorted(g, key=lambda r: bool(_narrow_of(r))) for g in found if not all(_narrow_of(r) for r in g)]
+      group.append((run, curves))
+  return [sorted(members, key=lambda member: bool(_narrow_of(member[0]))) for _, members in found
+          if not all(_narrow_of(run) for run, _ in members)]
 
 
-def curves_of(group: list) -> dict[str, dict]:
+def curves_of(group: list[tuple]) -> dict[str, dict]:
   """The reference run's curves by kind, with those of the group's other runs (narrow controls as narrow_s<s>)."""
-  reference, *others = group
-  found = fit_curves.read_all(RunLayout(reference.workdir))
-  for other in others:
+  (_, reference), *others = group
+  found = dict(reference)
+  for other, curves in others:
     sparsity = _narrow_of(other)
-    for kind, curve in fit_curves.read_all(RunLayout(other.workdir)).items():
+    for kind, curve in curves.items():
       name = f"narrow_{recipes.sparsity_tag(sparsity)}" if sparsity and kind == "dense" else f"{kind}@{other.label}"
       found[name] = {**curve, "kind": name, "run": other.label}
   return found
@@ -232,7 +234,7 @@ def _intro(curves: dict, attack: str) -> str:
 def section(runs, out: sections.Output) -> str:
   doc = []
   for group in groups(runs):
-    run, curves = group[0], curves_of(group)
+    run, curves = group[0][0], curves_of(group)
     if "dense" not in curves:
       continue
     curves = {"dense": curves.pop("dense"), **dict(sorted(curves.items(), key=_kind_order))}
