@@ -16,6 +16,7 @@ BUILTIN = (
     "mialth_jax.attacks.lira",
     "mialth_jax.attacks.rmia",
     "mialth_jax.attacks.adversarial_attacks",
+    "mialth_jax.attacks.epsilon",
     # defences
     "mialth_jax.defences.phase",
     "mialth_jax.defences.finetune",
@@ -32,6 +33,7 @@ BUILTIN = (
     "mialth_jax.experiments.zoo_targets",
     "mialth_jax.experiments.zoo_verdict",
     "mialth_jax.experiments.adversarial",
+    "mialth_jax.experiments.canaries",
     # report sections
     "mialth_jax.report.leakage_verdict",
     "mialth_jax.report.defences",
@@ -46,6 +48,7 @@ BUILTIN = (
     "mialth_jax.report.fit_curves",
     "mialth_jax.report.adversarial",
     "mialth_jax.report.leakage_plots",
+    "mialth_jax.report.audit",
 )
 
 _loaded = False
