@@ -31,6 +31,7 @@ BUILTIN = (
     "mialth_jax.experiments.zoo",
     "mialth_jax.experiments.zoo_targets",
     "mialth_jax.experiments.zoo_verdict",
+    "mialth_jax.experiments.per_example",
     "mialth_jax.experiments.adversarial",
     # report sections
     "mialth_jax.report.leakage_verdict",
@@ -44,6 +45,7 @@ BUILTIN = (
     "mialth_jax.report.beyond",
     "mialth_jax.report.zoo_targets",
     "mialth_jax.report.fit_curves",
+    "mialth_jax.report.per_example",
     "mialth_jax.report.adversarial",
     "mialth_jax.report.leakage_plots",
 )
