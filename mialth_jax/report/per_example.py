@@ -97,12 +97,12 @@ def group_table(found: dict, names: tuple) -> list[str]:
   return lines
 
 
-def _caption(index: int, value: float, q: float) -> str:
-  return f"id {index}\n{value:+.2f} q={q:.1g}"
+def _caption(index: int, label: int, value: float, q: float, names: tuple) -> str:
+  return f"id {index}\n{names[label] if names else label}\n{value:+.2f} q={q:.1g}"
 
 
-def grids(found: dict, images: ExampleSource, layout: RunLayout, label: str,
-          out: sections.Output) -> list[per_example_plots.Grid]:
+def grids(found: dict, images: ExampleSource, layout: RunLayout, label: str, out: sections.Output,
+          names: tuple = ()) -> list[per_example_plots.Grid]:
   """The most exposed examples under dense and each ticket, and the largest rises of each ticket (the controls are
   in the tables and the scatter)."""
   ids, size, drawn = np.asarray(found["ids"]), found["settings"]["grid_size"], []
@@ -114,7 +114,7 @@ def grids(found: dict, images: ExampleSource, layout: RunLayout, label: str,
               found["changes"][k]["per_example"]["q"]) for k in drawn_kinds if k in found["changes"]]
   for title, stem, values, q in wanted:
     chosen = exposure.top(values, size)
-    captions = [_caption(ids[i], values[i], q[i]) for i in chosen]
+    captions = [_caption(ids[i], found["labels"][i], values[i], q[i], names) for i in chosen]
     drawn.append(per_example_plots.image_grid(images[ids[chosen]], ids[chosen], captions, f"{label}: {title}",
                                               out.plot(f"per_example_{stem}_{label}.png")))
   return drawn
@@ -145,7 +145,7 @@ def run_part(run, out: sections.Output) -> tuple[list[str], dict | None]:
   if found["changes"]:
     lines += [*change_table(summary, names), "", *group_table(summary, names), "",
               out.image(f"exposure dense vs pruned {label}", scatter), ""]
-  for grid in grids(found, source, layout, label, out):
+  for grid in grids(found, source, layout, label, out, names):
     lines += [out.image(f"grid {label}", grid.path), ""]
   return lines, found
 

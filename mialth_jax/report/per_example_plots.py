@@ -12,7 +12,7 @@ from mialth_jax.utils import io
 
 DPI = 100
 TILE = 72          # an image is enlarged by a whole factor to about this many pixels a side
-CAPTION = 28       # pixels under each image for its two caption lines
+CAPTION = 38       # pixels under each image for its three caption lines
 TITLE = 30         # pixels above the grid for its title
 PAD = 16           # pixels between images
 
