@@ -24,6 +24,11 @@ from mialth_jax.experiments import attack_runs, fit_curves, zoo_targets
 from mialth_jax.experiments.protocols import PROTOCOLS, Protocol
 from mialth_jax.lottery import zoo_pipeline
 from mialth_jax.utils import config_sections, io
+from mialth_jax.utils.registry import Registry
+
+# Analyses of what the zoo stores, run in registration order after its leave-one-out targets and fit curves:
+# name -> fn(ctx, zoo_summaries {kind: summary}, reference_of(kind) -> ReferenceOutputs, attack_configs) -> None.
+AFTER_TARGETS = Registry("zoo analysis")
 
 
 def reference_outputs(ctx, zoo_name: str) -> reference_lib.ReferenceOutputs:
@@ -78,6 +83,8 @@ class Zoo(Protocol):
     reference_of = lambda kind: references.get(kind) or reference_outputs(ctx, kind)  # noqa: E731
     zoo_targets.attack_all(attack_run, zoo_summaries, reference_of, configs)
     fit_curves.record_all(ctx, zoo_summaries, reference_of, configs)
+    for analyse in AFTER_TARGETS.values():
+      analyse(ctx, zoo_summaries, reference_of, configs)
     return results
 
 
