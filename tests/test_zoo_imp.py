@@ -11,9 +11,9 @@ from mialth_jax import config_lib
 from mialth_jax.lottery import context as context_lib, recipes, train, zoo, zoo_pipeline
 from mialth_jax.utils import checkpoint, io
 
-NUM_MODELS, STEPS, ROUNDS, FRACTION = 8, 4, 2, 0.5
-pytestmark = pytest.mark.slow  # two zoos of 8 models, 3 kinds each: about 2 minutes on 2 CPU cores
+pytestmark = pytest.mark.slow  # two zoos of 8 models, 3 kinds each, and their sequential twins: ~2 min on 2 cores
 
+NUM_MODELS, STEPS, ROUNDS, FRACTION = 8, 4, 2, 0.5
 TOLERANCE = dict(rtol=2e-4, atol=2e-5)  # test_zoo.py's: the vectorised zoo against sequential training
 
 
@@ -70,7 +70,7 @@ def sequential_imp(ctx, keep_row: np.ndarray, seed: int) -> dict:
   r - 1's final weights (dense's for r = 1) among its survivors and retrains from the rewind point (w0, or dense's
   state after lottery.rewind_step steps) at that step. {name: (mask, final state)}, and "rewind": that point."""
   rewind_step = ctx.config.lottery.rewind_step
-  single = jax.jit(functools.partial(train.train_step, model=ctx.model, tx=ctx.tx, seed=zoo.augment_seed(0),
+  single = jax.jit(functools.partial(train.train_step, model=ctx.model, tx=ctx.tx, seed=zoo.augment_seed(ctx.config.seed),
                                      augment_kind="none", mean=ctx.data.mean, std=ctx.data.std))
   batches = zoo.Batches(keep_row[None], np.array([seed]), ctx.config.train.batch_size, ctx.steps_per_epoch)
   images, labels = zoo_pipeline.zoo_pool(ctx)
