@@ -106,8 +106,9 @@ class RunLayout:
     stem = os.path.join(self.attack_dir(size), protocol, pair, attack)
     return stem + ".json", stem + ".npz"
 
-  # The reference-model zoo (zoo protocol: LiRA, RMIA): zoo.json, keep.npy, ids.npy, seeds.npy, w0/, and per model
-  # kind <name>/ with mask/ (stacked), final/, checkpoints/, metrics.jsonl, logits.npy [S, N, A, C], summary.json.
+  # The reference-model zoo (zoo protocol: LiRA, RMIA): zoo.json, keep.npy, ids.npy, seeds.npy, w0/, rewind/ (late
+  # rewinding), and per model kind <name>/ with mask/ (stacked), final/, checkpoints/, metrics.jsonl,
+  # logits.npy [S, N, A, C], summary.json.
   def zoo(self, *parts: str) -> str:
     return self.path("shadows", *parts)
 

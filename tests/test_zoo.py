@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from mialth_jax import config_lib, inference
+from mialth_jax import config_lib, errors, inference
 from mialth_jax.data.examples import ExampleSource
 from mialth_jax.lottery import context as context_lib, train, zoo, zoo_pipeline
 from mialth_jax.utils import io
@@ -23,6 +23,15 @@ def tiny_config():
   config.lottery.sparsities = (0.8,)
   config.zoo.num_models = NUM_MODELS
   return config
+
+
+def test_zoo_sparsities_with_imp_are_refused_naming_the_field():
+  config = tiny_config()
+  config.lottery.method, config.lottery.imp_rounds = "imp", 2
+  config_lib.validate(config)  # every IMP round is in the zoo
+  config.zoo.sparsities = (0.8,)
+  with pytest.raises(errors.ConfigError, match=r"^zoo.sparsities=\(0.8,\): .* leave zoo.sparsities empty$"):
+    config_lib.validate(config)
 
 
 @pytest.fixture(scope="module")

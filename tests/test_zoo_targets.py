@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
+from sklearn.metrics import roc_auc_score
 
 from mialth_jax import layout as layout_lib
 from mialth_jax.attacks import metrics, reference as reference_lib, registry, stats
@@ -60,13 +61,14 @@ def test_the_run_target_joins_calibrated_on_every_zoo_model():
 
 
 def _write_zoo_results(tmp_path, shifts: dict, attacks: dict, num_models=64, pool_size=500):
-  """A run folder holding leave-one-out results of synthetic zoos {kind: shift}; ticket s shares dense s's members."""
+  """A run folder holding leave-one-out results of synthetic zoos {name: shift}, each of the kind its name starts with
+  (dense, ticket, imp); ticket s shares dense s's members."""
   layout = layout_lib.RunLayout(str(tmp_path))
   keep = zoo.random_subsets(num_models, pool_size, pool_size // 2, 0)
   means = np.random.default_rng(9).normal(0, 2, pool_size)
   for i, (kind, shift) in enumerate(shifts.items()):
     reference = synthetic_zoo(num_models, pool_size, shift, seed=10 + i, keep=keep, example_means=means)
-    io.write_json(layout.zoo(kind, "summary.json"), {"name": kind, "kind": "dense" if kind == "dense" else "ticket",
+    io.write_json(layout.zoo(kind, "summary.json"), {"name": kind, "kind": kind.split("_")[0],
                                                      "sparsity": 0.0 if kind == "dense" else 0.8})
     for name, config in attacks.items():
       zoo_targets.record(layout, kind, name, config, *zoo_targets.leave_one_out(reference, config))
@@ -87,6 +89,16 @@ def test_the_model_level_comparison_recovers_a_known_auc_shift(tmp_path):
   assert auc.pairs == 64 and auc.comparison["ci"][0] <= expected <= auc.comparison["ci"][1]
   assert auc.direction == "higher" and auc.p_adjusted <= 2 * min(m.comparison["p_value"] for m in found.values())
   assert "ticket_s80 vs dense over 64 model pairs: leakage higher" in auc.line()
+
+
+def test_an_imp_round_is_compared_with_dense_zoo_pair_by_zoo_pair(tmp_path):
+  layout = _write_zoo_results(tmp_path, {"dense": 1.0, "imp_r1": 1.4}, {"lira_offline_fixed": LIRA_OFFLINE_FIXED},
+                              num_models=16, pool_size=300)
+  [auc] = [m for m in zoo_verdict.judge(layout.workdir) if m.metric == "roc_auc"]
+  per_pair = [[roc_auc_score(member, scores) for scores, member in map(targets.row, range(16))]
+              for targets in (zoo_targets.read(layout, k, "lira_offline_fixed") for k in ("imp_r1", "dense"))]
+  assert auc.ticket == "imp_r1" and auc.pairs == 16
+  assert auc.comparison["mean_difference"] == pytest.approx(np.mean(np.subtract(*per_pair)), abs=1e-12)
 
 
 def test_no_shift_gives_no_detectable_difference(tmp_path):

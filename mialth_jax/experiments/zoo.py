@@ -3,10 +3,11 @@
 target's steps (`lottery.zoo`).
 
 A target model is attacked with the zoo of its own kind: dense with the dense zoo, a ticket with the zoo tickets of
-its sparsity (each zoo model pruned from its own dense model and rewound, as the target was), chosen by the
-summary.json fields (kind, sparsity). The attack scores the target's outputs on attack-test under the zoo's queries
-(identity and flip); RMIA compares with a population of attack-train non-members. Members are predicted by the
-attack's own rule (no threshold is fitted on the target), so attack-train is used only as RMIA's population.
+its kind and sparsity (each zoo model pruned from its own dense model, or an IMP round from its own previous round,
+and rewound to its own w0 or late-rewind point, as the target was), chosen by the summary.json fields (kind,
+sparsity). The attack scores the target's outputs on attack-test under the zoo's queries (identity and flip); RMIA
+compares with a population of attack-train non-members. Members are predicted by the attack's own rule (no threshold
+is fitted on the target), so attack-train is used only as RMIA's population.
 
 Then every zoo model is a target too (`zoo_targets`: leave-one-out over the zoo, on the pool, the run's
 model joining as one more target): the model-level comparison of tickets with dense.
@@ -92,6 +93,10 @@ def validate(config) -> None:
   """The zoo section, and that attacks calibrated on reference models run under the zoo protocol."""
   zoo = config.zoo
   calibrated = registry.of_contract(config.attacks.models.to_dict(), contracts.ReferenceAttack)
+  if zoo.sparsities and config.lottery.method != "oneshot":
+    raise errors.ConfigError(f"zoo.sparsities={tuple(zoo.sparsities)}: chooses among the one-shot tickets of "
+                             f"lottery.sparsities; with lottery.method={config.lottery.method} the zoo trains every "
+                             "round (each pruned from the one before): leave zoo.sparsities empty")
   for s in zoo.sparsities:
     if s not in config.lottery.sparsities:
       raise errors.ConfigError(f"zoo.sparsities: {s} is not one of lottery.sparsities "
@@ -123,7 +128,8 @@ def validate(config) -> None:
 config_sections.register("zoo", "reference models of the zoo protocol (LiRA, RMIA attacks)", {
     "num_models": (16, "S models, each on as many seeded random examples (of all) as the members"),
     "queries": (("identity", "flip"), "test-time queries of each image (augment.QUERIES)"),
-    "sparsities": ((), "ticket zoos to train: a subset of lottery.sparsities (empty: all of them)"),
+    "sparsities": ((), "one-shot ticket zoos to train: a subset of lottery.sparsities (empty: all of them; "
+                       "lottery.method=imp: every round)"),
     "curve_every_epochs": (0, "keep the zoo's weights and pool logits every this many epochs, for leakage along "
                               "training (experiments.fit_curves; 0: only the final ones)"),
     "curve_queries": (("identity",), "the queries of the pool logits kept at each curve step, and of every curve point "

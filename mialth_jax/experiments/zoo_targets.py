@@ -1,11 +1,11 @@
 """Every zoo model a target (leave-one-out, as in the LiRA paper): the model-level answer to "did pruning change
 leakage?".
 
-Zoo model s of a kind (dense, or the ticket zoo of a sparsity: ticket s pruned from dense s, trained on the same
-examples) is attacked by every reference attack (LiRA, RMIA) calibrated on the other S - 1 models of its kind, on
-the pool (its members are keep[s]) less RMIA's population (`population_half`); the run's separately trained model of
-that kind joins as one more target, calibrated on all S. Nothing is trained: the zoo's logits on the pool are read
-from shadows/<kind>/.
+Zoo model s of a kind (dense, or a ticket zoo, one-shot or an IMP round: ticket s pruned from dense s or from its own
+previous round, trained on the same examples) is attacked by every reference attack (LiRA, RMIA) calibrated on the
+other S - 1 models of its kind, on the pool (its members are keep[s]) less RMIA's population (`population_half`); the
+run's separately trained model of that kind joins as one more target, calibrated on all S. Nothing is trained: the
+zoo's logits on the pool are read from shadows/<kind>/.
 
   attacks/zoo_targets/<kind>/<attack>.npz   names [T], scores [T, N] (NaN: population), member [T, N]
                                   .json  per-target metrics, the ROC pooled over targets, what each fit chose

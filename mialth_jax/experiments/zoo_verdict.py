@@ -1,11 +1,11 @@
 """The model-level answer to "did pruning change leakage?" over every zoo model as a target (experiments.zoo_targets).
 
-Each ticket kind is compared with dense over the T model pairs (zoo pair s: ticket s and the dense model it was pruned
-from; the target pair: the run's ticket and dense model): the mean difference of a metric, its Student-t interval over
-pairs and the paired t-test's p-value (attacks.stats.paired_over_models); experiments.verdict Holm-adjusts over the
-comparisons of a report. The attack that answers for pair s is the one with the highest mean dense AUC over the OTHER
-pairs, so no attack is chosen on the examples (or models) it is judged on. TPR at 1 % FPR is compared only where each
-target's non-members give at least 10 expected false positives.
+Each ticket kind (one-shot, or an IMP round) is compared with dense over the T model pairs (zoo pair s: ticket s and
+the dense model it descends from; the target pair: the run's ticket and dense model): the mean difference of a metric,
+its Student-t interval over pairs and the paired t-test's p-value (attacks.stats.paired_over_models);
+experiments.verdict Holm-adjusts over the comparisons of a report. The attack that answers for pair s is the one with
+the highest mean dense AUC over the OTHER pairs, so no attack is chosen on the examples (or models) it is judged on.
+TPR at 1 % FPR is compared only where each target's non-members give at least 10 expected false positives.
 """
 import dataclasses
 import os
@@ -15,6 +15,7 @@ import numpy as np
 from mialth_jax import layout as layout_lib
 from mialth_jax.attacks import stats
 from mialth_jax.experiments import verdict, zoo_targets
+from mialth_jax.lottery import recipes
 from mialth_jax.utils import io
 
 COMPARED = ("roc_auc", "tpr_at_fpr_0.01")
@@ -92,7 +93,7 @@ def model_level(layout: layout_lib.RunLayout) -> list[ModelLevel]:
   zoo_summaries = {k: io.read_json(layout.zoo(k, "summary.json")) for k in found
                    if os.path.exists(layout.zoo(k, "summary.json"))}
   results = []
-  for kind in layout_lib.select(zoo_summaries, kind="ticket"):
+  for kind in [k for ticket in recipes.TICKET_KINDS for k in layout_lib.select(zoo_summaries, kind=ticket)]:
     if not found.get(kind):
       continue
     dense_auc, _, attacks, names = _pair_values(found["dense"], found[kind], "roc_auc")

@@ -95,6 +95,18 @@ class Rewound(Recipe):
     return ctx.config.lottery.rewind_step
 
 
+class Pruned(Rewound):
+  """Prunes the final weights of `spec.mask_from` to `spec.sparsity` by `spec.rule`, then rewinds. The pruning starts
+  from the dense mask, or (`prunes_survivors`) from the mask of `spec.mask_from`, so only its survivors are ranked. It
+  reads nothing but the model `spec.mask_from` and the rewind point, so it can be repeated on other models trained
+  like the run's (reference models trained side by side, say)."""
+  prunes_survivors = False
+
+  def mask(self, ctx, spec: ModelSpec) -> dict:
+    prior = ctx.load_mask(spec.mask_from) if self.prunes_survivors else ctx.dense_mask()
+    return pruned_mask(ctx, spec, prior)
+
+
 class FromTrained(Recipe):
   """Starts from the final weights of the finished model `spec.mask_from` (fine-tuning after pruning: no rewind)."""
 
@@ -116,7 +128,7 @@ class Dense(Recipe):
 
 
 @RECIPES.register("ticket")
-class OneShotTicket(Rewound):
+class OneShotTicket(Pruned):
   title = "lottery ticket"
 
   def plan(self, config, planned):
@@ -125,13 +137,11 @@ class OneShotTicket(Rewound):
     return [ModelSpec(f"ticket_{sparsity_tag(s)}", "ticket", s, "dense", config.lottery.rule)
             for s in config.lottery.sparsities]
 
-  def mask(self, ctx, spec):
-    return pruned_mask(ctx, spec, ctx.dense_mask())
-
 
 @RECIPES.register("imp")
-class IterativeTicket(Rewound):
+class IterativeTicket(Pruned):
   title = "lottery ticket (IMP)"
+  prunes_survivors = True  # round r prunes round r-1's survivors
 
   def plan(self, config, planned):
     lottery = config.lottery
@@ -139,9 +149,6 @@ class IterativeTicket(Rewound):
       return []
     return [ModelSpec(f"imp_r{r}", "imp", masks.imp_sparsity(lottery.imp_fraction, r),
                       "dense" if r == 1 else f"imp_r{r - 1}", lottery.rule) for r in range(1, lottery.imp_rounds + 1)]
-
-  def mask(self, ctx, spec):
-    return pruned_mask(ctx, spec, ctx.load_mask(spec.mask_from))
 
 
 TICKET_KINDS = ("ticket", "imp")
@@ -153,15 +160,12 @@ def tickets(planned: list[ModelSpec]) -> list[ModelSpec]:
 
 
 @RECIPES.register("random_prune")
-class RandomPrune(Rewound):
+class RandomPrune(Pruned):
   title = "random pruning (control)"
 
   def plan(self, config, planned):
     return [ModelSpec(f"random_prune_{sparsity_tag(t.sparsity)}", "random_prune", t.sparsity, "dense", "random")
             for t in tickets(planned)]
-
-  def mask(self, ctx, spec):
-    return pruned_mask(ctx, spec, ctx.dense_mask())
 
 
 @RECIPES.register("random_reinit")

@@ -1,11 +1,13 @@
-"""Trains (or finishes) a run's reference-model zoo: the dense zoo, then a ticket zoo per sparsity (each zoo model
-pruned from its own trained dense model and rewound to its own w0, as the target's tickets are), and writes every
-zoo model's logits on every pool example. Resumable like every phase: each kind is skipped when its summary.json
-exists and resumed from its latest stacked checkpoint otherwise.
+"""Trains (or finishes) a run's reference-model zoo: the dense zoo, then a zoo of each pruned kind of the run, named
+as the run's models (ticket_s80; imp_r1, imp_r2, ...). Each zoo model is pruned from its own trained model (an IMP
+round from its own previous round's survivors) and rewound to its own w0, or with late rewinding to its own dense
+model's state at lottery.rewind_step, as the target's tickets are. Then every zoo model's logits on every pool example
+are written. Resumable like every phase: each kind is skipped when its summary.json exists and resumed from its latest
+stacked checkpoint otherwise.
 
-  <workdir>/shadows/zoo.json keep.npy ids.npy seeds.npy w0/  <name>/{mask,final,checkpoints,metrics.jsonl,
-                                                                      logits.npy,summary.json}
-                                                              <name>/curve/<step>/ <step>.npy   (zoo.curve_every_epochs)
+  <workdir>/shadows/zoo.json keep.npy ids.npy seeds.npy w0/ rewind/ (late rewinding)
+                    <name>/{mask,final,checkpoints,metrics.jsonl,logits.npy,summary.json}
+                    <name>/curve/<step>/ <step>.npy   (zoo.curve_every_epochs)
 
 With zoo.curve_every_epochs = e, the zoo also keeps its models' weights and their logits on the pool under
 zoo.curve_queries every e epochs of training (`curve_steps`; the final step's are final/ and logits.npy): the points
@@ -58,17 +60,19 @@ def record_zoo(ctx) -> tuple[np.ndarray, np.ndarray]:
   return keep, seeds
 
 
-PRUNED_KINDS = ("ticket", "random_prune")  # the pruned recipes the zoo vectorises: a mask from a trained zoo model
+def _pruned(kind: str):
+  """The recipe of `kind` when it prunes a trained model (recipes.Pruned: what the zoo repeats per zoo model), else
+  None."""
+  recipe = recipes.RECIPES.lookup(kind)
+  return recipe if issubclass(recipe, recipes.Pruned) else None
 
 
 def zoo_plan(ctx) -> list[recipes.ModelSpec]:
-  """The zoo's model kinds: dense, and the one-shot tickets and random-prune controls (when lottery.controls has
-  them) of zoo.sparsities."""
-  if ctx.config.lottery.method != "oneshot":
-    raise errors.ConfigError("zoo protocol: lottery.method=imp is not supported by the zoo; use oneshot")
-  wanted = ctx.config.zoo.sparsities or ctx.config.lottery.sparsities
+  """The zoo's model kinds, named as the run's models: dense, and the pruned ones (the tickets, one-shot or every IMP
+  round, and the random-prune controls when lottery.controls has them) of zoo.sparsities (empty: all)."""
+  wanted = ctx.config.zoo.sparsities
   return [s for s in recipes.plan(ctx.config)
-          if s.kind == "dense" or (s.kind in PRUNED_KINDS and s.sparsity in wanted)]
+          if s.kind == "dense" or (_pruned(s.kind) and (not wanted or s.sparsity in wanted))]
 
 
 def curve_steps(ctx) -> list[int]:
@@ -86,13 +90,18 @@ def train_zoo(ctx) -> dict[str, dict]:
 
 
 def _model_masks(ctx, spec: recipes.ModelSpec, seeds: np.ndarray) -> list[dict]:
-  """Each zoo model's mask: its own trained model of `spec.mask_from` pruned by the spec's rule. Random positions
-  are drawn with the zoo model's seed (one draw per model); magnitude ranks break ties with the run's seed."""
+  """Each zoo model's mask: its own trained model of `spec.mask_from` pruned by the spec's rule, from the dense mask
+  or (a recipe that prunes survivors: IMP) from its own mask of `spec.mask_from`. Random positions are drawn with
+  the zoo model's seed (one draw per model); magnitude ranks break ties with the run's seed."""
   dense = ctx.dense_mask()
   if spec.kind == "dense":
     return [dense] * len(seeds)
   finals = checkpoint.restore(ctx.layout.zoo(spec.mask_from, "final"), _abstract_zoo(ctx, len(seeds)))["params"]
-  return [masks.prune(zoo.unstack(finals, s), dense, spec.sparsity, spec.rule,
+  priors = [dense] * len(seeds)
+  if _pruned(spec.kind).prunes_survivors:
+    stacked = checkpoint.restore(ctx.layout.zoo(spec.mask_from, "mask"), zoo.stack(priors))
+    priors = [zoo.unstack(stacked, s) for s in range(len(seeds))]
+  return [masks.prune(zoo.unstack(finals, s), priors[s], spec.sparsity, spec.rule,
                       seed=int(seed) if spec.rule == "random" else ctx.config.seed) for s, seed in enumerate(seeds)]
 
 
@@ -141,29 +150,40 @@ def curve_point(layout, name: str, step: int) -> tuple[str, str]:
   return layout.zoo(name, "curve", str(step)), layout.zoo(name, "curve", f"{step}.npy")
 
 
+def _keep(path: str, state) -> dict:
+  """The zoo's {params, batch_stats} at this step, saved at `path` unless a relaunch finds them there already."""
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  if not checkpoint.exists(path):
+    checkpoint.save(path, variables)
+  return variables
+
+
 def _keep_curve_point(ctx, name: str, state, step: int) -> None:
   """The zoo's weights and pool logits at `step`, each written unless a relaunch finds it there already."""
   weights, logits = curve_point(ctx.layout, name, step)
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
-  if not checkpoint.exists(weights):
-    checkpoint.save(weights, variables)
+  variables = _keep(weights, state)
   if not os.path.exists(logits):
     write_pool_logits(ctx, variables, logits, tuple(ctx.config.zoo.curve_queries))
 
 
 def _train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray, model_masks: list,
                 total_steps: int, steps_per_epoch: int) -> dict:
-  """The zoo's {params, batch_stats} after training from its w0 (resumed from its latest stacked checkpoint)."""
-  num_models = len(seeds)
-  w0 = checkpoint.restore(ctx.layout.zoo("w0"), _abstract_zoo(ctx, num_models))
-  first_step = 0 if spec.kind == "dense" else ctx.config.lottery.rewind_step
-  if first_step:
-    raise errors.ConfigError("zoo protocol: late rewinding (lottery.rewind_step > 0) is not supported by the zoo")
-  state = zoo.start_states([zoo.unstack(w0, s) for s in range(num_models)], model_masks, ctx.tx, first_step,
-                           zoo.models_sharding(ctx.mesh, num_models))
+  """The zoo's {params, batch_stats} after training from its start (resumed from its latest stacked checkpoint); the
+  dense zoo keeps its state at lottery.rewind_step (late rewinding) for the pruned kinds to rewind to."""
+  rewind_step = ctx.config.lottery.rewind_step
+  state = start_state(ctx, spec, model_masks)
   batches = zoo.Batches(keep, seeds, ctx.config.train.batch_size, steps_per_epoch)
-  state = _loop(ctx, spec.name, state, batches, total_steps)
+  state = _loop(ctx, spec.name, state, batches, total_steps, rewind_step if spec.kind == "dense" else 0)
   return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def start_state(ctx, spec: recipes.ModelSpec, model_masks: list[dict]):
+  """The stacked state each zoo model of `spec` starts from, at its recipe's first step: its own w0 (step 0), or
+  its own dense model's state at lottery.rewind_step (late rewinding), masked by its own mask."""
+  num_models, first_step = len(model_masks), recipes.RECIPES.lookup(spec.kind)().first_step(ctx, spec)
+  starts = checkpoint.restore(ctx.layout.zoo("rewind" if first_step else "w0"), _abstract_zoo(ctx, num_models))
+  return zoo.start_states([zoo.unstack(starts, s) for s in range(num_models)], model_masks, ctx.tx, first_step,
+                          zoo.models_sharding(ctx.mesh, num_models))
 
 
 def zoo_pool(ctx) -> tuple[jax.Array, jax.Array]:
@@ -183,8 +203,9 @@ def zoo_step(ctx, num_models: int):
       ctx.mesh, num_models))
 
 
-def _loop(ctx, name: str, state, batches: zoo.Batches, total_steps: int):
-  """Runs the vectorised step from the state's step (or its latest checkpoint) to `total_steps`."""
+def _loop(ctx, name: str, state, batches: zoo.Batches, total_steps: int, rewind_step: int):
+  """Runs the vectorised step from the state's step (or its latest checkpoint) to `total_steps`; with `rewind_step`
+  > 0, keeps the state after that many steps in shadows/rewind/ (late rewinding)."""
   num_models = len(batches.seeds)
   by_model = zoo.models_sharding(ctx.mesh, num_models)
   manager = checkpoint.manager(ctx.layout.zoo(name, "checkpoints"))
@@ -201,6 +222,8 @@ def _loop(ctx, name: str, state, batches: zoo.Batches, total_steps: int):
   every, checkpoint_every = max(1, ctx.config.train.log_every_steps), ctx.config.checkpoint_every_steps
   curve = set(curve_steps(ctx))
   for step in range(int(state.step[0]), total_steps):
+    if rewind_step and step == rewind_step:  # before the step, as the run's dense model keeps its rewind point
+      _keep(ctx.layout.zoo("rewind"), state)
     positions = inference.global_array(batches.positions(step), by_model)
     state, metrics = step_fn(state, *pool, positions)
     done = step + 1
