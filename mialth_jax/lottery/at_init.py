@@ -84,6 +84,7 @@ class AtInit(recipes.Recipe):
     variables = jax.device_get(ctx.restore_variables(ctx.layout.w0))
     return self.scored_mask(ctx, variables, spec, ctx.config.lottery.at_init)
 
+
 @recipes.RECIPES.register("snip")
 class Snip(AtInit):
   method, title = "snip", METHODS["snip"]
