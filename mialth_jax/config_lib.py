@@ -66,10 +66,10 @@ config_sections.register("train", "training of every model of the run (lottery/t
 })
 config_sections.register("lottery", "the models of the run: dense, its tickets and the control recipes", {
     "sparsities": ((0.5, 0.8, 0.9), "one-shot tickets: the share of prunable weights removed"),
-    "method": ("oneshot", "oneshot (the paper's Algorithm 1) | imp (iterative)"),
+    "method": ("oneshot", recipes.METHOD_RECIPES.listing),
     "imp_rounds": (0, "imp: number of rounds"),
     "imp_fraction": (0.2, "imp: fraction of surviving weights pruned per round"),
-    "rule": ("global_magnitude", "global_magnitude | layerwise_magnitude | random"),
+    "rule": ("global_magnitude", lambda: "which trained weights oneshot and imp prune: " + masks.RULES.listing()),
     "prunable": (r"kernel$", "regex on the parameter path (\"stage1_block0/conv1/kernel\")"),
     "keep_first_conv": (False, "never prune the first convolution"),
     "keep_classifier": (False, "never prune the classifier"),
@@ -97,10 +97,20 @@ CHOICES = {
     "model.dtype": tuple(resnet.DTYPES),
     "model.padding": resnet.PADDINGS,
     "train.schedule": train_state.SCHEDULES,
-    "lottery.method": tuple(recipes.METHOD_RECIPES),
-    "lottery.rule": masks.RULES,
+    "lottery.method": recipes.METHOD_RECIPES,  # registries: what features registered, whenever they were imported
     "attacks.nonmembers": ("test", "test+unused_train"),
 }
+
+
+def _check_fixed_sparsity(config: ml_collections.ConfigDict) -> None:
+  """A rule that prunes to one sparsity only is refused for the planned models it would prune to another."""
+  rule = config.lottery.rule
+  fixed = masks.resolve_rule(rule).sparsity
+  other = sorted({s.sparsity for s in recipes.plan(config) if s.rule == rule and s.sparsity != fixed})
+  if fixed is not None and other:
+    raise errors.ConfigError(f"lottery.sparsities: lottery.rule={rule!r} prunes exactly {fixed!r} of the weights, "
+                             f"not {', '.join(f'{s:g}' for s in other)}; set --config.lottery.sparsities=({fixed!r},) "
+                             "(and lottery.method=oneshot: each IMP round prunes to another sparsity)")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -111,6 +121,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     value = config[section][key]
     if value not in allowed:
       raise errors.ConfigError(f"{field}={value!r} is unknown; expected one of {', '.join(allowed)}")
+  masks.resolve_rule(config.lottery.rule, "lottery.rule")
   for s in config.lottery.sparsities:
     masks.check_sparsity(s, "lottery.sparsities")
   repeated = sorted(s for s, n in collections.Counter(config.lottery.sparsities).items() if n > 1)
@@ -136,6 +147,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise errors.ConfigError(f"train.keep_every_epochs: expected a whole number of epochs >= 0, got {keep!r}")
   if config.lottery.rewind_step < 0:
     raise errors.ConfigError(f"lottery.rewind_step must be >= 0, got {config.lottery.rewind_step}")
+  _check_fixed_sparsity(config)
   if not config.model.width_multiplier > 0:
     raise errors.ConfigError(f"model.width_multiplier must be > 0, got {config.model.width_multiplier}")
   if config.train.learning_rate < 0 or config.train.batch_size <= 0:

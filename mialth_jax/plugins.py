@@ -25,6 +25,9 @@ BUILTIN = (
     "mialth_jax.defences.admm_minmax",
     "mialth_jax.defences.input_gradient_penalty",
     "mialth_jax.defences.smoothing",
+    # ways of pruning beyond the core's magnitude rules
+    "mialth_jax.lottery.at_init",
+    "mialth_jax.lottery.structured",
     # controls that are runs of their own
     "mialth_jax.lottery.narrow",
     # protocols beyond the core's paper and transfer

@@ -29,7 +29,7 @@ def _weights(params, mask):
           if masks.path_name(p) in names}
 
 
-@pytest.mark.parametrize("rule", masks.RULES)
+@pytest.mark.parametrize("rule", ["global_magnitude", "layerwise_magnitude", "random"])  # rules of any sparsity
 @pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.8, 0.95, 0.999])
 def test_prune_removes_exactly_round_p_n(params, dense, rule, sparsity):
   mask = masks.prune(params, dense, sparsity, rule, seed=3)

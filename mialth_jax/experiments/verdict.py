@@ -222,7 +222,7 @@ def judge(workdir: str) -> Judgement:
   layout = layout_lib.RunLayout(workdir)
   summaries = layout.summaries()
   dense = layout_lib.select(summaries, kind="dense")
-  tickets = sorted((n for n, s in summaries.items() if s["kind"] in recipes.TICKET_KINDS),
+  tickets = sorted((n for n, s in summaries.items() if s["kind"] in recipes.ticket_kinds()),
                    key=lambda n: (summaries[n]["sparsity"], n))
   if not dense or not tickets:
     return Judgement([], [f"no verdict: {workdir} holds no finished {'dense model' if not dense else 'ticket'}"])

@@ -7,16 +7,33 @@ broadcasts, so one `jax.tree.map` applies a mask without special cases.
 Pruning ranks weights by raw magnitude |w| (the paper, Frankle & Carbin, open_lth), not by layer-normalised scores.
 "Prune p" removes exactly round(p * n) weights of the n prunable ones. Ties are broken by position: weights are
 ranked by (|w|, flat index in a fixed leaf order), so the same weights always give the same mask.
+
+A rule is one registration in `RULES`: a `Rule`, or for a rule that takes an argument (`lottery.rule="name:argument"`)
+a function (argument, field) -> Rule. Rules that rank other scores than |w| reuse `keep_highest`.
 """
+import dataclasses
 import re
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mialth_jax import errors
+from mialth_jax.utils.registry import Registry
 
-RULES = ("global_magnitude", "layerwise_magnitude", "random")
+SCOPES = ("global", "layerwise")
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """How `prune` picks the weights to remove: select(weights, masks, sparsity, seed) -> the new keep masks, each a
+  bool array of its leaf's size, given the prunable leaves' weights and current masks (numpy, in leaf order)."""
+  select: Callable
+  sparsity: float | None = None  # the one sparsity the rule prunes to (set by its argument), None: any
+
+
+RULES = Registry("pruning rule")  # name -> Rule, or fn(argument: str | None, field) -> Rule for a rule with one
 
 
 def path_name(path) -> str:
@@ -81,6 +98,16 @@ def target_pruned(n: int, sparsity: float) -> int:
   return int(round(check_sparsity(sparsity) * n))
 
 
+def keep_highest(scores: list, old: list, sparsity: float, scope: str = "global") -> list[np.ndarray]:
+  """Flat keep masks that prune the lowest `scores` (one array per prunable leaf) to total sparsity `sparsity`:
+  round(s * n) of all n weights (scope global) or round(s * n_l) of each leaf's n_l (layerwise). Weights that the
+  masks `old` already prune rank below every score, so they stay pruned (masks nest across calls); ties by position."""
+  ranked = [np.where(np.ravel(m), np.ravel(s).astype(np.float64), -np.inf) for s, m in zip(scores, old)]
+  if scope == "layerwise":
+    return [_layer_mask(s, target_pruned(s.size, sparsity)) for s in ranked]
+  return _global_masks(ranked, target_pruned(sum(s.size for s in ranked), sparsity))
+
+
 def _rebuild(mask, new_leaf_masks):
   """Puts new prunable-leaf masks back into the mask tree."""
   leaves, treedef = jax.tree.flatten(mask)
@@ -88,26 +115,53 @@ def _rebuild(mask, new_leaf_masks):
   return jax.tree.unflatten(treedef, [next(it) if np.ndim(m) else m for m in leaves])
 
 
-def prune(params, mask, sparsity: float, rule: str, seed: int = 0):
-  """Returns a new mask with total sparsity `sparsity` over prunable weights; already-pruned weights stay pruned.
+def resolve_rule(name: str, field: str = "lottery.rule") -> Rule:
+  """The rule `name` gives ("global_magnitude", or "name:argument" for a rule with one); an unknown name or a bad
+  argument raises naming `field`."""
+  base, colon, argument = str(name).partition(":")
+  if base not in RULES:
+    raise errors.ConfigError(f"{field}={name!r} is unknown; expected one of {', '.join(RULES)}")
+  entry = RULES[base]
+  if not isinstance(entry, Rule):
+    return entry(argument if colon else None, field)
+  if colon:
+    raise errors.ConfigError(f"{field}={name!r}: the rule {base} takes no ':' argument")
+  return entry
 
-  global_magnitude: the round(s*n) smallest |w| across all prunable layers.
-  layerwise_magnitude: the round(s*n_l) smallest |w| in each layer l.
-  random: the same per-layer counts as global_magnitude would give, positions drawn at random (the standard
-  control for "does the magnitude ranking matter").
-  """
-  if rule not in RULES:
-    raise errors.ConfigError(f"lottery.rule={rule!r} is unknown; expected one of {', '.join(RULES)}")
+
+def prune(params, mask, sparsity: float, rule: str, seed: int = 0):
+  """Returns a new mask with total sparsity `sparsity` over prunable weights by the rule named `rule` (`RULES`);
+  already-pruned weights stay pruned."""
+  chosen = resolve_rule(rule)
+  if chosen.sparsity is not None and sparsity != chosen.sparsity:
+    raise errors.ConfigError(f"lottery.rule={rule!r} prunes exactly {chosen.sparsity!r}, not {sparsity!r}")
   leaves = _prunable_leaves(params, mask)
-  # Already-pruned weights rank first (score -1 < any |w|), so masks are nested across calls (IMP).
-  scores = [np.where(m, np.abs(w).astype(np.float64), -1.0).ravel() for _, w, m in leaves]
-  if rule == "layerwise_magnitude":
-    new = [_layer_mask(s, target_pruned(s.size, sparsity)) for s in scores]
-  else:
-    new = _global_masks(scores, target_pruned(sum(s.size for s in scores), sparsity))
-    if rule == "random":
-      new = _random_like(new, [m.ravel() for _, _, m in leaves], seed)
-  return _rebuild(mask, [n.reshape(w.shape) for n, (_, w, _) in zip(new, leaves)])
+  new = chosen.select([w for _, w, _ in leaves], [m for _, _, m in leaves], sparsity, seed)
+  return _rebuild(mask, [np.reshape(n, w.shape) for n, (_, w, _) in zip(new, leaves)])
+
+
+def prune_by_scores(scores, mask, sparsity: float, scope: str):
+  """`mask` pruned further to `sparsity` by `keep_highest` on `scores`, a tree parallel to the parameters."""
+  leaves = _prunable_leaves(scores, mask)
+  new = keep_highest([s for _, s, _ in leaves], [m for _, _, m in leaves], sparsity, scope)
+  return _rebuild(mask, [np.reshape(n, s.shape) for n, (_, s, _) in zip(new, leaves)])
+
+
+def _magnitude(scope: str) -> Callable:
+  """The rule that prunes the smallest |w|: round(s*n) across all prunable layers (global) or round(s*n_l) in each
+  layer l (layerwise)."""
+  return lambda weights, old, sparsity, seed: keep_highest([np.abs(w) for w in weights], old, sparsity, scope)
+
+
+def _random(weights, old, sparsity, seed):
+  """The per-layer counts global_magnitude would give, positions drawn at random (the standard control for "does the
+  magnitude ranking matter")."""
+  return _random_like(_magnitude("global")(weights, old, sparsity, seed), [np.ravel(m) for m in old], seed)
+
+
+RULES.register("global_magnitude", Rule(_magnitude("global")))
+RULES.register("layerwise_magnitude", Rule(_magnitude("layerwise")))
+RULES.register("random", Rule(_random))
 
 
 def _layer_mask(scores: np.ndarray, k: int) -> np.ndarray:

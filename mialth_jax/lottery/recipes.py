@@ -3,7 +3,8 @@
 A recipe says which models it adds to a run (`plan`), and for each: its mask, its starting point, its first step,
 its loss, and its extra training state (`extra`: the slots of the train-step hooks it turns on, lottery/step_hooks.py,
 e.g. a second network trained alongside). The pipeline runs every recipe through the same loop and the one train step;
-recipes that share a loss share its compilation.
+recipes that share a loss share its compilation. A way of pruning is a recipe plus a `lottery.method` name in
+`METHOD_RECIPES`; a way of choosing the weights to remove from trained ones is a `lottery.rule` in `masks.RULES`.
 
   dense          the unpruned model, trained from w0
   ticket         one-shot lottery ticket (Bagmar et al.'s Algorithm 1): prune the trained dense model by magnitude,
@@ -151,12 +152,21 @@ class IterativeTicket(Pruned):
                       "dense" if r == 1 else f"imp_r{r - 1}", lottery.rule) for r in range(1, lottery.imp_rounds + 1)]
 
 
-TICKET_KINDS = ("ticket", "imp")
+# lottery.method -> the recipe that makes its pruned models; a module adding a way of pruning registers its method here
+METHOD_RECIPES = Registry("pruning method")
+METHOD_RECIPES.register("oneshot", "ticket", about="the paper's Algorithm 1")
+METHOD_RECIPES.register("imp", "imp", about="iterative")
+
+
+def ticket_kinds() -> tuple[str, ...]:
+  """The recipes whose models are the run's pruned models (tickets): those of every registered lottery.method. The
+  report and the verdict compare them with dense; controls are made for them."""
+  return tuple(METHOD_RECIPES.values())
 
 
 def tickets(planned: list[ModelSpec]) -> list[ModelSpec]:
   """The lottery tickets among the planned models (the models that controls are made for)."""
-  return [s for s in planned if s.kind in TICKET_KINDS]
+  return [s for s in planned if s.kind in ticket_kinds()]
 
 
 @RECIPES.register("random_prune")
@@ -183,7 +193,6 @@ class RandomReinit(Rewound):
     return ctx.init_variables(ctx.config.seed + 1)
 
 
-METHOD_RECIPES = {"oneshot": "ticket", "imp": "imp"}  # lottery.method -> the recipe that makes its tickets
 CONTROLS = ("random_prune", "random_reinit")
 
 
@@ -199,7 +208,7 @@ def plan(config: ml_collections.ConfigDict) -> list[ModelSpec]:
   """The models a config asks for, in training order: dense, the method's tickets, then each control recipe of
   `lottery.controls` (any registered recipe) in order."""
   specs = []
-  for kind in ("dense", METHOD_RECIPES[config.lottery.method], *config.lottery.controls):
+  for kind in ("dense", METHOD_RECIPES.lookup(config.lottery.method, "lottery.method"), *config.lottery.controls):
     specs += RECIPES.lookup(kind, "lottery.controls")().plan(config, specs)
   return specs
 

@@ -39,7 +39,7 @@ class Run:
     """The ticket that Table 1 compares with dense: the paper does not give its sparsity; its Fig. 3 fixes 80 %,
     so the one-shot ticket at 80 % sparsity (else the ticket nearest to it)."""
     exact = layout_lib.select(self.models, kind="ticket", sparsity=TABLE1_SPARSITY)
-    tickets = [n for n, s in self.models.items() if s["kind"] in recipes.TICKET_KINDS]
+    tickets = [n for n, s in self.models.items() if s["kind"] in recipes.ticket_kinds()]
     nearest = sorted(tickets, key=lambda n: (abs(self.models[n]["sparsity"] - TABLE1_SPARSITY), n))
     return (exact or nearest or [None])[0]
 

@@ -10,7 +10,7 @@ against ours in Table 1's discrepancies (`paper_regime`).
 """
 import numpy as np
 
-from mialth_jax.lottery.recipes import TICKET_KINDS
+from mialth_jax.lottery import recipes
 from mialth_jax.report import collect, plots, sections
 
 PAPER_ATTACK = collect.PAPER_ATTACK
@@ -35,7 +35,7 @@ def points(runs) -> list[dict]:
     if size is None:
       continue
     for name, summary in sorted(run.models.items(), key=lambda item: item[1]["sparsity"]):
-      if summary["kind"] != "dense" and summary["kind"] not in TICKET_KINDS:
+      if summary["kind"] != "dense" and summary["kind"] not in recipes.ticket_kinds():
         continue
       out.append({"run": run, "name": name, "kind": "dense" if summary["kind"] == "dense" else "ticket",
                   "train_accuracy": summary["train_accuracy"], "test_accuracy": summary["test_accuracy"],

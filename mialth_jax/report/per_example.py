@@ -107,7 +107,7 @@ def grids(found: dict, images: ExampleSource, layout: RunLayout, label: str, out
   in the tables and the scatter)."""
   ids, size, drawn = np.asarray(found["ids"]), found["settings"]["grid_size"], []
   drawn_kinds = [k for k in found["kinds"] if io.read_json(layout.zoo(k, "summary.json"))["kind"] in
-                 ("dense", *recipes.TICKET_KINDS)]
+                 ("dense", *recipes.ticket_kinds())]
   wanted = [(f"most exposed under {k}", f"exposed_{k}", found["kinds"][k]["per_example"]["exposure"],
              found["kinds"][k]["per_example"]["q"]) for k in drawn_kinds]
   wanted += [(f"largest rises {k} - dense", f"rises_{k}", found["changes"][k]["per_example"]["change"],

@@ -11,9 +11,6 @@ from mialth_jax.lottery import recipes  # noqa: E402
 from mialth_jax.report import collect  # noqa: E402
 from mialth_jax.utils import io  # noqa: E402
 
-TICKET_KINDS = ("dense", *recipes.TICKET_KINDS)
-
-
 def save(fig, path: str) -> str:
   """Writes the figure as a PNG atomically and closes it."""
   fig.tight_layout()
@@ -23,8 +20,9 @@ def save(fig, path: str) -> str:
   return path
 
 
-def tickets(run: collect.Run, kinds=TICKET_KINDS) -> list[str]:
-  """Model names of `kinds`, by sparsity."""
+def tickets(run: collect.Run, kinds=None) -> list[str]:
+  """Model names of `kinds` (default: dense and the tickets of every registered lottery.method), by sparsity."""
+  kinds = ("dense", *recipes.ticket_kinds()) if kinds is None else kinds
   return sorted((n for n, s in run.models.items() if s["kind"] in kinds), key=lambda n: run.models[n]["sparsity"])
 
 
@@ -68,10 +66,10 @@ def accuracy_vs_sparsity(runs: list[collect.Run], path: str) -> str:
   fig, ax = plt.subplots(figsize=(8, 4))
   series = [(run, kind, style) for run in runs
             for kind, style in (("ticket", "o-"), ("random_prune", "s--"), ("random_reinit", "^:"))
-            if tickets(run, TICKET_KINDS if kind == "ticket" else (kind,))]
+            if tickets(run, None if kind == "ticket" else (kind,))]
   colors = {}
   for i, (run, kind, style) in enumerate(series):
-    names = tickets(run, TICKET_KINDS if kind == "ticket" else (kind,))
+    names = tickets(run, None if kind == "ticket" else (kind,))
     n_test = len(run.splits.test)
     acc = np.array([run.models[n]["test_accuracy"] for n in names])
     x = np.array([100 * run.models[n]["sparsity"] for n in names]) + _dodge(i, len(series))

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from mialth_jax.lottery.recipes import TICKET_KINDS
+from mialth_jax.lottery import recipes
 from mialth_jax.report import collect, sections
 
 PAPER_ATTACK = collect.PAPER_ATTACK
@@ -39,8 +39,8 @@ def rows(group) -> list[dict]:
   """Per model name present in every run of the group: the paper attack's accuracy, precision and ROC AUC, the
   loss threshold's ROC AUC, train and test accuracy (how well the model fits its members drives what it leaks), each a
   list over the runs."""
-  names = set.intersection(*({n for n, s in run.models.items() if s["kind"] == "dense" or s["kind"] in TICKET_KINDS}
-                             for run in group))
+  kinds = ("dense", *recipes.ticket_kinds())
+  names = set.intersection(*({n for n, s in run.models.items() if s["kind"] in kinds} for run in group))
   out = []
   for name in sorted(names, key=lambda n: group[0].models[n]["sparsity"]):
     paper = [collect.paper_result(run, name, PAPER_ATTACK, collect.main_size(run)) for run in group]

@@ -8,6 +8,8 @@
 `config_lib.base()` builds the config from the registered sections, in registration order (a dotted path nests a
 section in its parent, registered before it); `--help` lists every field with its default and comment; `validate`
 runs every section's check on a config that has the section (a config recorded before a section existed has not).
+A comment may be a function returning the text, called when the fields are described: a field whose choices are a
+registry's names lists those that features registered (`Registry.listing`), whenever they were imported.
 """
 import dataclasses
 from typing import Callable
@@ -21,7 +23,7 @@ from mialth_jax.utils.registry import Registry
 class Section:
   path: str                # "train" or "defences.my_defence"; "" for top-level fields
   comment: str             # what the section is for
-  fields: dict             # field name -> (default, comment)
+  fields: dict             # field name -> (default, comment: a string, or a function returning one)
   validate: Callable[[ml_collections.ConfigDict], None] | None = None
 
 
@@ -30,10 +32,15 @@ SECTIONS = Registry("config section")
 
 def register(path: str, comment: str, fields: dict, validate=None) -> Section:
   """Adds a section (or, with path "", top-level fields); every field must have a comment."""
-  missing = [name for name, (_, text) in fields.items() if not text.strip()]
+  missing = [name for name, (_, comment) in fields.items() if not text(comment).strip()]
   if missing:
     raise ValueError(f"config section {path!r}: fields {missing} have no comment")
   return SECTIONS.register(path, Section(path, comment, dict(fields), validate))
+
+
+def text(comment) -> str:
+  """A field's comment as text (a function's, called now)."""
+  return comment() if callable(comment) else comment
 
 
 def _node(config: ml_collections.ConfigDict, path: str) -> ml_collections.ConfigDict:
@@ -81,7 +88,8 @@ def describe(config: ml_collections.ConfigDict) -> list[tuple[str, object, str]]
     if section.path:
       rows.append((section.path, None, section.comment))
     prefix = f"{section.path}." if section.path else ""
-    for name, (_, text) in section.fields.items():
+    for name, (_, comment) in section.fields.items():
       value = node[name]
-      rows.append((prefix + name, value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value, text))
+      rows.append((prefix + name, value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value,
+                   text(comment)))
   return rows

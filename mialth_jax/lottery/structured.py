@@ -1,0 +1,71 @@
+"""Structured pruning rules for trained weights (`lottery.rule`): whole output channels, and N:M sparsity.
+
+channel_l1 (Li et al. 2017, "Pruning Filters for Efficient ConvNets"): each convolution kernel (HWIO) loses the
+round(s * O) of its O output channels (filters) with the smallest L1 norm sum |w[..., o]| (masks.target_pruned's
+rounding; ties by position), so "sparsity s" is a share of each layer's filters, as Li et al. prune each layer by a
+share of its own. The weight sparsity that results, sum_l round(s O_l) k_l / n (k_l: the weights of one filter of
+layer l, n: all prunable weights), is what the run's summary reports; it differs from s by that rounding and because
+2-D kernels stay as they are (the classifier's output channels are the classes). The network keeps its shape: a
+pruned filter's kernel is zero, but its BatchNorm offset is not pruned, so the channel carries a learned constant
+(Li et al. remove that BatchNorm with the filter), and the next layer's weights reading it are not pruned.
+
+nm[:N:M] (2:4 by default, the pattern of NVIDIA's sparse tensor cores): in every group of M consecutive weights along
+a kernel's input axis (I of a convolution's HWIO, `in` of a Dense kernel [in, out]: the second-to-last axis of both)
+the N largest |w| are kept (ties by position), so each layer loses exactly 1 - N/M of its weights. A kernel whose
+input axis is not a multiple of M (the first convolution of a 1- or 3-channel image) is left as it is, as NVIDIA's
+ASP leaves such layers dense; the summary's sparsity is then a little below 1 - N/M.
+
+Both rank weights that the current mask already prunes first, so pruned weights stay pruned (IMP rounds nest).
+"""
+import functools
+import re
+
+import numpy as np
+
+from mialth_jax import errors
+from mialth_jax.lottery import masks
+
+
+def _channel_l1(weights, old, sparsity, seed):
+  """Keep masks that prune round(s * O) whole output channels of every 4-D (convolution) kernel by L1 norm."""
+  del seed
+  convolutions = [i for i, w in enumerate(weights) if np.ndim(w) == 4]
+  norms = [np.abs(np.where(old[i], weights[i], 0)).astype(np.float64).sum(axis=(0, 1, 2)) for i in convolutions]
+  alive = [np.any(old[i], axis=(0, 1, 2)) for i in convolutions]  # a filter pruned before ranks first
+  kept_channels = dict(zip(convolutions, masks.keep_highest(norms, alive, sparsity, "layerwise")))
+  return [np.asarray(m, bool) & kept_channels[i] if i in kept_channels else np.asarray(m, bool)
+          for i, m in enumerate(old)]
+
+
+def _nm_select(n: int, m: int, weights, old, sparsity, seed):
+  """Keep masks with the N largest |w| of every M consecutive weights along each kernel's second-to-last axis."""
+  del sparsity, seed
+  return [_nm_layer(n, m, w, np.asarray(keep, bool)) if np.shape(w)[-2] % m == 0 else np.asarray(keep, bool)
+          for w, keep in zip(weights, old)]
+
+
+def _nm_layer(n: int, m: int, w: np.ndarray, keep: np.ndarray) -> np.ndarray:
+  scores = np.moveaxis(np.where(keep, np.abs(w).astype(np.float64), -np.inf), -2, -1)  # [..., O, I]
+  groups = scores.reshape(*scores.shape[:-1], scores.shape[-1] // m, m)
+  lowest = np.argsort(groups, axis=-1, kind="stable")[..., :m - n]
+  pruned = np.zeros(groups.shape, bool)
+  np.put_along_axis(pruned, lowest, True, axis=-1)
+  return keep & np.moveaxis(~pruned.reshape(scores.shape), -1, -2)
+
+
+def _nm(argument: str | None, field: str) -> masks.Rule:
+  """The N:M rule of `argument` ("N:M"; None: 2:4), pruning exactly 1 - N/M."""
+  pattern = "2:4" if argument is None else argument
+  match = re.fullmatch(r"(\d+):(\d+)", pattern)
+  if not match:
+    raise errors.ConfigError(f"{field}='nm:{pattern}' is malformed; expected nm:N:M with whole numbers, e.g. nm:2:4")
+  n, m = int(match.group(1)), int(match.group(2))
+  if not 0 < n < m:
+    raise errors.ConfigError(f"{field}='nm:{pattern}': N:M keeps N of every M weights and needs 0 < N < M")
+  return masks.Rule(functools.partial(_nm_select, n, m), sparsity=1.0 - n / m)
+
+
+masks.RULES.register("channel_l1", masks.Rule(_channel_l1),
+                     about="whole conv output channels by L1 norm, round(s * channels) per layer")
+masks.RULES.register("nm", _nm, about="nm:N:M keeps the N largest |w| of every M along the input axis, nm = nm:2:4; "
+                                      "needs lottery.sparsities=(1 - N/M,)")
