@@ -93,7 +93,7 @@ def model_level(layout: layout_lib.RunLayout) -> list[ModelLevel]:
   zoo_summaries = {k: io.read_json(layout.zoo(k, "summary.json")) for k in found
                    if os.path.exists(layout.zoo(k, "summary.json"))}
   results = []
-  for kind in [k for ticket in recipes.TICKET_KINDS for k in layout_lib.select(zoo_summaries, kind=ticket)]:
+  for kind in [k for ticket in recipes.ticket_kinds() for k in layout_lib.select(zoo_summaries, kind=ticket)]:
     if not found.get(kind):
       continue
     dense_auc, _, attacks, names = _pair_values(found["dense"], found[kind], "roc_auc")
