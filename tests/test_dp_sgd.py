@@ -1,8 +1,9 @@
-"""DP-SGD (defences/dp_sgd.py, dp_budget.py) on small problems, each number against an independent computation: every per-example
-gradient is clipped before noise (a loop of per-example jax.grad), the noise's std is multiplier x norm (many draws
-on zero gradients), epsilon is dp-accounting's (direct events, and jax-privacy's own accountant), the calibrated noise
-meets its target and no less noise would, Poisson batches have the sampling rate, GroupNorm keeps examples apart,
-and bad settings are refused with one line naming the field."""
+"""DP-SGD (defences/dp_sgd.py, dp_budget.py) on small problems, each number against an independent computation:
+every per-example gradient is clipped before noise (a loop of per-example jax.grad), the noise's std is multiplier x
+norm (many draws on zero gradients), epsilon is dp-accounting's (direct events, and jax-privacy's own accountant),
+the calibrated noise meets its target and no less noise would, Poisson batches have the sampling rate, GroupNorm keeps
+examples apart, a recipe's summary holds the guarantee, and bad settings are refused with one line naming the
+field."""
 import functools
 import re
 
@@ -215,3 +216,27 @@ def test_delta_at_or_above_one_over_members_is_refused_before_training(tmp_path)
   assert stats.binom.sf(sampling.max_batch_size, 400, 0.32) <= 1e-4 < stats.binom.sf(sampling.max_batch_size - 1,
                                                                                       400, 0.32)
   assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_dp_models_summary_holds_its_guarantee(tmp_path):
+  from mialth_jax.data import load_dataset, splits as splits_lib
+  from mialth_jax.layout import RunLayout
+  from mialth_jax.lottery import context, recipes
+  config = _dp_config(epsilons=(), noise_multipliers=(4.0,), max_batch_size=160)
+  config.data.num_train = 400
+  dataset = load_dataset(config.data)
+  ctx = context.build(config, RunLayout(str(tmp_path)), dataset,
+                      splits_lib.make_splits(len(dataset.y_train), len(dataset.y_test), 400, 0))
+  spec = next(s for s in recipes.plan(config) if s.kind == "dp")
+  assert spec.name == "dp_nm4"
+  summary = dp_sgd.DpSgd().summary(ctx, spec, 5)
+  accountant = dp_accounting.pld.PLDAccountant(dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
+                                               value_discretization_interval=1e-4)
+  accountant.compose(dp_accounting.TruncatedSubsampledGaussianDpEvent(400, 128 / 400, 160, 4.0), 5)
+  assert summary["epsilon"] == accountant.get_epsilon(1e-5)
+  assert {k: summary[k] for k in ("delta", "noise_multiplier", "clip_norm", "sampling_rate", "max_batch_size",
+                                  "private_steps", "members", "target_epsilon")} == {
+      "delta": 1e-5, "noise_multiplier": 4.0, "clip_norm": 1.0, "sampling_rate": 128 / 400, "max_batch_size": 160,
+      "private_steps": 5, "members": 400, "target_epsilon": None}
+  batches = dp_sgd.DpSgd().loop_overrides(ctx, spec)["batch_selection"]
+  assert batches.length == 160 and batches.sampling == dp_budget.sampling_of(ctx)  # 160: a multiple of 8 devices

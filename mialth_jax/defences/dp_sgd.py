@@ -26,7 +26,7 @@ import numpy as np
 from jax_privacy import clipping, noise_addition
 
 from mialth_jax import errors
-from mialth_jax.defences.dp_budget import ADJACENCY, PoissonBatches, calibrated_noise, epsilon, sampling_of
+from mialth_jax.defences import dp_budget
 from mialth_jax.lottery import masks, recipes, step_hooks
 from mialth_jax.utils import config_sections, io
 
@@ -41,8 +41,8 @@ def private_gradients(slot, objective, params, batch: step_hooks.StepBatch):
                                   return_values=True)
   padding = jnp.zeros(batch.labels.shape, bool) if batch.valid is None else ~batch.valid
   summed, aux = clipped(params, batch.inputs, batch.labels, is_padding_example=padding)
-  privatizer = noise_addition.gaussian_privatizer(stddev=slot["noise_multiplier"] * clipped.sensitivity(ADJACENCY),
-                                                  prng_key=jax.random.fold_in(batch.key, _NOISE_STREAM))
+  stddev = slot["noise_multiplier"] * clipped.sensitivity(dp_budget.ADJACENCY)  # the clip norm
+  privatizer = noise_addition.gaussian_privatizer(stddev=stddev, prng_key=jax.random.fold_in(batch.key, _NOISE_STREAM))
   noisy, _ = privatizer.update(summed, privatizer.init(params))
   real = (~padding).astype(jnp.float32)
   loss = jnp.sum(aux.values * real) / jnp.maximum(1.0, jnp.sum(real))
@@ -74,14 +74,15 @@ class Private(recipes.Recipe):
     if "noise_multiplier" in options:
       return options["noise_multiplier"]
     settings = ctx.config.defences.dp_sgd
-    return calibrated_noise(sampling_of(ctx), ctx.total_steps, options["target_epsilon"], settings.delta)
+    return dp_budget.calibrated_noise(dp_budget.sampling_of(ctx), ctx.total_steps, options["target_epsilon"],
+                                      settings.delta)
 
   def earlier_phases(self, ctx, spec) -> tuple:
     """(noise multiplier, steps) of the private trainings this model's mask depends on."""
     return ()
 
   def check(self, ctx, spec):
-    settings, sampling = ctx.config.defences.dp_sgd, sampling_of(ctx)
+    settings, sampling = ctx.config.defences.dp_sgd, dp_budget.sampling_of(ctx)
     if not settings.delta < 1 / sampling.members:
       raise errors.ConfigError(f"defences.dp_sgd.delta={settings.delta:g} must be below 1 / members = "
                                f"1/{sampling.members} = {1 / sampling.members:.3g}")
@@ -97,19 +98,19 @@ class Private(recipes.Recipe):
                        "expected_batch_size": np.float32(ctx.config.train.batch_size)}}
 
   def loop_overrides(self, ctx, spec):
-    sampling = sampling_of(ctx)
+    sampling = dp_budget.sampling_of(ctx)
     length = math.ceil(sampling.max_batch_size / ctx.mesh.size) * ctx.mesh.size
-    return {"batch_selection": PoissonBatches(ctx.config.seed, sampling, length)}
+    return {"batch_selection": dp_budget.PoissonBatches(ctx.config.seed, sampling, length)}
 
   def summary(self, ctx, spec, steps):
-    settings, sampling, noise = ctx.config.defences.dp_sgd, sampling_of(ctx), self.noise_multiplier(ctx, spec)
+    settings, sampling, noise = ctx.config.defences.dp_sgd, dp_budget.sampling_of(ctx), self.noise_multiplier(ctx, spec)
     phases = (*self.earlier_phases(ctx, spec), (noise, steps))
-    return {"epsilon": epsilon(sampling, phases, settings.delta), "delta": settings.delta,
+    return {"epsilon": dp_budget.epsilon(sampling, phases, settings.delta), "delta": settings.delta,
             "target_epsilon": dict(spec.options).get("target_epsilon"), "noise_multiplier": noise,
             "clip_norm": settings.clip_norm, "sampling_rate": sampling.sampling_rate,
             "expected_batch_size": ctx.config.train.batch_size, "max_batch_size": sampling.max_batch_size,
             "members": sampling.members, "private_steps": steps, "privacy_phases": [list(p) for p in phases],
-            "accountant": ACCOUNTANT, "epsilon_covers": self.covers(spec)}
+            "accountant": dp_budget.ACCOUNTANT, "epsilon_covers": self.covers(spec)}
 
   def covers(self, spec) -> str:
     return "the weights"
