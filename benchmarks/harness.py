@@ -117,21 +117,23 @@ class Workload:
   num_classes: int = 10
   width: float = 1.0
   dtype: str = "float32"
+  norm: str = "batch"
 
   def create_model(self):
-    return resnet.create_model(self.model, self.num_classes, self.stem, self.width, self.dtype)
+    return resnet.create_model(self.model, self.num_classes, self.stem, self.width, self.dtype, norm=self.norm)
 
 
 class JaxTrainer:
   """The real masked train step (`train.make_jitted_step`) on device-resident random uint8 images.
 
   `workload` (default: CIFAR ResNet-18 at `width`, fp32) says what is trained; `devices` (default: all) are the mesh
-  the batch is sharded over; `batch_size` is the global batch.
+  the batch is sharded over; `batch_size` is the global batch. `extra` (the train state's step-hook slots) and
+  `batch_selection` (`LoopConfig.batch_selection`) give a recipe's own step, e.g. DP-SGD's.
   """
 
   def __init__(self, width: float, batch_size: int, *, mask: str = "dense", augment: str = "none",
                num_images: int = 1024, donate: bool = True, seed: int = 0, workload: Workload | None = None,
-               devices=None):
+               devices=None, extra=None, batch_selection=None):
     self.workload = workload or Workload(width=width)
     self.model = self.workload.create_model()
     self.mesh = Mesh(np.asarray(devices if devices is not None else jax.devices()), (inference.DATA_AXIS,))
@@ -140,12 +142,13 @@ class JaxTrainer:
     self.tx = train_state.make_optimizer(config, 10_000, num_images // batch_size)
     variables = init_variables(self.model, seed, self.workload.image_size)
     self.mask = make_mask(variables["params"], mask, seed)
-    state = train_state.create_state(variables["params"], variables["batch_stats"], self.mask, self.tx)
+    state = train_state.create_state(variables["params"], variables.get("batch_stats", {}), self.mask, self.tx,
+                                     extra=extra)
     # Every leaf replicated, as the step's outputs are: otherwise its second call compiles again.
     self.state = jax.device_put(state, replicated)
     self.data = random_train_data(num_images, replicated, seed, self.workload)
     self.loop = train.LoopConfig("bench", seed, 10_000, num_images // batch_size, batch_size, augment, 10_000,
-                                 10_000, 0)
+                                 10_000, 0, batch_selection=batch_selection)
     self.step = train.make_jitted_step(self.model, self.tx, self.loop, self.data, self.mesh, donate)
     inputs = list(itertools.islice(train.step_inputs(self.loop, self.data, self.mesh, 0), self.loop.steps_per_epoch))
     self.next_inputs = lambda step: inputs[step % len(inputs)]

@@ -44,6 +44,8 @@ config_sections.register("model", "the network (mialth_jax/models/resnet.py)", {
     "width_multiplier": (1.0, "channels = round(64 * 2**k * width_multiplier) in stage k"),
     "dtype": ("float32", "compute dtype: float32 | bfloat16 (parameters stay float32)"),
     "padding": ("same", "same (XLA's SAME) | torch (k // 2 both sides: converted PyTorch weights)"),
+    "norm": ("batch", "batch (BatchNorm) | group (GroupNorm: no batch statistics, as DP-SGD needs)"),
+    "norm_groups": (16, "group: groups per GroupNorm layer (gcd(norm_groups, channels) where a layer has fewer)"),
 })
 config_sections.register("train", "training of every model of the run (lottery/train_state.py)", {
     "batch_size": (128, "global batch, a multiple of the device count"),
@@ -96,6 +98,7 @@ CHOICES = {
     "model.stem": resnet.STEMS,
     "model.dtype": tuple(resnet.DTYPES),
     "model.padding": resnet.PADDINGS,
+    "model.norm": resnet.NORMS,
     "train.schedule": train_state.SCHEDULES,
     "lottery.method": recipes.METHOD_RECIPES,  # registries: what features registered, whenever they were imported
     "attacks.nonmembers": ("test", "test+unused_train"),
@@ -148,6 +151,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.lottery.rewind_step < 0:
     raise errors.ConfigError(f"lottery.rewind_step must be >= 0, got {config.lottery.rewind_step}")
   _check_fixed_sparsity(config)
+  groups = config.model.norm_groups
+  if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+    raise errors.ConfigError(f"model.norm_groups must be a whole number >= 1, got {groups!r}")
   if not config.model.width_multiplier > 0:
     raise errors.ConfigError(f"model.width_multiplier must be > 0, got {config.model.width_multiplier}")
   if config.train.learning_rate < 0 or config.train.batch_size <= 0:

@@ -25,6 +25,7 @@ BUILTIN = (
     "mialth_jax.defences.admm_minmax",
     "mialth_jax.defences.input_gradient_penalty",
     "mialth_jax.defences.smoothing",
+    "mialth_jax.defences.dp_sgd",
     # ways of pruning beyond the core's magnitude rules
     "mialth_jax.lottery.at_init",
     "mialth_jax.lottery.structured",

@@ -8,4 +8,5 @@ and reserved ids (docs/defences.md; `plugins.load()` imports them):
   admm_minmax             ADMM pruning on the Min-Max objective
   input_gradient_penalty  defence D2 (ours): an input-gradient-norm penalty in training
   smoothing               defence D1 (ours): inference-time output smoothing
+  dp_sgd                  DP-SGD (Abadi et al. 2016), the defence with a guarantee, and DP-SGD lottery tickets
 """

@@ -68,7 +68,7 @@ class Context:
     variables = self.compiled("init", lambda: jax.jit(
         lambda key: self.model.init(key, np.zeros((1, *self.dataset.image_shape), np.uint8)),
         out_shardings=self.replicated))(jax.random.PRNGKey(seed))
-    return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+    return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}  # {}: GroupNorm
 
   def loop(self, name: str = "", **overrides) -> train_lib.LoopConfig:
     """The train loop's settings for model `name`; the fields the train step reads are the same for every model."""
@@ -124,9 +124,7 @@ def build(config: ml_collections.ConfigDict, layout: RunLayout, dataset, splits:
   for_training=False (reading a finished run) skips the checks that only training needs (the batch must divide over
   this machine's devices; inference pads its batches for any device count).
   """
-  model = resnet.create_model(config.model.name, dataset.num_classes, config.model.stem,
-                              config.model.width_multiplier, config.model.dtype,
-                              config.model.get("padding", "same"))  # runs recorded before model.padding existed
+  model = resnet.from_config(config.model, dataset.num_classes)
   total_steps, steps_per_epoch = state_lib.num_train_steps(config.train, len(splits.members))
   if config.lottery.rewind_step >= total_steps:
     raise errors.ConfigError(f"lottery.rewind_step={config.lottery.rewind_step} must be below the {total_steps} "
@@ -140,7 +138,7 @@ def build(config: ml_collections.ConfigDict, layout: RunLayout, dataset, splits:
   shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), np.zeros((1, *dataset.image_shape), np.uint8)))
   tx = state_lib.make_optimizer(config.train, total_steps, steps_per_epoch)
   return Context(config, layout, dataset, splits, model, mesh, data, total_steps, steps_per_epoch,
-                 {"params": shapes["params"], "batch_stats": shapes["batch_stats"]}, tx)
+                 {"params": shapes["params"], "batch_stats": shapes.get("batch_stats", {})}, tx)
 
 
 def setup(config: ml_collections.ConfigDict, workdir: str, dataset=None,

@@ -42,8 +42,7 @@ from mialth_jax.utils import config_sections
 
 def param_shapes(config: ml_collections.ConfigDict, dataset, width: float) -> dict:
   """The `params` tree (shapes only) of the config's network at `width` for `dataset` (its image shape, classes)."""
-  model = resnet.create_model(config.model.name, dataset.num_classes, config.model.stem, width, config.model.dtype,
-                              config.model.get("padding", "same"))
+  model = resnet.from_config(config.model, dataset.num_classes, width)
   images = np.zeros((1, *dataset.image_shape), np.uint8)
   return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), images))["params"]
 

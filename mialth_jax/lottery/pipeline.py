@@ -60,7 +60,7 @@ def train_model(ctx: Context, spec: recipes.ModelSpec) -> dict:
              "pruned_from": spec.mask_from, "init": spec.init, "rewind_step": ctx.config.lottery.rewind_step,
              "steps": int(state.step), **({"stopped_at": int(state.step)} if loop.stop_at else {}),
              "devices": ctx.mesh.size, "platform": ctx.mesh.devices.flat[0].platform,
-             "wall_seconds": time.time() - started, **final_eval}
+             "wall_seconds": time.time() - started, **final_eval, **recipe.summary(ctx, spec, int(state.step))}
   hosts.on_process_zero(lambda: io.write_json(layout.summary(spec.name), summary))  # others then see it finished
   return summary
 
@@ -88,8 +88,10 @@ def _log_remaining(ctx: Context, plan: list, done: int, elapsed: float) -> None:
 def run_models(ctx: Context) -> dict:
   """Runs (or finishes) every phase of the lottery pipeline; returns {model name: summary}."""
   log_model_size(ctx)
-  ensure_w0(ctx)
   plan = recipes.plan(ctx.config)
+  for spec in plan:
+    recipes.RECIPES.lookup(spec.kind)().check(ctx, spec)
+  ensure_w0(ctx)
   summaries = {}
   started = time.time()
   for done, spec in enumerate(plan, 1):

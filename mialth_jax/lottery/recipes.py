@@ -1,10 +1,12 @@
 """Training recipes: how each kind of model of a run is made. One class plus one `RECIPES.register` per recipe.
 
 A recipe says which models it adds to a run (`plan`), and for each: its mask, its starting point, its first step,
-its loss, and its extra training state (`extra`: the slots of the train-step hooks it turns on, lottery/step_hooks.py,
-e.g. a second network trained alongside). The pipeline runs every recipe through the same loop and the one train step;
-recipes that share a loss share its compilation. A way of pruning is a recipe plus a `lottery.method` name in
-`METHOD_RECIPES`; a way of choosing the weights to remove from trained ones is a `lottery.rule` in `masks.RULES`.
+its loss, its loop settings (e.g. its own batch selection), the checks of its settings against the run's data, what
+its summary.json adds, and its extra training state (`extra`: the slots of the train-step hooks it turns on,
+lottery/step_hooks.py, e.g. a second network trained alongside). The pipeline runs every recipe through the same loop
+and the one train step; recipes that share a loss share its compilation. A way of pruning is a recipe plus a
+`lottery.method` name in `METHOD_RECIPES`; a way of choosing the weights to remove from trained ones is a
+`lottery.rule` in `masks.RULES`.
 
   dense          the unpruned model, trained from w0
   ticket         one-shot lottery ticket (Bagmar et al.'s Algorithm 1): prune the trained dense model by magnitude,
@@ -69,6 +71,15 @@ class Recipe:
 
   def loop_overrides(self, ctx, spec: ModelSpec) -> dict:
     """Changes to the train loop's settings for this model (`train.LoopConfig` fields)."""
+    return {}
+
+  def check(self, ctx, spec: ModelSpec) -> None:
+    """Refuses (errors.ConfigError) settings that only the run's data can judge (e.g. against the number of
+    members); called for every planned model before the first one trains."""
+
+  def summary(self, ctx, spec: ModelSpec, steps: int) -> dict:
+    """What this model's summary.json adds to the pipeline's fields, once it has trained to step `steps` (e.g. a
+    private model's guarantee)."""
     return {}
 
 

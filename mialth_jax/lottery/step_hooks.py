@@ -11,7 +11,9 @@ float rounding, so it is fixed rather than left to the order of imports), each p
   objective(slot, batch, loss_fn)          -> f(params) -> (loss, (logits, batch_stats)): replaces the forward pass
                                                         and the loss (e.g. a penalty on the inputs' gradients)
   gradients(slot, objective, params, batch)-> ((loss, (logits, batch_stats)), grads): replaces jax.value_and_grad
-                                                        (e.g. per-example clipped and noised gradients)
+                                                        (e.g. per-example clipped and noised gradients; the step's
+                                                        own objective also takes (params, inputs, labels) of some
+                                                        rows of the batch)
   optimizer_state(slot, batch)             -> opt_state the optimiser state the update starts from
   after(slot, new_state, batch)            -> slot      after the update (e.g. dual-variable updates)
 
@@ -37,6 +39,7 @@ class StepBatch:
   augment_kind: str
   mean: Any
   std: Any
+  valid: Any = None     # bool per row of a padded batch (LoopConfig.batch_selection); None: every row is an example
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,15 +25,16 @@ def cross_entropy(logits, labels):
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def train_step(state: TrainState, images, labels, *, model, tx, seed: int, augment_kind: str, mean, std,
+def train_step(state: TrainState, images, labels, valid=None, *, model, tx, seed: int, augment_kind: str, mean, std,
                loss_fn=cross_entropy):
   """One SGD step on `loss_fn(logits, labels)`, plus what the hooks of the model's extra state add
   (`step_hooks`); the mask zeroes gradients and parameters so pruned weights and their momentum stay 0.0.
-  metrics["loss"] is the whole objective."""
+  metrics["loss"] is the whole objective. `valid` (bool per row, from a loop's `batch_selection`) marks the rows of
+  a padded batch that are real examples; None: every row is (the epoch shuffles of `batch_indices`)."""
   key = jax.random.fold_in(jax.random.PRNGKey(seed), state.step)
   x = augment.normalise(augment.augment(key, images, augment_kind), mean, std, model.dtype)
   hooks = step_hooks.active(state.extra)
-  batch = step_hooks.StepBatch(state, images, labels, x, key, model, augment_kind, mean, std)
+  batch = step_hooks.StepBatch(state, images, labels, x, key, model, augment_kind, mean, std, valid)
   extra = dict(state.extra) if hooks else state.extra
   for name, hook in hooks:
     if hook.before is not None:
@@ -47,7 +48,7 @@ def train_step(state: TrainState, images, labels, *, model, tx, seed: int, augme
   owner, optimizer_state = step_hooks.replacement(hooks, "optimizer_state")
   opt_state = None if optimizer_state is None else optimizer_state(extra[owner], batch)
   new_state, metrics = masked_update(state, grads, tx, loss=loss, logits=logits, labels=labels,
-                                     batch_stats=batch_stats, opt_state=opt_state)
+                                     batch_stats=batch_stats, opt_state=opt_state, valid=valid)
   for name, hook in hooks:
     if hook.after is not None:
       extra[name] = hook.after(extra[name], new_state, batch)
@@ -55,30 +56,33 @@ def train_step(state: TrainState, images, labels, *, model, tx, seed: int, augme
 
 
 def _objective(hooks, extra, batch: step_hooks.StepBatch, loss_fn):
-  """params -> (loss, (logits, batch_stats)): the forward pass in train mode and the loss with every hook's term,
-  or the objective of the hook that replaces it."""
+  """(params, inputs=batch.inputs, labels=batch.labels) -> (loss, (logits, batch_stats)): the forward pass in train
+  mode and the loss with every hook's term, on the batch or on given rows of it (a gradients hook that clips per
+  example calls it one example at a time), or the objective of the hook that replaces it."""
   owner, replaced = step_hooks.replacement(hooks, "objective")
   if replaced is not None:
     return replaced(extra[owner], batch, loss_fn)
   terms = [(name, hook.loss_term) for name, hook in hooks if hook.loss_term is not None]
 
-  def objective(params):
-    logits, updates = batch.model.apply({"params": params, "batch_stats": batch.state.batch_stats}, batch.inputs,
+  def objective(params, inputs=batch.inputs, labels=batch.labels):
+    logits, updates = batch.model.apply({"params": params, "batch_stats": batch.state.batch_stats}, inputs,
                                         train=True, mutable=["batch_stats"])
-    loss = loss_fn(logits, batch.labels)
+    loss = loss_fn(logits, labels)
     for name, term in terms:
       loss = loss + term(extra[name], params, logits, batch)
     return loss, (logits, updates["batch_stats"])
   return objective
 
 
-def masked_update(state: TrainState, grads, tx, *, loss, logits, labels, batch_stats, opt_state=None):
+def masked_update(state: TrainState, grads, tx, *, loss, logits, labels, batch_stats, opt_state=None, valid=None):
   """The optimiser update of a step (from `opt_state`, default the state's) with the mask applied to gradients and
-  parameters, and the step's metrics."""
+  parameters, and the step's metrics (accuracy over the `valid` rows of a padded batch)."""
   grads = masks.apply_mask(grads, state.mask)
   updates, opt_state = tx.update(grads, state.opt_state if opt_state is None else opt_state, state.params)
   params = masks.apply_mask(optax.apply_updates(state.params, updates), state.mask)
-  metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+  correct = jnp.argmax(logits, -1) == labels
+  accuracy = jnp.mean(correct) if valid is None else jnp.sum(correct & valid) / jnp.maximum(1, jnp.sum(valid))
+  metrics = {"loss": loss, "accuracy": accuracy,
              "finite": jnp.isfinite(loss) & jnp.all(jnp.asarray([jnp.all(jnp.isfinite(p))
                                                                  for p in jax.tree.leaves(params)]))}
   return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state), metrics
@@ -126,6 +130,8 @@ class LoopConfig:
   stop_at: object = None            # stop_at.StopAt: end at the first evaluation that reaches it (None: never)
   keep_every_steps: int = 0         # keep params + batch_stats every this many steps (0: never) ...
   keep_dir: str = ""                # ... in <keep_dir>/<step>
+  batch_selection: object = None    # fn(step) -> (positions, valid): a recipe's own batches, padded to one length
+                                    # (e.g. DP-SGD's Poisson sampling); None: the epoch shuffles of batch_indices
 
 
 def make_jitted_step(model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh, donate: bool = True,
@@ -133,7 +139,8 @@ def make_jitted_step(model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh, d
   """jit(state, inputs) -> (state, metrics), state donated (unless `donate` is False) and replicated, batch sharded
   along the mesh. `step_fn` (a recipe's step, with `train_step`'s signature) defaults to `train_step`.
 
-  inputs are (member images, member labels, batch positions) on device, or (images, labels) of a streamed batch.
+  inputs are (member images, member labels, batch positions) on device, or (images, labels) of a streamed batch,
+  each followed by the rows' validity for a padded batch (`LoopConfig.batch_selection`).
   Build it once per run and reuse it for every model: each call of this function compiles anew.
   """
   replicated = NamedSharding(mesh, P())
@@ -141,8 +148,8 @@ def make_jitted_step(model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh, d
   step = functools.partial(step_fn or train_step, model=model, tx=tx, seed=loop.seed, augment_kind=loop.augment,
                            mean=data.mean, std=data.std)
 
-  def gather_and_step(state, images, labels, idx):
-    return step(state, jax.lax.with_sharding_constraint(images[idx], batch_sharding), labels[idx])
+  def gather_and_step(state, images, labels, idx, *valid):
+    return step(state, jax.lax.with_sharding_constraint(images[idx], batch_sharding), labels[idx], *valid)
   jitted = jax.jit(gather_and_step if data.images is not None else step, donate_argnums=0 if donate else (),
                    out_shardings=(replicated, replicated))
   return lambda state, inputs: jitted(state, *inputs)
@@ -155,11 +162,15 @@ def step_inputs(loop: LoopConfig, data: TrainData, mesh: Mesh, first_step: int):
   num_members = len(data.host_labels)
 
   def make(step):
-    idx = batch_indices(loop.seed, step, num_members, loop.batch_size, loop.steps_per_epoch)
+    if loop.batch_selection is None:
+      idx, valid = batch_indices(loop.seed, step, num_members, loop.batch_size, loop.steps_per_epoch), ()
+    else:
+      idx, rows = loop.batch_selection(step)
+      valid = (inference.global_array(np.asarray(rows, bool), batch_sharding),)
     if data.images is not None:
-      return data.images, data.labels, inference.global_array(idx.astype(np.int32), batch_sharding)
+      return data.images, data.labels, inference.global_array(idx.astype(np.int32), batch_sharding), *valid
     return (inference.process_local_batch(data.host_images, idx, batch_sharding),
-            inference.process_local_batch(data.host_labels, idx, batch_sharding))
+            inference.process_local_batch(data.host_labels, idx, batch_sharding), *valid)
   if data.images is not None:
     yield from (make(step) for step in range(first_step, loop.total_steps))
     return

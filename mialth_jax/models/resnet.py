@@ -11,8 +11,16 @@ Parameter paths are readable on purpose, because pruning rules are regexes over 
 and 1 after; PyTorch's `padding=1` pads 1 on both sides, so the same weights compute a shifted function.
 `padding="torch"` pads every k x k convolution by k // 2 on both sides as PyTorch does, so that a converted PyTorch
 model (`models/torch_convert.py`) gives the same logits; the two train alike (docs/reproduction.md).
+
+`norm="batch"` (the default, the paper's) normalises with BatchNorm; `norm="group"` with GroupNorm (Wu & He 2018),
+which has no batch statistics, so each example's output depends on that example alone, as per-example gradient
+clipping (DP-SGD, defences/dp_sgd.py) needs. Each GroupNorm layer has gcd(norm_groups, channels) groups: 16 by
+default (the choice of De et al. 2022 for DP-SGD ResNets), every channel count of configs/ at widths 1 to 1/4 is a
+multiple of 16; fewer groups where a layer has fewer channels (width 1/8: 8 in the first stage). The parameters keep
+BatchNorm's names and shapes (`stage1_block0/bn1/scale`), and `batch_stats` is empty.
 """
 import functools
+import math
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -77,6 +85,19 @@ def stage_channels(width_multiplier: float, num_stages: int) -> tuple[int, ...]:
   return tuple(max(1, round(64 * 2**k * width_multiplier)) for k in range(num_stages))
 
 
+class GroupNorm(nn.Module):
+  """GroupNorm with gcd(groups, channels) groups, so every channel count has a valid split; its scale and bias are
+  this module's own (shared scope), at the paths BatchNorm's would have."""
+  groups: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    norm = nn.GroupNorm(num_groups=math.gcd(self.groups, x.shape[-1]), epsilon=1e-5, dtype=self.dtype)
+    nn.share_scope(self, norm)
+    return norm(x)
+
+
 class ResNet(nn.Module):
   stage_sizes: Sequence[int]
   block_cls: Callable
@@ -85,14 +106,17 @@ class ResNet(nn.Module):
   width_multiplier: float = 1.0
   dtype: Any = jnp.float32
   padding: str = "same"
+  norm: str = "batch"
+  norm_groups: int = 16
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     common = dict(use_bias=False, dtype=self.dtype, kernel_init=conv_init)
     conv = (functools.partial(nn.Conv, padding="SAME", **common) if self.padding == "same" else
             functools.partial(torch_padded_conv, **common))
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                             dtype=self.dtype)
+    norm = (functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                              dtype=self.dtype) if self.norm == "batch" else
+            functools.partial(GroupNorm, groups=self.norm_groups, dtype=self.dtype))
     channels = stage_channels(self.width_multiplier, len(self.stage_sizes))
     x = x.astype(self.dtype)
     if self.stem == "imagenet":
@@ -119,10 +143,11 @@ ARCHITECTURES = {
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 STEMS = ("cifar", "imagenet")
 PADDINGS = ("same", "torch")
+NORMS = ("batch", "group")
 
 
 def create_model(name: str, num_classes: int, stem: str = "cifar", width_multiplier: float = 1.0,
-                 dtype: str = "float32", padding: str = "same") -> ResNet:
+                 dtype: str = "float32", padding: str = "same", norm: str = "batch", norm_groups: int = 16) -> ResNet:
   """Builds a ResNet from config values; unknown names are errors that list the known ones."""
   if name not in ARCHITECTURES:
     raise errors.ConfigError(f"model.name={name!r} is unknown; expected one of {', '.join(ARCHITECTURES)}")
@@ -132,7 +157,19 @@ def create_model(name: str, num_classes: int, stem: str = "cifar", width_multipl
     raise errors.ConfigError(f"model.stem={stem!r} is unknown; expected one of {', '.join(STEMS)}")
   if padding not in PADDINGS:
     raise errors.ConfigError(f"model.padding={padding!r} is unknown; expected one of {', '.join(PADDINGS)}")
+  if norm not in NORMS:
+    raise errors.ConfigError(f"model.norm={norm!r} is unknown; expected one of {', '.join(NORMS)}")
+  if isinstance(norm_groups, bool) or not isinstance(norm_groups, int) or norm_groups < 1:
+    raise errors.ConfigError(f"model.norm_groups must be a whole number >= 1, got {norm_groups!r}")
   if not width_multiplier > 0:
     raise errors.ConfigError(f"model.width_multiplier must be > 0, got {width_multiplier}")
   return ResNet(num_classes=num_classes, stem=stem, width_multiplier=width_multiplier, dtype=DTYPES[dtype],
-                padding=padding, **ARCHITECTURES[name])
+                padding=padding, norm=norm, norm_groups=norm_groups, **ARCHITECTURES[name])
+
+
+def from_config(model, num_classes: int, width_multiplier: float | None = None) -> ResNet:
+  """The network of a config's `model` section (at another width if given); fields that a recorded run's config
+  predates (padding, norm, norm_groups) take their defaults."""
+  return create_model(model.name, num_classes, model.stem,
+                      model.width_multiplier if width_multiplier is None else width_multiplier, model.dtype,
+                      model.get("padding", "same"), model.get("norm", "batch"), model.get("norm_groups", 16))
