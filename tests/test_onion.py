@@ -236,3 +236,50 @@ def test_bad_settings_name_the_field(tmp_path, change, field):
       config.onion[name] = value
   with pytest.raises(errors.ConfigError, match=f"^{field}"):
     config_lib.validate(config)
+
+
+@pytest.mark.slow  # three digits zoo runs (dense and an 80 % ticket, 6 models each): about 6 minutes on 2 cores
+def test_onion_and_control_runs_train_without_the_removed_and_the_report_compares_them(tmp_path):
+  from mialth_jax.experiments import launch, paper
+  from mialth_jax.report import sections
+
+  def tiny(config):
+    config.model.width_multiplier = 0.0625
+    config.train.batch_size, config.train.num_epochs, config.train.num_steps = 48, -1.0, 40
+    config.train.log_every_steps = 20
+    paper.sparsity_vs_fit(config, None)
+    config.lottery.sparsities, config.lottery.controls = (0.8,), ()
+    config.attacks.models = {"lira_fixed_var": paper.STRONG_ATTACKS["lira_fixed_var"]}
+    config.zoo.num_models, config.zoo.curve_every_epochs, config.train.keep_every_epochs = 6, 0, 0
+    config.per_example.record, config.per_example.fpr = True, 0.05
+    return config
+
+  source = str(tmp_path / "source")
+  launch.run(tiny(config_lib.base()), source)
+  recorded = json.load(open(per_example.paths(layout_lib.RunLayout(source), "lira_fixed_var")[1]))
+  values = recorded["kinds"]["dense"]["exposure"]
+  ranked = sorted((i for i, v in enumerate(values) if v is not None), key=lambda i: (-values[i], i))
+  runs = []
+  for removal in ("most_exposed", "random"):
+    config = tiny(config_lib.base())
+    config.onion.of, config.onion.remove, config.onion.removal = source, 20, removal
+    workdir = str(tmp_path / removal)
+    launch.run(config, workdir)
+    layout = layout_lib.RunLayout(workdir)
+    removed = io.read_json(layout.path(onion.FILE))["removed"]
+    if removal == "most_exposed":
+      assert removed == sorted(recorded["ids"][i] for i in ranked[:20])
+    assert not np.isin(removed, splits_lib.load(layout.splits).members).any()
+    assert not io.read_npy(layout.zoo("keep.npy"))[:, removed].any()
+    examples = json.load(open(per_example.paths(layout, "lira_fixed_var")[1]))
+    assert all(examples["kinds"]["dense"]["exposure"][i] is None for i in removed)  # never IN: no exposure
+    runs.append(types.SimpleNamespace(workdir=workdir, label=removal, config=io.read_json(layout.config)))
+  out = sections.Output(str(tmp_path / "report"), str(tmp_path / "report" / "plots"))
+  text = report.section(runs, out)
+  assert "### most_exposed vs random: the privacy onion" in text and "| ticket_s80 - dense |" in text
+  found = onion_effect.compare(*(onion_effect.read_run(r.workdir, "lira_fixed_var") for r in runs), 0.1)
+  measured = [json.load(open(per_example.paths(layout_lib.RunLayout(r.workdir), "lira_fixed_var")[1]))["kinds"]
+              for r in runs]
+  both = {i for i in range(len(values))
+          if all(m[k][field][i] is not None for m in measured for k in m for field in ("exposure", "p"))}
+  assert found["shared"] == len(both) > len(ranked) - 40 - 20
