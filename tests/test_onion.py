@@ -276,7 +276,8 @@ def test_onion_and_control_runs_train_without_the_removed_and_the_report_compare
     runs.append(types.SimpleNamespace(workdir=workdir, label=removal, config=io.read_json(layout.config)))
   out = sections.Output(str(tmp_path / "report"), str(tmp_path / "report" / "plots"))
   text = report.section(runs, out)
-  assert "### most_exposed vs random: the privacy onion" in text and "| ticket_s80 - dense |" in text
+  assert "### most_exposed vs random: the privacy onion" in text and "| kind - dense |" in text
+  assert text.count("\n| ticket_s80 |") == 2 and text.count("\n| dense |") == 1
   found = onion_effect.compare(*(onion_effect.read_run(r.workdir, "lira_fixed_var") for r in runs), 0.1)
   measured = [json.load(open(per_example.paths(layout_lib.RunLayout(r.workdir), "lira_fixed_var")[1]))["kinds"]
               for r in runs]
