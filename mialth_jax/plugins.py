@@ -37,6 +37,7 @@ BUILTIN = (
     "mialth_jax.experiments.zoo_targets",
     "mialth_jax.experiments.zoo_verdict",
     "mialth_jax.experiments.per_example",
+    "mialth_jax.experiments.onion",
     "mialth_jax.experiments.adversarial",
     "mialth_jax.experiments.canaries",
     # report sections
@@ -52,6 +53,7 @@ BUILTIN = (
     "mialth_jax.report.zoo_targets",
     "mialth_jax.report.fit_curves",
     "mialth_jax.report.per_example",
+    "mialth_jax.report.onion",
     "mialth_jax.report.adversarial",
     "mialth_jax.report.leakage_plots",
     "mialth_jax.report.audit",

@@ -10,6 +10,12 @@ import numpy as np
 
 from mialth_jax.data import base
 from mialth_jax.utils import io
+from mialth_jax.utils.registry import Registry
+
+# Features whose runs train on other members than the seeded draw (e.g. experiments.onion leaves examples out):
+# name -> fn(config, splits) -> Splits, applied in registration order by `draw`; each returns `splits` unchanged for a
+# config that does not use it.
+EDITS = Registry("member split edit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +38,14 @@ def make_splits(num_train_available: int, num_test: int, num_train: int, seed: i
   order = np.random.default_rng([seed, 0x5EED]).permutation(num_train_available)
   return Splits(members=np.sort(order[:num_train]), unused_train=np.sort(order[num_train:]),
                 test=np.arange(num_test, dtype=np.int64))
+
+
+def draw(config, dataset) -> Splits:
+  """The run's member split: the seeded draw of `make_splits`, then every registered edit."""
+  splits = make_splits(len(dataset.y_train), len(dataset.y_test), config.data.num_train, config.seed)
+  for edit in EDITS.values():
+    splits = edit(config, splits)
+  return splits
 
 
 def save(path: str, splits: Splits) -> None:

@@ -18,9 +18,8 @@ def nonmember_pool(ctx) -> np.ndarray:
   that features reserve (data.reserved), which no evaluation may use."""
   pool = ctx.splits.test + len(ctx.dataset.y_train)
   if ctx.config.attacks.nonmembers == "test+unused_train":
-    unused = np.setdiff1d(ctx.splits.unused_train, reserved.reserved_ids(ctx.config, ctx.splits))
-    pool = np.concatenate([pool, unused])
-  return np.sort(pool)
+    pool = np.concatenate([pool, ctx.splits.unused_train])
+  return np.setdiff1d(pool, reserved.reserved_ids(ctx.config, ctx.splits))
 
 
 def resolve_size(ctx, size: int) -> int:

@@ -27,6 +27,10 @@ from mialth_jax.lottery import zoo_pipeline
 from mialth_jax.utils import config_sections, io
 from mialth_jax.utils.registry import Registry
 
+# Features that decide the zoo's membership before it trains (its recorded shadows/zoo.json, keep.npy, seeds.npy and
+# ids.npy, which lottery.zoo_pipeline then reads instead of drawing its own), in registration order: name -> fn(ctx).
+BEFORE_TRAINING = Registry("zoo membership")
+
 # Analyses of what the zoo stores, run in registration order after its leave-one-out targets and fit curves:
 # name -> fn(ctx, zoo_summaries {kind: summary}, reference_of(kind) -> ReferenceOutputs, attack_configs) -> None.
 AFTER_TARGETS = Registry("zoo analysis")
@@ -51,6 +55,8 @@ class Zoo(Protocol):
     if not configs:
       return {}
     ctx, layout = attack_run.ctx, attack_run.ctx.layout
+    for decide in BEFORE_TRAINING.values():
+      decide(ctx)
     zoo_summaries = zoo_pipeline.train_zoo(ctx)
     queries = tuple(ctx.config.zoo.queries)
     test_ids = attack_run.part("test")[0]

@@ -145,12 +145,12 @@ def setup(config: ml_collections.ConfigDict, workdir: str, dataset=None,
           splits: splits_lib.Splits | None = None) -> Context:
   """Loads data, builds the context, checks the config against the workdir and records config.json / splits.npz.
 
-  `splits` overrides the config's member draw (a protocol's own models may train on members it chooses).
+  `splits` overrides the config's member draw (`splits_lib.draw`; a protocol's own models may train on members it
+  chooses).
   """
   dataset = dataset or load_dataset(config.data)
   layout = RunLayout(workdir)
-  splits = splits or splits_lib.make_splits(len(dataset.y_train), len(dataset.y_test), config.data.num_train,
-                                            config.seed)
+  splits = splits or splits_lib.draw(config, dataset)
   ctx = build(config, layout, dataset, splits)
   writes = jax.process_index() == 0  # the one process that writes JSON and npz files
   run_dir.prepare(config, workdir, write=writes)
