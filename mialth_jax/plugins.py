@@ -16,7 +16,8 @@ BUILTIN = (
     "mialth_jax.attacks.lira",
     "mialth_jax.attacks.rmia",
     "mialth_jax.attacks.adversarial_attacks",
-    "mialth_jax.attacks.epsilon",
+    # auditing
+    "mialth_jax.audit.epsilon",
     # defences
     "mialth_jax.defences.phase",
     "mialth_jax.defences.finetune",

@@ -26,10 +26,11 @@ ALLOWED = {
     "lottery": FOUNDATIONS | {"data", "models", "inference", "run_dir"},
     "defences": FOUNDATIONS | {"data", "models", "inference", "run_dir", "lottery", "attacks"},
     "attacks": FOUNDATIONS | {"data", "models", "inference"},
+    "audit": FOUNDATIONS,
     "experiments": FOUNDATIONS | {"data", "models", "inference", "run_dir", "lottery", "attacks", "config_lib",
                                   "defences"},
     "config_lib": FOUNDATIONS | {"data", "models", "lottery", "attacks", "experiments"},
-    "report": FOUNDATIONS | {"data", "models", "lottery", "attacks", "experiments", "defences"},
+    "report": FOUNDATIONS | {"data", "models", "lottery", "attacks", "audit", "experiments", "defences"},
     "api": FOUNDATIONS | {"data", "inference", "lottery", "attacks", "experiments"},
 }
 

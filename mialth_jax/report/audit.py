@@ -1,4 +1,4 @@
-"""Per run: the empirical epsilon of every model and attack (attacks/epsilon.py), beside AUC and TPR, and the one-run
+"""Per run: the empirical epsilon of every model and attack (audit/epsilon.py), beside AUC and TPR, and the one-run
 bounds of the canaries protocol (experiments/canaries.py); for a model with a DP guarantee (its summary.json holds
 "epsilon", and "delta", which the bound then uses), beside that guarantee.
 
@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from mialth_jax.attacks import epsilon as epsilon_lib
+from mialth_jax.audit import epsilon as epsilon_lib
 from mialth_jax.experiments import canaries as canaries_lib, verdict, zoo_targets
 from mialth_jax.layout import RunLayout
 from mialth_jax.report import fmt, sections

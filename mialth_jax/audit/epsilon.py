@@ -112,7 +112,7 @@ def validate(config) -> None:
                              f"{', '.join(THRESHOLD_STRATEGIES)}")
 
 
-SECTION = config_sections.register("audit", "empirical epsilon lower bounds from attack scores (attacks/epsilon.py)", {
+SECTION = config_sections.register("audit", "empirical epsilon lower bounds from attack scores (audit/epsilon.py)", {
     "delta": (1e-5, "the delta at which epsilon is bounded: the usual DP-SGD choice, below 1/N for every dataset "
                     "here (a DP model is compared with its guarantee at this delta)"),
     "confidence": (0.95, "the bounds hold with this probability (Clopper-Pearson; one-run estimator)"),
