@@ -6,7 +6,13 @@ its summary.json adds, and its extra training state (`extra`: the slots of the t
 lottery/step_hooks.py, e.g. a second network trained alongside). The pipeline runs every recipe through the same loop
 and the one train step; recipes that share a loss share its compilation. A way of pruning is a recipe plus a
 `lottery.method` name in `METHOD_RECIPES`; a way of choosing the weights to remove from trained ones is a
-`lottery.rule` in `masks.RULES`.
+`lottery.rule` in `masks.RULES`. A method's recipe plans its models when lottery.method names it or lottery.controls
+lists it (`selected`), so several ways of pruning run side by side on one dense model (and one zoo membership).
+
+A recipe whose mask is made from one model's own seed, w0, members and finished models only (`OwnMask`, reading an
+`OwnModel`) can be repeated on other models trained like the run's: the zoo (lottery/zoo_pipeline.py) makes each of
+its models' masks with `own_mask` from that zoo model's own w0, members and models, and trains it from its own w0
+(first_step 0) or its own rewind point (first_step = lottery.rewind_step).
 
   dense          the unpruned model, trained from w0
   ticket         one-shot lottery ticket (Bagmar et al.'s Algorithm 1): prune the trained dense model by magnitude,
@@ -44,6 +50,47 @@ class ModelSpec:
 
 def sparsity_tag(sparsity: float) -> str:
   return f"s{sparsity * 100:g}"
+
+
+class OwnModel:
+  """One model trained like the run's, as a recipe that makes its mask from it reads it (`OwnMask.own_mask`): the
+  run's own (`RunModel`) or a model of the zoo (lottery/zoo_pipeline.py). Everything it gives is numpy."""
+  seed: int  # its init and data order; a mask's random draws use it too
+
+  def w0(self) -> dict:
+    """Its {params, batch_stats} at step 0."""
+    raise NotImplementedError
+
+  def members(self) -> tuple:
+    """(images, labels [m]) of the examples it trains on: the images uint8, indexed by position in [0, m)."""
+    raise NotImplementedError
+
+  def final_params(self, name: str) -> dict:
+    """The final parameters of its finished model `name` (dense, an IMP round, ...)."""
+    raise NotImplementedError
+
+  def mask(self, name: str) -> dict:
+    """The mask of its finished model `name`."""
+    raise NotImplementedError
+
+
+class RunModel(OwnModel):
+  """The run's own model: w0, members and finished models of the run folder."""
+
+  def __init__(self, ctx):
+    self.ctx, self.seed = ctx, ctx.config.seed
+
+  def w0(self) -> dict:
+    return jax.device_get(self.ctx.restore_variables(self.ctx.layout.w0))
+
+  def members(self) -> tuple:
+    return self.ctx.data.host_images, self.ctx.data.host_labels
+
+  def final_params(self, name: str) -> dict:
+    return jax.device_get(self.ctx.restore_variables(self.ctx.layout.final(name))["params"])
+
+  def mask(self, name: str) -> dict:
+    return self.ctx.load_mask(name)
 
 
 class Recipe:
@@ -86,6 +133,23 @@ class Recipe:
 RECIPES = Registry("training recipe")
 
 
+class OwnMask(Recipe):
+  """A recipe whose mask (`own_mask`) reads nothing of a model but its own seed, w0, members and finished models, and
+  that starts from its w0 (first_step 0) or its rewind point (first_step = lottery.rewind_step): the zoo repeats it
+  on each of its models (`per_model`)."""
+
+  def own_mask(self, ctx, spec: ModelSpec, model: OwnModel) -> dict:
+    raise NotImplementedError
+
+  def mask(self, ctx, spec: ModelSpec) -> dict:
+    return self.own_mask(ctx, spec, RunModel(ctx))
+
+
+def per_model(kind: str) -> bool:
+  """Whether the recipe `kind` makes its masks per model (`OwnMask`), so that the zoo can repeat it."""
+  return issubclass(RECIPES.lookup(kind), OwnMask)
+
+
 def rewind_path(ctx) -> str:
   """Where tickets rewind to: w0, or the late-rewind checkpoint saved during dense training."""
   return ctx.layout.rewind if ctx.config.lottery.rewind_step else ctx.layout.w0
@@ -107,16 +171,15 @@ class Rewound(Recipe):
     return ctx.config.lottery.rewind_step
 
 
-class Pruned(Rewound):
+class Pruned(Rewound, OwnMask):
   """Prunes the final weights of `spec.mask_from` to `spec.sparsity` by `spec.rule`, then rewinds. The pruning starts
-  from the dense mask, or (`prunes_survivors`) from the mask of `spec.mask_from`, so only its survivors are ranked. It
-  reads nothing but the model `spec.mask_from` and the rewind point, so it can be repeated on other models trained
-  like the run's (reference models trained side by side, say)."""
+  from the dense mask, or (`prunes_survivors`) from the mask of `spec.mask_from`, so only its survivors are ranked.
+  Random positions are drawn with the model's own seed (the run's seed for the run's model)."""
   prunes_survivors = False
 
-  def mask(self, ctx, spec: ModelSpec) -> dict:
-    prior = ctx.load_mask(spec.mask_from) if self.prunes_survivors else ctx.dense_mask()
-    return pruned_mask(ctx, spec, prior)
+  def own_mask(self, ctx, spec: ModelSpec, model: OwnModel) -> dict:
+    prior = model.mask(spec.mask_from) if self.prunes_survivors else ctx.dense_mask()
+    return masks.prune(model.final_params(spec.mask_from), prior, spec.sparsity, spec.rule, seed=model.seed)
 
 
 class FromTrained(Recipe):
@@ -127,8 +190,11 @@ class FromTrained(Recipe):
 
 
 @RECIPES.register("dense")
-class Dense(Recipe):
+class Dense(OwnMask):
   title = "dense"
+
+  def own_mask(self, ctx, spec, model):
+    return ctx.dense_mask()
 
   def plan(self, config, planned):
     return [ModelSpec("dense", "dense")]
@@ -144,7 +210,7 @@ class OneShotTicket(Pruned):
   title = "lottery ticket"
 
   def plan(self, config, planned):
-    if config.lottery.method != "oneshot":
+    if not selected(config, "ticket"):
       return []
     return [ModelSpec(f"ticket_{sparsity_tag(s)}", "ticket", s, "dense", config.lottery.rule)
             for s in config.lottery.sparsities]
@@ -157,7 +223,7 @@ class IterativeTicket(Pruned):
 
   def plan(self, config, planned):
     lottery = config.lottery
-    if lottery.method != "imp":
+    if not selected(config, "imp"):
       return []
     return [ModelSpec(f"imp_r{r}", "imp", masks.imp_sparsity(lottery.imp_fraction, r),
                       "dense" if r == 1 else f"imp_r{r - 1}", lottery.rule) for r in range(1, lottery.imp_rounds + 1)]
@@ -167,6 +233,12 @@ class IterativeTicket(Pruned):
 METHOD_RECIPES = Registry("pruning method")
 METHOD_RECIPES.register("oneshot", "ticket", about="the paper's Algorithm 1")
 METHOD_RECIPES.register("imp", "imp", about="iterative")
+
+
+def selected(config: ml_collections.ConfigDict, kind: str) -> bool:
+  """Whether a pruning method's recipe `kind` plans its models: lottery.method names it, or lottery.controls lists it
+  (beside the method's own)."""
+  return METHOD_RECIPES.get(config.lottery.method) == kind or kind in config.lottery.controls
 
 
 def ticket_kinds() -> tuple[str, ...]:
@@ -217,9 +289,17 @@ def check_planned(config: ml_collections.ConfigDict, names, field: str) -> None:
 
 def plan(config: ml_collections.ConfigDict) -> list[ModelSpec]:
   """The models a config asks for, in training order: dense, the method's tickets, then each control recipe of
-  `lottery.controls` (any registered recipe) in order."""
+  `lottery.controls` (any registered recipe: another method's tickets too) in order; two models of one name are
+  refused."""
   specs = []
-  for kind in ("dense", METHOD_RECIPES.lookup(config.lottery.method, "lottery.method"), *config.lottery.controls):
+  method = METHOD_RECIPES.lookup(config.lottery.method, "lottery.method")
+  for kind in dict.fromkeys(("dense", method, *config.lottery.controls)):  # a recipe listed twice plans once
     specs += RECIPES.lookup(kind, "lottery.controls")().plan(config, specs)
+  names = [s.name for s in specs]
+  twice = sorted({n for n in names if names.count(n) > 1})
+  if twice:
+    raise errors.ConfigError(f"lottery.controls: {', '.join(twice)} would be planned twice (a control made for every "
+                             "ticket, such as random_prune, names its models by sparsity alone: list it before the "
+                             "other pruning methods in lottery.controls)")
   return specs
 

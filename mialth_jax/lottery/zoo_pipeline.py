@@ -1,8 +1,10 @@
 """Trains (or finishes) a run's reference-model zoo: the dense zoo, then a zoo of each pruned kind of the run, named
-as the run's models (ticket_s80; imp_r1, imp_r2, ...). Each zoo model is pruned from its own trained model (an IMP
-round from its own previous round's survivors) and rewound to its own w0, or with late rewinding to its own dense
-model's state at lottery.rewind_step, as the target's tickets are. Then every zoo model's logits on every pool example
-are written. Resumable like every phase: each kind is skipped when its summary.json exists and resumed from its latest
+as the run's models (ticket_s80; imp_r1, imp_r2, ...; snip_s80, ...). The zoo repeats every recipe that makes its
+masks per model (recipes.OwnMask): zoo model s's mask is the recipe's `own_mask` of zoo model s (`ZooModel`: its own
+seed, w0, members and finished models), e.g. pruned from its own trained model (an IMP round from its own previous
+round's survivors) or scored at its own w0 on its own members, and it starts from its own w0, or with late rewinding
+from its own dense model's state at lottery.rewind_step, as the target's models do. Then every zoo model's logits on
+every pool example are written. Resumable like every phase: each kind is skipped when its summary.json exists and resumed from its latest
 stacked checkpoint otherwise.
 
   <workdir>/shadows/zoo.json keep.npy ids.npy seeds.npy w0/ rewind/ (late rewinding)
@@ -22,7 +24,7 @@ from absl import logging
 
 from mialth_jax import errors, inference
 from mialth_jax.data.examples import ExampleSource
-from mialth_jax.lottery import masks, recipes, zoo
+from mialth_jax.lottery import context as context_lib, masks, recipes, zoo
 from mialth_jax.utils import checkpoint, hosts, io, progress
 
 
@@ -60,19 +62,13 @@ def record_zoo(ctx) -> tuple[np.ndarray, np.ndarray]:
   return keep, seeds
 
 
-def _pruned(kind: str):
-  """The recipe of `kind` when it prunes a trained model (recipes.Pruned: what the zoo repeats per zoo model), else
-  None."""
-  recipe = recipes.RECIPES.lookup(kind)
-  return recipe if issubclass(recipe, recipes.Pruned) else None
-
-
 def zoo_plan(ctx) -> list[recipes.ModelSpec]:
-  """The zoo's model kinds, named as the run's models: dense, and the pruned ones (the tickets, one-shot or every IMP
-  round, and the random-prune controls when lottery.controls has them) of zoo.sparsities (empty: all)."""
+  """The zoo's model kinds, named as the run's models: dense, and the pruned ones whose recipes make their masks per
+  model (the tickets of every method, one-shot, every IMP round or pruned at initialisation, and the random-prune
+  controls when lottery.controls has them) of zoo.sparsities (empty: all)."""
   wanted = ctx.config.zoo.sparsities
   return [s for s in recipes.plan(ctx.config)
-          if s.kind == "dense" or (_pruned(s.kind) and (not wanted or s.sparsity in wanted))]
+          if s.kind == "dense" or (recipes.per_model(s.kind) and (not wanted or s.sparsity in wanted))]
 
 
 def curve_steps(ctx) -> list[int]:
@@ -89,20 +85,55 @@ def train_zoo(ctx) -> dict[str, dict]:
   return {spec.name: train_kind(ctx, spec, keep, seeds) for spec in zoo_plan(ctx)}
 
 
-def _model_masks(ctx, spec: recipes.ModelSpec, seeds: np.ndarray) -> list[dict]:
-  """Each zoo model's mask: its own trained model of `spec.mask_from` pruned by the spec's rule, from the dense mask
-  or (a recipe that prunes survivors: IMP) from its own mask of `spec.mask_from`. Random positions are drawn with
-  the zoo model's seed (one draw per model); magnitude ranks break ties with the run's seed."""
-  dense = ctx.dense_mask()
-  if spec.kind == "dense":
-    return [dense] * len(seeds)
-  finals = checkpoint.restore(ctx.layout.zoo(spec.mask_from, "final"), _abstract_zoo(ctx, len(seeds)))["params"]
-  priors = [dense] * len(seeds)
-  if _pruned(spec.kind).prunes_survivors:
-    stacked = checkpoint.restore(ctx.layout.zoo(spec.mask_from, "mask"), zoo.stack(priors))
-    priors = [zoo.unstack(stacked, s) for s in range(len(seeds))]
-  return [masks.prune(zoo.unstack(finals, s), priors[s], spec.sparsity, spec.rule,
-                      seed=int(seed) if spec.rule == "random" else ctx.config.seed) for s, seed in enumerate(seeds)]
+class Stacked:
+  """The zoo's stacked checkpoints in shadows/, each read once and shared by its models."""
+
+  def __init__(self, ctx, num_models: int):
+    self.ctx, self.num_models, self._read = ctx, num_models, {}
+
+  def variables(self, *parts: str) -> dict:
+    """The stacked {params, batch_stats} at shadows/<parts>."""
+    return self._restore(parts, lambda: _abstract_zoo(self.ctx, self.num_models))
+
+  def masks(self, name: str) -> dict:
+    """The stacked masks of the zoo `name`."""
+    return self._restore((name, "mask"), lambda: zoo.stack([self.ctx.dense_mask()] * self.num_models))
+
+  def _restore(self, parts: tuple, target):
+    if parts not in self._read:
+      self._read[parts] = checkpoint.restore(self.ctx.layout.zoo(*parts), target())
+    return self._read[parts]
+
+
+class ZooModel(recipes.OwnModel):
+  """Zoo model `index` as a recipe reads it: its seed, its members (its row of keep) and its own slice of the zoo's
+  stacked w0, final weights and masks."""
+
+  def __init__(self, ctx, index: int, seed: int, keep_row: np.ndarray, stacked: Stacked):
+    self.ctx, self.index, self.seed, self.ids, self.stacked = ctx, index, seed, np.flatnonzero(keep_row), stacked
+
+  def w0(self) -> dict:
+    return zoo.unstack(self.stacked.variables("w0"), self.index)
+
+  def members(self) -> tuple:
+    source = ExampleSource(self.ctx.dataset)
+    return context_lib.MemberSource(source, self.ids), source.labels(self.ids)
+
+  def final_params(self, name: str) -> dict:
+    return zoo.unstack(self.stacked.variables(name, "final")["params"], self.index)
+
+  def mask(self, name: str) -> dict:
+    return zoo.unstack(self.stacked.masks(name), self.index)
+
+
+def zoo_masks(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray) -> list[dict]:
+  """Each zoo model's mask of `spec`: its recipe's own_mask of that zoo model (read back from shadows/<name>/mask
+  when a relaunch finds it there)."""
+  stacked = Stacked(ctx, len(seeds))
+  if checkpoint.exists(ctx.layout.zoo(spec.name, "mask")):
+    return [ZooModel(ctx, s, int(seed), keep[s], stacked).mask(spec.name) for s, seed in enumerate(seeds)]
+  recipe = recipes.RECIPES.lookup(spec.kind)()
+  return [recipe.own_mask(ctx, spec, ZooModel(ctx, s, int(seed), keep[s], stacked)) for s, seed in enumerate(seeds)]
 
 
 def _abstract_zoo(ctx, num_models: int):
@@ -118,7 +149,7 @@ def train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray
   if os.path.exists(layout.zoo(spec.name, "summary.json")):
     return io.read_json(layout.zoo(spec.name, "summary.json"))
   started = time.time()
-  model_masks = _model_masks(ctx, spec, seeds)
+  model_masks = zoo_masks(ctx, spec, keep, seeds)
   if not checkpoint.exists(layout.zoo(spec.name, "mask")):
     checkpoint.save(layout.zoo(spec.name, "mask"), zoo.stack(model_masks))
   total_steps, steps_per_epoch = ctx.total_steps, ctx.steps_per_epoch  # the target's: keep's rows hold its count

@@ -58,22 +58,38 @@ def groups(runs) -> list[list[tuple]]:
 
 
 def curves_of(group: list[tuple]) -> dict[str, dict]:
-  """The reference run's curves by kind, with those of the group's other runs (narrow controls as narrow_s<s>)."""
-  (_, reference), *others = group
-  found = dict(reference)
+  """The reference run's curves by kind, with those of the group's other runs (narrow controls as narrow_s<s>), each
+  with its `family` (`order`): the recipe of a reference zoo kind, narrow, or other (another run's kind)."""
+  (run, reference), *others = group
+  layout = RunLayout(run.workdir)
+  found = {kind: {**curve, "family": _recipe(layout, kind)} for kind, curve in reference.items()}
   for other, curves in others:
     sparsity = _narrow_of(other)
     for kind, curve in curves.items():
-      name = f"narrow_{recipes.sparsity_tag(sparsity)}" if sparsity and kind == "dense" else f"{kind}@{other.label}"
-      found[name] = {**curve, "kind": name, "run": other.label}
+      narrow = sparsity and kind == "dense"
+      name = f"narrow_{recipes.sparsity_tag(sparsity)}" if narrow else f"{kind}@{other.label}"
+      found[name] = {**curve, "kind": name, "run": other.label, "family": "narrow" if narrow else "other"}
   return found
 
 
-def _kind_order(item) -> tuple:
-  """Tickets first, then the random-prune controls, the narrow controls and the other runs' kinds, each by sparsity."""
+def _recipe(layout: RunLayout, kind: str) -> str:
+  """The recipe that made the zoo `kind` (its summary's kind; the name itself for a zoo without a summary)."""
+  summary = layout.zoo(kind, "summary.json")
+  return io.read_json(summary)["kind"] if os.path.exists(summary) else kind
+
+
+def families() -> tuple[str, ...]:
+  """The families of kinds in the section's order: the pruning methods' tickets (recipes.ticket_kinds, in their
+  registration order), the random-prune controls, the narrow controls, then the others."""
+  return (*recipes.ticket_kinds(), "random_prune", "narrow")
+
+
+def order(item) -> tuple:
+  """A (kind, curve) item's place: by family (`families`), then sparsity."""
   kind, curve = item
-  family = next((i for i, p in enumerate(("ticket", "random_prune", "narrow")) if kind.startswith(p)), 3)
-  return family, curve.get("sparsity", 0.0), kind
+  known = families()
+  family = curve.get("family", "other")
+  return known.index(family) if family in known else len(known), curve.get("sparsity", 0.0), kind
 
 
 def _zoo_count(curve: dict) -> int:
@@ -159,12 +175,18 @@ def _mean_curve(curve: dict, metric: str) -> np.ndarray:
   return np.array(curve["metrics"][metric], np.float64).mean(axis=1)
 
 
-def _style(index: int, kind: str) -> tuple:
+MARKERS = {"ticket": "o", "random_prune": "^", "narrow": "s", "other": "D"}
+MORE_MARKERS = "v<>ph*PX8"  # the other families' (IMP, pruning at initialisation, channel, N:M, ...), in order
+
+
+def _style(index: int, kind: str, curve: dict) -> tuple:
   """(colour, marker) of a kind in the figures: dense black, the others from a 20-colour map, a marker per family."""
   if kind == "dense":
     return "black", "o"
-  family = _kind_order((kind, {}))[0]
-  return plots.plt.get_cmap("tab20")(index % 20), "o^sD"[family]
+  family = curve.get("family", "other")
+  more = [f for f in families() if f not in MARKERS]
+  marker = MARKERS.get(family) or (MORE_MARKERS[more.index(family) % len(MORE_MARKERS)] if family in more else "D")
+  return plots.plt.get_cmap("tab20")(index % 20), marker
 
 
 def curve_figure(curves: dict, attack: str, path: str) -> str:
@@ -172,7 +194,7 @@ def curve_figure(curves: dict, attack: str, path: str) -> str:
   each kind's mean over its targets at each kept step (thin lines: each target)."""
   fig, axes = plots.plt.subplots(2, 2, figsize=(12, 8.5))
   for i, (kind, curve) in enumerate(curves.items()):
-    colour, marker = _style(i, kind)
+    colour, marker = _style(i, kind, curve)
     for column, (x, xlabel) in enumerate(MATCHED):
       for row, (y, ylabel) in enumerate(((("roc_auc", f"{attack} AUC (leave-one-out)")),
                                          ("loss_roc_auc", "loss-threshold AUC"))):
@@ -206,7 +228,7 @@ def frontier_figure(curves: dict, attack: str, path: str) -> str:
   everything = []
   for i, (kind, curve) in enumerate(curves.items()):
     accuracy, leakage = _mean_curve(curve, "heldout_accuracy"), _mean_curve(curve, "roc_auc")
-    colour, marker = _style(i, kind)
+    colour, marker = _style(i, kind, curve)
     ax.scatter(accuracy, leakage, color=colour, marker=marker, s=14, label=kind, zorder=3)
     everything += list(zip(accuracy, leakage))
     if kind == "dense":
@@ -237,7 +259,7 @@ def section(runs, out: sections.Output) -> str:
     run, curves = group[0][0], curves_of(group)
     if "dense" not in curves:
       continue
-    curves = {"dense": curves.pop("dense"), **dict(sorted(curves.items(), key=_kind_order))}
+    curves = {"dense": curves.pop("dense"), **dict(sorted(curves.items(), key=order))}
     attack = curves["dense"]["attack"]
     rows = comparisons(curves)
     kinds = [k for k in curves if k != "dense"]
