@@ -15,7 +15,7 @@ from mialth_jax.data.examples import ExampleSource
 from mialth_jax.data import augment
 from mialth_jax.experiments import fit_curves, launch, paper, zoo as zoo_protocol, zoo_targets
 from mialth_jax.lottery import masks, pipeline, zoo, zoo_pipeline
-from mialth_jax.report import collect, fit_curves as report_fit, sections
+from mialth_jax.report import collect, fit_curve_figures, fit_curves as report_fit, sections
 from mialth_jax.utils import checkpoint, io
 
 slow = pytest.mark.slow  # the digits zoo run: about 2 minutes on 2 cores
@@ -216,7 +216,7 @@ def test_the_pareto_frontier_equals_a_direct_check_of_every_point():
   accuracy, leakage = rng.uniform(0.5, 0.9, 60), rng.uniform(0.5, 0.8, 60)
   dominated = [any((accuracy[j] >= accuracy[i]) and (leakage[j] <= leakage[i]) and
                    (accuracy[j] > accuracy[i] or leakage[j] < leakage[i]) for j in range(60)) for i in range(60)]
-  assert sorted(report_fit.pareto(accuracy, leakage)) == [i for i in range(60) if not dominated[i]]
+  assert sorted(fit_curve_figures.pareto(accuracy, leakage)) == [i for i in range(60) if not dominated[i]]
 
 
 @slow

@@ -26,7 +26,7 @@ import numpy as np
 
 from mialth_jax import errors
 from mialth_jax.data import augment
-from mialth_jax.lottery import init_scores, masks, recipes
+from mialth_jax.lottery import init_scores, masks, own_model, recipes
 from mialth_jax.lottery import train as train_lib
 from mialth_jax.utils import checkpoint, config_sections
 
@@ -34,7 +34,7 @@ METHODS = {"snip": "SNIP at initialisation (Lee et al. 2019)", "grasp": "GraSP a
            "synflow": "SynFlow at initialisation (Tanaka et al. 2020), data-free"}
 
 
-def scoring_batch(ctx, model: recipes.OwnModel, examples: int) -> tuple[jax.Array, np.ndarray]:
+def scoring_batch(ctx, model: own_model.OwnModel, examples: int) -> tuple[jax.Array, np.ndarray]:
   """(normalised images, labels) of `examples` of `model`'s members drawn with its seed."""
   images, labels = model.members()
   positions = np.sort(np.random.default_rng([model.seed, 0x1417]).choice(

@@ -6,13 +6,9 @@ its summary.json adds, and its extra training state (`extra`: the slots of the t
 lottery/step_hooks.py, e.g. a second network trained alongside). The pipeline runs every recipe through the same loop
 and the one train step; recipes that share a loss share its compilation. A way of pruning is a recipe plus a
 `lottery.method` name in `METHOD_RECIPES`; a way of choosing the weights to remove from trained ones is a
-`lottery.rule` in `masks.RULES`. A method's recipe plans its models when lottery.method names it or lottery.controls
-lists it (`selected`), so several ways of pruning run side by side on one dense model (and one zoo membership).
-
-A recipe whose mask is made from one model's own seed, w0, members and finished models only (`OwnMask`, reading an
-`OwnModel`) can be repeated on other models trained like the run's: the zoo (lottery/zoo_pipeline.py) makes each of
-its models' masks with `own_mask` from that zoo model's own w0, members and models, and trains it from its own w0
-(first_step 0) or its own rewind point (first_step = lottery.rewind_step).
+`lottery.rule` in `masks.RULES`; it plans its models when lottery.method names it or lottery.controls lists it
+(`selected`: several side by side). A recipe whose mask reads only one model's own seed, w0, members and finished
+models (`OwnMask`) can be repeated on other models trained like the run's (reference models side by side).
 
   dense          the unpruned model, trained from w0
   ticket         one-shot lottery ticket (Bagmar et al.'s Algorithm 1): prune the trained dense model by magnitude,
@@ -27,7 +23,7 @@ import jax
 import ml_collections
 
 from mialth_jax import errors
-from mialth_jax.lottery import masks
+from mialth_jax.lottery import masks, own_model
 from mialth_jax.lottery import train as train_lib
 from mialth_jax.utils.registry import Registry
 
@@ -50,47 +46,6 @@ class ModelSpec:
 
 def sparsity_tag(sparsity: float) -> str:
   return f"s{sparsity * 100:g}"
-
-
-class OwnModel:
-  """One model trained like the run's, as a recipe that makes its mask from it reads it (`OwnMask.own_mask`): the
-  run's own (`RunModel`) or a model of the zoo (lottery/zoo_pipeline.py). Everything it gives is numpy."""
-  seed: int  # its init and data order; a mask's random draws use it too
-
-  def w0(self) -> dict:
-    """Its {params, batch_stats} at step 0."""
-    raise NotImplementedError
-
-  def members(self) -> tuple:
-    """(images, labels [m]) of the examples it trains on: the images uint8, indexed by position in [0, m)."""
-    raise NotImplementedError
-
-  def final_params(self, name: str) -> dict:
-    """The final parameters of its finished model `name` (dense, an IMP round, ...)."""
-    raise NotImplementedError
-
-  def mask(self, name: str) -> dict:
-    """The mask of its finished model `name`."""
-    raise NotImplementedError
-
-
-class RunModel(OwnModel):
-  """The run's own model: w0, members and finished models of the run folder."""
-
-  def __init__(self, ctx):
-    self.ctx, self.seed = ctx, ctx.config.seed
-
-  def w0(self) -> dict:
-    return jax.device_get(self.ctx.restore_variables(self.ctx.layout.w0))
-
-  def members(self) -> tuple:
-    return self.ctx.data.host_images, self.ctx.data.host_labels
-
-  def final_params(self, name: str) -> dict:
-    return jax.device_get(self.ctx.restore_variables(self.ctx.layout.final(name))["params"])
-
-  def mask(self, name: str) -> dict:
-    return self.ctx.load_mask(name)
 
 
 class Recipe:
@@ -134,20 +89,14 @@ RECIPES = Registry("training recipe")
 
 
 class OwnMask(Recipe):
-  """A recipe whose mask (`own_mask`) reads nothing of a model but its own seed, w0, members and finished models, and
-  that starts from its w0 (first_step 0) or its rewind point (first_step = lottery.rewind_step): the zoo repeats it
-  on each of its models (`per_model`)."""
+  """A recipe whose mask (`own_mask`) reads nothing of a model but its own seed, w0, members and finished models
+  (own_model.OwnModel), and that starts from its w0 (first_step 0) or its rewind point (lottery.rewind_step)."""
 
-  def own_mask(self, ctx, spec: ModelSpec, model: OwnModel) -> dict:
+  def own_mask(self, ctx, spec: ModelSpec, model: own_model.OwnModel) -> dict:
     raise NotImplementedError
 
   def mask(self, ctx, spec: ModelSpec) -> dict:
-    return self.own_mask(ctx, spec, RunModel(ctx))
-
-
-def per_model(kind: str) -> bool:
-  """Whether the recipe `kind` makes its masks per model (`OwnMask`), so that the zoo can repeat it."""
-  return issubclass(RECIPES.lookup(kind), OwnMask)
+    return self.own_mask(ctx, spec, own_model.RunModel(ctx))
 
 
 def rewind_path(ctx) -> str:
@@ -173,11 +122,11 @@ class Rewound(Recipe):
 
 class Pruned(Rewound, OwnMask):
   """Prunes the final weights of `spec.mask_from` to `spec.sparsity` by `spec.rule`, then rewinds. The pruning starts
-  from the dense mask, or (`prunes_survivors`) from the mask of `spec.mask_from`, so only its survivors are ranked.
-  Random positions are drawn with the model's own seed (the run's seed for the run's model)."""
+  from the dense mask, or (`prunes_survivors`) from the mask of `spec.mask_from`, so only its survivors are ranked;
+  random positions are drawn with the model's own seed."""
   prunes_survivors = False
 
-  def own_mask(self, ctx, spec: ModelSpec, model: OwnModel) -> dict:
+  def own_mask(self, ctx, spec: ModelSpec, model: own_model.OwnModel) -> dict:
     prior = model.mask(spec.mask_from) if self.prunes_survivors else ctx.dense_mask()
     return masks.prune(model.final_params(spec.mask_from), prior, spec.sparsity, spec.rule, seed=model.seed)
 
@@ -236,8 +185,7 @@ METHOD_RECIPES.register("imp", "imp", about="iterative")
 
 
 def selected(config: ml_collections.ConfigDict, kind: str) -> bool:
-  """Whether a pruning method's recipe `kind` plans its models: lottery.method names it, or lottery.controls lists it
-  (beside the method's own)."""
+  """Whether a pruning method's recipe `kind` plans its models: lottery.method or lottery.controls names it."""
   return METHOD_RECIPES.get(config.lottery.method) == kind or kind in config.lottery.controls
 
 
@@ -288,18 +236,15 @@ def check_planned(config: ml_collections.ConfigDict, names, field: str) -> None:
 
 
 def plan(config: ml_collections.ConfigDict) -> list[ModelSpec]:
-  """The models a config asks for, in training order: dense, the method's tickets, then each control recipe of
-  `lottery.controls` (any registered recipe: another method's tickets too) in order; two models of one name are
-  refused."""
-  specs = []
-  method = METHOD_RECIPES.lookup(config.lottery.method, "lottery.method")
+  """The models a config asks for, in training order: dense, the method's tickets, then each recipe of
+  `lottery.controls` (any registered recipe, another method's too) in order; two models of one name are refused."""
+  specs, method = [], METHOD_RECIPES.lookup(config.lottery.method, "lottery.method")
   for kind in dict.fromkeys(("dense", method, *config.lottery.controls)):  # a recipe listed twice plans once
     specs += RECIPES.lookup(kind, "lottery.controls")().plan(config, specs)
   names = [s.name for s in specs]
   twice = sorted({n for n in names if names.count(n) > 1})
   if twice:
-    raise errors.ConfigError(f"lottery.controls: {', '.join(twice)} would be planned twice (a control made for every "
-                             "ticket, such as random_prune, names its models by sparsity alone: list it before the "
-                             "other pruning methods in lottery.controls)")
+    raise errors.ConfigError(f"lottery.controls: {', '.join(twice)} would be planned twice (random_prune and "
+                             "random_reinit name theirs by sparsity: list them before other pruning methods)")
   return specs
 

@@ -4,8 +4,8 @@ masks per model (recipes.OwnMask): zoo model s's mask is the recipe's `own_mask`
 seed, w0, members and finished models), e.g. pruned from its own trained model (an IMP round from its own previous
 round's survivors) or scored at its own w0 on its own members, and it starts from its own w0, or with late rewinding
 from its own dense model's state at lottery.rewind_step, as the target's models do. Then every zoo model's logits on
-every pool example are written. Resumable like every phase: each kind is skipped when its summary.json exists and resumed from its latest
-stacked checkpoint otherwise.
+every pool example are written. Resumable like every phase: each kind is skipped when its summary.json exists and
+resumed from its latest stacked checkpoint otherwise.
 
   <workdir>/shadows/zoo.json keep.npy ids.npy seeds.npy w0/ rewind/ (late rewinding)
                     <name>/{mask,final,checkpoints,metrics.jsonl,logits.npy,summary.json}
@@ -24,7 +24,7 @@ from absl import logging
 
 from mialth_jax import errors, inference
 from mialth_jax.data.examples import ExampleSource
-from mialth_jax.lottery import context as context_lib, masks, recipes, zoo
+from mialth_jax.lottery import masks, recipes, zoo, zoo_models
 from mialth_jax.utils import checkpoint, hosts, io, progress
 
 
@@ -68,7 +68,8 @@ def zoo_plan(ctx) -> list[recipes.ModelSpec]:
   controls when lottery.controls has them) of zoo.sparsities (empty: all)."""
   wanted = ctx.config.zoo.sparsities
   return [s for s in recipes.plan(ctx.config)
-          if s.kind == "dense" or (recipes.per_model(s.kind) and (not wanted or s.sparsity in wanted))]
+          if s.kind == "dense" or (issubclass(recipes.RECIPES.lookup(s.kind), recipes.OwnMask)
+                                   and (not wanted or s.sparsity in wanted))]
 
 
 def curve_steps(ctx) -> list[int]:
@@ -85,57 +86,6 @@ def train_zoo(ctx) -> dict[str, dict]:
   return {spec.name: train_kind(ctx, spec, keep, seeds) for spec in zoo_plan(ctx)}
 
 
-class Stacked:
-  """The zoo's stacked checkpoints in shadows/, each read once and shared by its models."""
-
-  def __init__(self, ctx, num_models: int):
-    self.ctx, self.num_models, self._read = ctx, num_models, {}
-
-  def variables(self, *parts: str) -> dict:
-    """The stacked {params, batch_stats} at shadows/<parts>."""
-    return self._restore(parts, lambda: _abstract_zoo(self.ctx, self.num_models))
-
-  def masks(self, name: str) -> dict:
-    """The stacked masks of the zoo `name`."""
-    return self._restore((name, "mask"), lambda: zoo.stack([self.ctx.dense_mask()] * self.num_models))
-
-  def _restore(self, parts: tuple, target):
-    if parts not in self._read:
-      self._read[parts] = checkpoint.restore(self.ctx.layout.zoo(*parts), target())
-    return self._read[parts]
-
-
-class ZooModel(recipes.OwnModel):
-  """Zoo model `index` as a recipe reads it: its seed, its members (its row of keep) and its own slice of the zoo's
-  stacked w0, final weights and masks."""
-
-  def __init__(self, ctx, index: int, seed: int, keep_row: np.ndarray, stacked: Stacked):
-    self.ctx, self.index, self.seed, self.ids, self.stacked = ctx, index, seed, np.flatnonzero(keep_row), stacked
-
-  def w0(self) -> dict:
-    return zoo.unstack(self.stacked.variables("w0"), self.index)
-
-  def members(self) -> tuple:
-    source = ExampleSource(self.ctx.dataset)
-    return context_lib.MemberSource(source, self.ids), source.labels(self.ids)
-
-  def final_params(self, name: str) -> dict:
-    return zoo.unstack(self.stacked.variables(name, "final")["params"], self.index)
-
-  def mask(self, name: str) -> dict:
-    return zoo.unstack(self.stacked.masks(name), self.index)
-
-
-def zoo_masks(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray) -> list[dict]:
-  """Each zoo model's mask of `spec`: its recipe's own_mask of that zoo model (read back from shadows/<name>/mask
-  when a relaunch finds it there)."""
-  stacked = Stacked(ctx, len(seeds))
-  if checkpoint.exists(ctx.layout.zoo(spec.name, "mask")):
-    return [ZooModel(ctx, s, int(seed), keep[s], stacked).mask(spec.name) for s, seed in enumerate(seeds)]
-  recipe = recipes.RECIPES.lookup(spec.kind)()
-  return [recipe.own_mask(ctx, spec, ZooModel(ctx, s, int(seed), keep[s], stacked)) for s, seed in enumerate(seeds)]
-
-
 def _abstract_zoo(ctx, num_models: int):
   """Target tree for restoring the stacked {params, batch_stats} of a zoo, replicated over this run's mesh (which may
   have another number of devices than the one that saved it)."""
@@ -149,7 +99,7 @@ def train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray
   if os.path.exists(layout.zoo(spec.name, "summary.json")):
     return io.read_json(layout.zoo(spec.name, "summary.json"))
   started = time.time()
-  model_masks = zoo_masks(ctx, spec, keep, seeds)
+  model_masks = zoo_models.masks_of(ctx, spec, keep, seeds, _abstract_zoo(ctx, len(seeds)))
   if not checkpoint.exists(layout.zoo(spec.name, "mask")):
     checkpoint.save(layout.zoo(spec.name, "mask"), zoo.stack(model_masks))
   total_steps, steps_per_epoch = ctx.total_steps, ctx.steps_per_epoch  # the target's: keep's rows hold its count
