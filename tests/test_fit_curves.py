@@ -15,7 +15,7 @@ from mialth_jax.data.examples import ExampleSource
 from mialth_jax.data import augment
 from mialth_jax.experiments import fit_curves, launch, paper, zoo as zoo_protocol, zoo_targets
 from mialth_jax.lottery import masks, pipeline, zoo, zoo_pipeline
-from mialth_jax.report import collect, fit_curves as report_fit, sections
+from mialth_jax.report import collect, fit_curve_figures, fit_curves as report_fit, sections
 from mialth_jax.utils import checkpoint, io
 
 slow = pytest.mark.slow  # the digits zoo run: about 2 minutes on 2 cores
@@ -211,12 +211,28 @@ def test_matched_difference_is_the_mean_gap_at_the_kept_points_in_the_common_ran
   assert np.isnan(fit_curves.matched_difference(x_a, x_a, x_a + 5, x_a))
 
 
+def test_kinds_sort_by_family_then_sparsity_each_family_with_its_own_marker():
+  """Every pruning method's tickets (in lottery.method's registration order), then the random-prune and narrow
+  controls and other runs' kinds; a family is read from the curve (the zoo's recipe), not from the name."""
+  family_of = {"ticket_s80": "ticket", "ticket_s50": "ticket", "imp_r1": "imp", "snip_s50": "snip",
+               "grasp_s80": "grasp", "synflow_s50": "synflow", "channel_s50": "channel", "nm2of4_s50": "nm",
+               "random_prune_s50": "random_prune", "narrow_s80": "narrow", "dense@wd": "other"}
+  sparsity = {"ticket_s80": 0.8, "imp_r1": 0.2, "grasp_s80": 0.8, "narrow_s80": 0.8, "dense@wd": 0.0}
+  curves = {k: {"family": f, "sparsity": sparsity.get(k, 0.5)} for k, f in reversed(family_of.items())}
+  assert [k for k, _ in sorted(curves.items(), key=report_fit.order)] == [
+      "ticket_s50", "ticket_s80", "imp_r1", "snip_s50", "grasp_s80", "synflow_s50", "channel_s50", "nm2of4_s50",
+      "random_prune_s50", "narrow_s80", "dense@wd"]
+  markers = {c["family"]: fit_curve_figures._style(0, k, c)[1] for k, c in curves.items()}
+  assert len(set(markers.values())) == len(markers) == 10
+  assert {f: markers[f] for f in ("ticket", "random_prune", "narrow", "other")} == fit_curve_figures.MARKERS
+
+
 def test_the_pareto_frontier_equals_a_direct_check_of_every_point():
   rng = np.random.default_rng(3)
   accuracy, leakage = rng.uniform(0.5, 0.9, 60), rng.uniform(0.5, 0.8, 60)
   dominated = [any((accuracy[j] >= accuracy[i]) and (leakage[j] <= leakage[i]) and
                    (accuracy[j] > accuracy[i] or leakage[j] < leakage[i]) for j in range(60)) for i in range(60)]
-  assert sorted(report_fit.pareto(accuracy, leakage)) == [i for i in range(60) if not dominated[i]]
+  assert sorted(fit_curve_figures.pareto(accuracy, leakage)) == [i for i in range(60) if not dominated[i]]
 
 
 @slow

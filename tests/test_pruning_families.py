@@ -225,11 +225,43 @@ def test_bad_settings_are_refused_with_one_line_naming_the_field(change, message
   assert message in str(refused.value) and "\n" not in str(refused.value)
 
 
-def test_the_zoo_is_refused_for_pruning_at_initialisation_before_anything_trains():
-  config = _config(method="synflow")
+def test_families_run_side_by_side_from_lottery_controls_with_the_zoo():
+  config = _config(sparsities=(0.5, 0.8), controls=("snip", "grasp", "synflow", "channel", "nm"))
+  config.lottery.structured.channel_sparsities = (0.5,)
   config.attacks.protocols = ("paper", "zoo")
-  with pytest.raises(errors.ConfigError, match="attacks.protocols: the zoo protocol trains only one-shot tickets"):
+  config_lib.validate(config)  # the zoo repeats every family
+  assert [(s.name, s.kind, s.sparsity, s.mask_from, s.rule) for s in recipes.plan(config)] == [
+      ("dense", "dense", 0.0, "", ""),
+      ("ticket_s50", "ticket", 0.5, "dense", "global_magnitude"), ("ticket_s80", "ticket", 0.8, "dense",
+                                                                   "global_magnitude"),
+      ("snip_s50", "snip", 0.5, "w0", "global"), ("snip_s80", "snip", 0.8, "w0", "global"),
+      ("grasp_s50", "grasp", 0.5, "w0", "global"), ("grasp_s80", "grasp", 0.8, "w0", "global"),
+      ("synflow_s50", "synflow", 0.5, "w0", "global"), ("synflow_s80", "synflow", 0.8, "w0", "global"),
+      ("channel_s50", "channel", 0.5, "dense", "channel_l1"), ("nm2of4_s50", "nm", 0.5, "dense", "nm:2:4")]
+  assert all(issubclass(recipes.RECIPES[s.kind], recipes.OwnMask) for s in recipes.plan(config))  # in the zoo
+  config.lottery.structured.nm, config.lottery.controls = "1:4", ("nm",)
+  assert [(s.name, s.sparsity) for s in recipes.plan(config)][-1] == ("nm1of4_s75", 0.75)
+  # A method listed in lottery.controls too is planned once; the method alone plans as before.
+  config.lottery.method, config.lottery.controls = "channel", ("channel", "random_reinit")
+  assert [s.name for s in recipes.plan(config)] == ["dense", "channel_s50", "random_reinit_s50"]
+  with pytest.raises(errors.ConfigError, match=r"^lottery.controls: random_prune_s50, random_prune_s80 would be "
+                                               r"planned twice"):
+    config_lib.validate(_config(sparsities=(0.5, 0.8), controls=("snip", "random_prune")))  # ticket_s50's, snip_s50's
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"structured": {"nm": "2-4"}}, "lottery.structured.nm='nm:2-4' is malformed; expected nm:N:M"),
+    ({"structured": {"nm": "4:2"}}, "lottery.structured.nm='nm:4:2': N:M keeps N of every M weights"),
+    ({"structured": {"channel_sparsities": (1.0,)}}, "lottery.structured.channel_sparsities: 1.0 is outside [0, 1)"),
+    ({"method": "nm", "rule": "random"}, "lottery.rule='random': lottery.method=nm prunes by its own rule"),
+])
+def test_bad_structured_settings_are_refused_naming_the_field(change, message):
+  config = _config(**{k: v for k, v in change.items() if k != "structured"})
+  for key, value in change.get("structured", {}).items():
+    config.lottery.structured[key] = value
+  with pytest.raises(errors.ConfigError) as refused:
     config_lib.validate(config)
+  assert message in str(refused.value) and "\n" not in str(refused.value)
 
 
 def test_each_family_is_planned_as_tickets_and_listed_by_the_help():
@@ -244,7 +276,8 @@ def test_each_family_is_planned_as_tickets_and_listed_by_the_help():
   config_lib.validate(_config(rule="nm:1:4", sparsities=(0.75,)))
   config_lib.validate(_config(rule="channel_l1", method="imp", imp_rounds=2))
   described = {name: comment for name, _, comment in config_sections.describe(config_lib.base())}
-  assert all(f"{name} (" in described["lottery.method"] for name in ("oneshot", "imp", "snip", "grasp", "synflow"))
+  assert all(f"{name} (" in described["lottery.method"] for name in ("oneshot", "imp", "snip", "grasp", "synflow",
+                                                                      "channel", "nm"))
   assert "global_magnitude | layerwise_magnitude | random | channel_l1 (" in described["lottery.rule"]
   assert "| nm (nm:N:M keeps the N largest |w| of every M" in described["lottery.rule"]
 

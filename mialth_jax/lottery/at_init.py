@@ -10,9 +10,15 @@ BatchNorm while scoring: SNIP and GraSP score the loss the network trains on, Ba
 batch's statistics (train mode, as Wang et al.'s GraSP code does); SynFlow scores the network in eval mode,
 BatchNorm using w0's running statistics (mean 0, variance 1: an affine map), as in Tanaka et al.'s code, where batch
 statistics of its constant all-ones input would normalise the signal away. SynFlow takes |.| of every parameter and
-running statistic, as Tanaka et al. do. The scoring batch of SNIP and GraSP is lottery.at_init.examples members drawn
-with the run's seed, normalised as training normalises them, not augmented.
+running statistic, as Tanaka et al. do. The scoring batch of SNIP and GraSP is lottery.at_init.examples of the model's
+members drawn with the model's seed (the run's for the run's model), normalised as training normalises them, not
+augmented.
+
+Each method is planned when lottery.method names it or lottery.controls lists it (beside the run's other pruned
+models), and is repeated by the zoo: zoo model s is scored at its own w0 on its own members (recipes.OwnMask).
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -20,7 +26,7 @@ import numpy as np
 
 from mialth_jax import errors
 from mialth_jax.data import augment
-from mialth_jax.lottery import init_scores, masks, recipes
+from mialth_jax.lottery import init_scores, masks, own_model, recipes
 from mialth_jax.lottery import train as train_lib
 from mialth_jax.utils import checkpoint, config_sections
 
@@ -28,36 +34,48 @@ METHODS = {"snip": "SNIP at initialisation (Lee et al. 2019)", "grasp": "GraSP a
            "synflow": "SynFlow at initialisation (Tanaka et al. 2020), data-free"}
 
 
-def scoring_batch(ctx, examples: int) -> tuple[jax.Array, np.ndarray]:
-  """(normalised images, labels) of `examples` members drawn with the run's seed."""
-  members = len(ctx.data.host_labels)
-  positions = np.sort(np.random.default_rng([ctx.config.seed, 0x1417]).choice(
-      members, min(examples, members), replace=False))
-  images = np.asarray(ctx.data.host_images[positions])
-  return augment.normalise(images, ctx.data.mean, ctx.data.std, ctx.model.dtype), ctx.data.host_labels[positions]
+def scoring_batch(ctx, model: own_model.OwnModel, examples: int) -> tuple[jax.Array, np.ndarray]:
+  """(normalised images, labels) of `examples` of `model`'s members drawn with its seed."""
+  images, labels = model.members()
+  positions = np.sort(np.random.default_rng([model.seed, 0x1417]).choice(
+      len(labels), min(examples, len(labels)), replace=False))
+  return augment.normalise(np.asarray(images[positions]), ctx.data.mean, ctx.data.std, ctx.model.dtype), \
+      labels[positions]
+
+
+@functools.lru_cache(maxsize=8)
+def _data_scores_fn(score_fn, model, temperature: float):
+  """jit(params, batch_stats, x, labels) -> scores, compiled once per network (a zoo scores each of its models)."""
+  def loss(params, batch_stats, x, labels):
+    logits, _ = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True, mutable=["batch_stats"])
+    return train_lib.cross_entropy(logits / temperature, labels)
+  return jax.jit(lambda p, b, x, y: score_fn(lambda q: loss(q, b, x, y), p))
 
 
 def data_scores(score_fn, model, variables: dict, x, labels, temperature: float = 1.0):
   """`score_fn` (init_scores.snip_scores or grasp_scores) of the cross-entropy of the network's logits / temperature
   on the batch (x, labels), BatchNorm in train mode; numpy."""
-  def loss(params, x, labels):
-    logits, _ = model.apply({"params": params, "batch_stats": variables["batch_stats"]}, x, train=True,
-                            mutable=["batch_stats"])
-    return train_lib.cross_entropy(logits / temperature, labels)
-  scores = jax.jit(lambda p, x, y: score_fn(lambda q: loss(q, x, y), p))(variables["params"], x, labels)
+  scores = _data_scores_fn(score_fn, model, float(temperature))(variables["params"], variables["batch_stats"], x,
+                                                                 labels)
   return jax.device_get(scores)
+
+
+@functools.lru_cache(maxsize=8)
+def _synflow_fn(model, image_shape: tuple):
+  """jit(params, |batch statistics|, mask) -> SynFlow's scores, compiled once per network."""
+  def scores(params, statistics, mask):
+    def apply(p, x):
+      return model.apply({"params": p, "batch_stats": statistics}, x, train=False)
+    return init_scores.synflow_scores(apply, masks.apply_mask(params, mask), jnp.ones((1, *image_shape), jnp.float32))
+  return jax.jit(scores)
 
 
 def synflow_score_of(model, variables: dict, image_shape):
   """mask -> SynFlow's scores of the network masked by it: eval mode, |.| of every parameter and statistic, one
   all-ones image."""
   statistics = jax.tree.map(jnp.abs, variables["batch_stats"])
-  inputs = jnp.ones((1, *image_shape), jnp.float32)
-
-  def apply(params, x):
-    return model.apply({"params": params, "batch_stats": statistics}, x, train=False)
-  scores = jax.jit(lambda p, m: init_scores.synflow_scores(apply, masks.apply_mask(p, m), inputs))
-  return lambda mask: _finite(jax.device_get(scores(variables["params"], mask)))
+  scores = _synflow_fn(model, tuple(image_shape))
+  return lambda mask: _finite(jax.device_get(scores(variables["params"], statistics, mask)))
 
 
 def _finite(scores):
@@ -67,13 +85,13 @@ def _finite(scores):
   return scores
 
 
-class AtInit(recipes.Recipe):
-  """A model pruned at w0 by its method's score (each subclass's `scored_mask(ctx, w0 variables, spec, settings)`),
+class AtInit(recipes.OwnMask):
+  """A model pruned at its w0 by its method's score (each subclass's `scored_mask(ctx, model, spec, settings)`),
   started from w0 at step 0 (the base's start)."""
   method = ""
 
   def plan(self, config, planned):
-    if config.lottery.method != self.method:
+    if not recipes.selected(config, self.method):
       return []
     return [recipes.ModelSpec(f"{self.method}_{recipes.sparsity_tag(s)}", self.method, s, "w0",
                               config.lottery.at_init.scope) for s in config.lottery.sparsities]
@@ -81,16 +99,18 @@ class AtInit(recipes.Recipe):
   def mask(self, ctx, spec):
     if checkpoint.exists(ctx.layout.mask(spec.name)):  # a resumed model: its mask was scored and saved before
       return ctx.load_mask(spec.name)
-    variables = jax.device_get(ctx.restore_variables(ctx.layout.w0))
-    return self.scored_mask(ctx, variables, spec, ctx.config.lottery.at_init)
+    return super().mask(ctx, spec)
+
+  def own_mask(self, ctx, spec, model):
+    return self.scored_mask(ctx, model, spec, ctx.config.lottery.at_init)
 
 
 @recipes.RECIPES.register("snip")
 class Snip(AtInit):
   method, title = "snip", METHODS["snip"]
 
-  def scored_mask(self, ctx, variables, spec, settings):
-    scores = data_scores(init_scores.snip_scores, ctx.model, variables, *scoring_batch(ctx, settings.examples))
+  def scored_mask(self, ctx, model, spec, settings):
+    scores = data_scores(init_scores.snip_scores, ctx.model, model.w0(), *scoring_batch(ctx, model, settings.examples))
     return masks.prune_by_scores(scores, ctx.dense_mask(), spec.sparsity, spec.rule)
 
 
@@ -98,9 +118,9 @@ class Snip(AtInit):
 class Grasp(AtInit):
   method, title = "grasp", METHODS["grasp"]
 
-  def scored_mask(self, ctx, variables, spec, settings):
-    scores = data_scores(init_scores.grasp_scores, ctx.model, variables, *scoring_batch(ctx, settings.examples),
-                         temperature=settings.grasp_temperature)
+  def scored_mask(self, ctx, model, spec, settings):
+    scores = data_scores(init_scores.grasp_scores, ctx.model, model.w0(),
+                         *scoring_batch(ctx, model, settings.examples), temperature=settings.grasp_temperature)
     # GraSP prunes the highest -w * Hg: keep the highest w * Hg.
     return masks.prune_by_scores(jax.tree.map(np.negative, scores), ctx.dense_mask(), spec.sparsity, spec.rule)
 
@@ -109,8 +129,8 @@ class Grasp(AtInit):
 class Synflow(AtInit):
   method, title = "synflow", METHODS["synflow"]
 
-  def scored_mask(self, ctx, variables, spec, settings):
-    score_of = synflow_score_of(ctx.model, variables, ctx.dataset.image_shape)
+  def scored_mask(self, ctx, model, spec, settings):
+    score_of = synflow_score_of(ctx.model, model.w0(), ctx.dataset.image_shape)
     return init_scores.synflow_mask(score_of, ctx.dense_mask(), spec.sparsity, spec.rule, settings.synflow_rounds)
 
 
@@ -137,9 +157,6 @@ def _validate(config: ml_collections.ConfigDict) -> None:
   if lottery.rewind_step:
     raise errors.ConfigError(f"lottery.rewind_step={lottery.rewind_step}: lottery.method={lottery.method} trains from "
                              "w0 (pruning at initialisation); set it to 0")
-  if "zoo" in config.attacks.protocols:
-    raise errors.ConfigError(f"attacks.protocols: the zoo protocol trains only one-shot tickets (its zoo refuses "
-                             f"lottery.method={lottery.method}); drop zoo from attacks.protocols")
 
 
 config_sections.register("lottery.at_init", "pruning at initialisation: lottery.method snip | grasp | synflow "

@@ -6,7 +6,9 @@ its summary.json adds, and its extra training state (`extra`: the slots of the t
 lottery/step_hooks.py, e.g. a second network trained alongside). The pipeline runs every recipe through the same loop
 and the one train step; recipes that share a loss share its compilation. A way of pruning is a recipe plus a
 `lottery.method` name in `METHOD_RECIPES`; a way of choosing the weights to remove from trained ones is a
-`lottery.rule` in `masks.RULES`.
+`lottery.rule` in `masks.RULES`; it plans its models when lottery.method names it or lottery.controls lists it
+(`selected`: several side by side). A recipe whose mask reads only one model's own seed, w0, members and finished
+models (`OwnMask`) can be repeated on other models trained like the run's (reference models side by side).
 
   dense          the unpruned model, trained from w0
   ticket         one-shot lottery ticket (Bagmar et al.'s Algorithm 1): prune the trained dense model by magnitude,
@@ -21,7 +23,7 @@ import jax
 import ml_collections
 
 from mialth_jax import errors
-from mialth_jax.lottery import masks
+from mialth_jax.lottery import masks, own_model
 from mialth_jax.lottery import train as train_lib
 from mialth_jax.utils.registry import Registry
 
@@ -86,6 +88,17 @@ class Recipe:
 RECIPES = Registry("training recipe")
 
 
+class OwnMask(Recipe):
+  """A recipe whose mask (`own_mask`) reads nothing of a model but its own seed, w0, members and finished models
+  (own_model.OwnModel), and that starts from its w0 (first_step 0) or its rewind point (lottery.rewind_step)."""
+
+  def own_mask(self, ctx, spec: ModelSpec, model: own_model.OwnModel) -> dict:
+    raise NotImplementedError
+
+  def mask(self, ctx, spec: ModelSpec) -> dict:
+    return self.own_mask(ctx, spec, own_model.RunModel(ctx))
+
+
 def rewind_path(ctx) -> str:
   """Where tickets rewind to: w0, or the late-rewind checkpoint saved during dense training."""
   return ctx.layout.rewind if ctx.config.lottery.rewind_step else ctx.layout.w0
@@ -107,16 +120,15 @@ class Rewound(Recipe):
     return ctx.config.lottery.rewind_step
 
 
-class Pruned(Rewound):
+class Pruned(Rewound, OwnMask):
   """Prunes the final weights of `spec.mask_from` to `spec.sparsity` by `spec.rule`, then rewinds. The pruning starts
-  from the dense mask, or (`prunes_survivors`) from the mask of `spec.mask_from`, so only its survivors are ranked. It
-  reads nothing but the model `spec.mask_from` and the rewind point, so it can be repeated on other models trained
-  like the run's (reference models trained side by side, say)."""
+  from the dense mask, or (`prunes_survivors`) from the mask of `spec.mask_from`, so only its survivors are ranked;
+  random positions are drawn with the model's own seed."""
   prunes_survivors = False
 
-  def mask(self, ctx, spec: ModelSpec) -> dict:
-    prior = ctx.load_mask(spec.mask_from) if self.prunes_survivors else ctx.dense_mask()
-    return pruned_mask(ctx, spec, prior)
+  def own_mask(self, ctx, spec: ModelSpec, model: own_model.OwnModel) -> dict:
+    prior = model.mask(spec.mask_from) if self.prunes_survivors else ctx.dense_mask()
+    return masks.prune(model.final_params(spec.mask_from), prior, spec.sparsity, spec.rule, seed=model.seed)
 
 
 class FromTrained(Recipe):
@@ -127,8 +139,11 @@ class FromTrained(Recipe):
 
 
 @RECIPES.register("dense")
-class Dense(Recipe):
+class Dense(OwnMask):
   title = "dense"
+
+  def own_mask(self, ctx, spec, model):
+    return ctx.dense_mask()
 
   def plan(self, config, planned):
     return [ModelSpec("dense", "dense")]
@@ -144,7 +159,7 @@ class OneShotTicket(Pruned):
   title = "lottery ticket"
 
   def plan(self, config, planned):
-    if config.lottery.method != "oneshot":
+    if not selected(config, "ticket"):
       return []
     return [ModelSpec(f"ticket_{sparsity_tag(s)}", "ticket", s, "dense", config.lottery.rule)
             for s in config.lottery.sparsities]
@@ -157,7 +172,7 @@ class IterativeTicket(Pruned):
 
   def plan(self, config, planned):
     lottery = config.lottery
-    if lottery.method != "imp":
+    if not selected(config, "imp"):
       return []
     return [ModelSpec(f"imp_r{r}", "imp", masks.imp_sparsity(lottery.imp_fraction, r),
                       "dense" if r == 1 else f"imp_r{r - 1}", lottery.rule) for r in range(1, lottery.imp_rounds + 1)]
@@ -167,6 +182,11 @@ class IterativeTicket(Pruned):
 METHOD_RECIPES = Registry("pruning method")
 METHOD_RECIPES.register("oneshot", "ticket", about="the paper's Algorithm 1")
 METHOD_RECIPES.register("imp", "imp", about="iterative")
+
+
+def selected(config: ml_collections.ConfigDict, kind: str) -> bool:
+  """Whether a pruning method's recipe `kind` plans its models: lottery.method or lottery.controls names it."""
+  return METHOD_RECIPES.get(config.lottery.method) == kind or kind in config.lottery.controls
 
 
 def ticket_kinds() -> tuple[str, ...]:
@@ -216,10 +236,15 @@ def check_planned(config: ml_collections.ConfigDict, names, field: str) -> None:
 
 
 def plan(config: ml_collections.ConfigDict) -> list[ModelSpec]:
-  """The models a config asks for, in training order: dense, the method's tickets, then each control recipe of
-  `lottery.controls` (any registered recipe) in order."""
-  specs = []
-  for kind in ("dense", METHOD_RECIPES.lookup(config.lottery.method, "lottery.method"), *config.lottery.controls):
+  """The models a config asks for, in training order: dense, the method's tickets, then each recipe of
+  `lottery.controls` (any registered recipe, another method's too) in order; two models of one name are refused."""
+  specs, method = [], METHOD_RECIPES.lookup(config.lottery.method, "lottery.method")
+  for kind in dict.fromkeys(("dense", method, *config.lottery.controls)):  # a recipe listed twice plans once
     specs += RECIPES.lookup(kind, "lottery.controls")().plan(config, specs)
+  names = [s.name for s in specs]
+  twice = sorted({n for n in names if names.count(n) > 1})
+  if twice:
+    raise errors.ConfigError(f"lottery.controls: {', '.join(twice)} would be planned twice (random_prune and "
+                             "random_reinit name theirs by sparsity: list them before other pruning methods)")
   return specs
 

@@ -16,14 +16,21 @@ input axis is not a multiple of M (the first convolution of a 1- or 3-channel im
 ASP leaves such layers dense; the summary's sparsity is then a little below 1 - N/M.
 
 Both rank weights that the current mask already prunes first, so pruned weights stay pruned (IMP rounds nest).
+
+Each is also a pruning method of its own (a one-shot ticket: the trained dense model pruned by the rule, rewound as
+tickets are), so that it runs beside the magnitude tickets in one run and is repeated by the zoo: lottery.method or
+lottery.controls `channel` (models channel_s<p>, at lottery.structured.channel_sparsities, empty: lottery.sparsities)
+and `nm` (one model nm<N>of<M>_s<p> at its one sparsity 1 - N/M, the pattern lottery.structured.nm).
 """
 import functools
 import re
 
+import ml_collections
 import numpy as np
 
 from mialth_jax import errors
-from mialth_jax.lottery import masks
+from mialth_jax.lottery import masks, recipes
+from mialth_jax.utils import config_sections
 
 
 def _channel_l1(weights, old, sparsity, seed):
@@ -53,15 +60,20 @@ def _nm_layer(n: int, m: int, w: np.ndarray, keep: np.ndarray) -> np.ndarray:
   return keep & np.moveaxis(~pruned.reshape(scores.shape), -1, -2)
 
 
-def _nm(argument: str | None, field: str) -> masks.Rule:
-  """The N:M rule of `argument` ("N:M"; None: 2:4), pruning exactly 1 - N/M."""
-  pattern = "2:4" if argument is None else argument
+def nm_pattern(pattern: str, field: str) -> tuple[int, int]:
+  """(N, M) of "N:M"; a malformed pattern or one without 0 < N < M raises naming `field`."""
   match = re.fullmatch(r"(\d+):(\d+)", pattern)
   if not match:
     raise errors.ConfigError(f"{field}='nm:{pattern}' is malformed; expected nm:N:M with whole numbers, e.g. nm:2:4")
   n, m = int(match.group(1)), int(match.group(2))
   if not 0 < n < m:
     raise errors.ConfigError(f"{field}='nm:{pattern}': N:M keeps N of every M weights and needs 0 < N < M")
+  return n, m
+
+
+def _nm(argument: str | None, field: str) -> masks.Rule:
+  """The N:M rule of `argument` ("N:M"; None: 2:4), pruning exactly 1 - N/M."""
+  n, m = nm_pattern("2:4" if argument is None else argument, field)
   return masks.Rule(functools.partial(_nm_select, n, m), sparsity=1.0 - n / m)
 
 
@@ -69,3 +81,50 @@ masks.RULES.register("channel_l1", masks.Rule(_channel_l1),
                      about="whole conv output channels by L1 norm, round(s * channels) per layer")
 masks.RULES.register("nm", _nm, about="nm:N:M keeps the N largest |w| of every M along the input axis, nm = nm:2:4; "
                                       "needs lottery.sparsities=(1 - N/M,)")
+
+
+@recipes.RECIPES.register("channel")
+class ChannelTicket(recipes.Pruned):
+  title = "channel ticket: whole filters by L1 norm (Li et al. 2017)"
+
+  def plan(self, config, planned):
+    if not recipes.selected(config, "channel"):
+      return []
+    sparsities = config.lottery.structured.channel_sparsities or config.lottery.sparsities
+    return [recipes.ModelSpec(f"channel_{recipes.sparsity_tag(s)}", "channel", s, "dense", "channel_l1")
+            for s in sparsities]
+
+
+@recipes.RECIPES.register("nm")
+class NMTicket(recipes.Pruned):
+  title = "N:M ticket (2:4: NVIDIA's sparse tensor cores)"
+
+  def plan(self, config, planned):
+    if not recipes.selected(config, "nm"):
+      return []
+    pattern = config.lottery.structured.nm
+    n, m = nm_pattern(pattern, "lottery.structured.nm")
+    rule = f"nm:{pattern}"
+    sparsity = masks.resolve_rule(rule, "lottery.structured.nm").sparsity
+    return [recipes.ModelSpec(f"nm{n}of{m}_{recipes.sparsity_tag(sparsity)}", "nm", sparsity, "dense", rule)]
+
+
+recipes.METHOD_RECIPES.register("channel", "channel", about="one-shot ticket of whole filters by L1 norm, Li et al. "
+                                                           "2017")
+recipes.METHOD_RECIPES.register("nm", "nm", about="one-shot N:M ticket, lottery.structured.nm")
+
+
+def _validate(config: ml_collections.ConfigDict) -> None:
+  settings, lottery = config.lottery.structured, config.lottery
+  nm_pattern(str(settings.nm), "lottery.structured.nm")
+  for s in settings.channel_sparsities:
+    masks.check_sparsity(s, "lottery.structured.channel_sparsities")
+  if lottery.method in ("channel", "nm") and lottery.rule != "global_magnitude":
+    raise errors.ConfigError(f"lottery.rule={lottery.rule!r}: lottery.method={lottery.method} prunes by its own rule "
+                             "(lottery.structured); leave lottery.rule at global_magnitude")
+
+
+config_sections.register("lottery.structured", "the channel and nm pruning methods (lottery/structured.py)", {
+    "channel_sparsities": ((), "channel: the share of each convolution's filters pruned (empty: lottery.sparsities)"),
+    "nm": ("2:4", "nm: N:M, the N largest |w| of every M along the input axis kept (the one sparsity 1 - N/M)"),
+}, validate=_validate)

@@ -1,9 +1,11 @@
 """Trains (or finishes) a run's reference-model zoo: the dense zoo, then a zoo of each pruned kind of the run, named
-as the run's models (ticket_s80; imp_r1, imp_r2, ...). Each zoo model is pruned from its own trained model (an IMP
-round from its own previous round's survivors) and rewound to its own w0, or with late rewinding to its own dense
-model's state at lottery.rewind_step, as the target's tickets are. Then every zoo model's logits on every pool example
-are written. Resumable like every phase: each kind is skipped when its summary.json exists and resumed from its latest
-stacked checkpoint otherwise.
+as the run's models (ticket_s80; imp_r1, imp_r2, ...; snip_s80, ...). The zoo repeats every recipe that makes its
+masks per model (recipes.OwnMask): zoo model s's mask is the recipe's `own_mask` of zoo model s (`ZooModel`: its own
+seed, w0, members and finished models), e.g. pruned from its own trained model (an IMP round from its own previous
+round's survivors) or scored at its own w0 on its own members, and it starts from its own w0, or with late rewinding
+from its own dense model's state at lottery.rewind_step, as the target's models do. Then every zoo model's logits on
+every pool example are written. Resumable like every phase: each kind is skipped when its summary.json exists and
+resumed from its latest stacked checkpoint otherwise.
 
   <workdir>/shadows/zoo.json keep.npy ids.npy seeds.npy w0/ rewind/ (late rewinding)
                     <name>/{mask,final,checkpoints,metrics.jsonl,logits.npy,summary.json}
@@ -22,7 +24,7 @@ from absl import logging
 
 from mialth_jax import errors, inference
 from mialth_jax.data.examples import ExampleSource
-from mialth_jax.lottery import masks, recipes, zoo
+from mialth_jax.lottery import masks, recipes, zoo, zoo_models
 from mialth_jax.utils import checkpoint, hosts, io, progress
 
 
@@ -60,19 +62,14 @@ def record_zoo(ctx) -> tuple[np.ndarray, np.ndarray]:
   return keep, seeds
 
 
-def _pruned(kind: str):
-  """The recipe of `kind` when it prunes a trained model (recipes.Pruned: what the zoo repeats per zoo model), else
-  None."""
-  recipe = recipes.RECIPES.lookup(kind)
-  return recipe if issubclass(recipe, recipes.Pruned) else None
-
-
 def zoo_plan(ctx) -> list[recipes.ModelSpec]:
-  """The zoo's model kinds, named as the run's models: dense, and the pruned ones (the tickets, one-shot or every IMP
-  round, and the random-prune controls when lottery.controls has them) of zoo.sparsities (empty: all)."""
+  """The zoo's model kinds, named as the run's models: dense, and the pruned ones whose recipes make their masks per
+  model (the tickets of every method, one-shot, every IMP round or pruned at initialisation, and the random-prune
+  controls when lottery.controls has them) of zoo.sparsities (empty: all)."""
   wanted = ctx.config.zoo.sparsities
   return [s for s in recipes.plan(ctx.config)
-          if s.kind == "dense" or (_pruned(s.kind) and (not wanted or s.sparsity in wanted))]
+          if s.kind == "dense" or (issubclass(recipes.RECIPES.lookup(s.kind), recipes.OwnMask)
+                                   and (not wanted or s.sparsity in wanted))]
 
 
 def curve_steps(ctx) -> list[int]:
@@ -89,22 +86,6 @@ def train_zoo(ctx) -> dict[str, dict]:
   return {spec.name: train_kind(ctx, spec, keep, seeds) for spec in zoo_plan(ctx)}
 
 
-def _model_masks(ctx, spec: recipes.ModelSpec, seeds: np.ndarray) -> list[dict]:
-  """Each zoo model's mask: its own trained model of `spec.mask_from` pruned by the spec's rule, from the dense mask
-  or (a recipe that prunes survivors: IMP) from its own mask of `spec.mask_from`. Random positions are drawn with
-  the zoo model's seed (one draw per model); magnitude ranks break ties with the run's seed."""
-  dense = ctx.dense_mask()
-  if spec.kind == "dense":
-    return [dense] * len(seeds)
-  finals = checkpoint.restore(ctx.layout.zoo(spec.mask_from, "final"), _abstract_zoo(ctx, len(seeds)))["params"]
-  priors = [dense] * len(seeds)
-  if _pruned(spec.kind).prunes_survivors:
-    stacked = checkpoint.restore(ctx.layout.zoo(spec.mask_from, "mask"), zoo.stack(priors))
-    priors = [zoo.unstack(stacked, s) for s in range(len(seeds))]
-  return [masks.prune(zoo.unstack(finals, s), priors[s], spec.sparsity, spec.rule,
-                      seed=int(seed) if spec.rule == "random" else ctx.config.seed) for s, seed in enumerate(seeds)]
-
-
 def _abstract_zoo(ctx, num_models: int):
   """Target tree for restoring the stacked {params, batch_stats} of a zoo, replicated over this run's mesh (which may
   have another number of devices than the one that saved it)."""
@@ -118,7 +99,7 @@ def train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray
   if os.path.exists(layout.zoo(spec.name, "summary.json")):
     return io.read_json(layout.zoo(spec.name, "summary.json"))
   started = time.time()
-  model_masks = _model_masks(ctx, spec, seeds)
+  model_masks = zoo_models.masks_of(ctx, spec, keep, seeds, _abstract_zoo(ctx, len(seeds)))
   if not checkpoint.exists(layout.zoo(spec.name, "mask")):
     checkpoint.save(layout.zoo(spec.name, "mask"), zoo.stack(model_masks))
   total_steps, steps_per_epoch = ctx.total_steps, ctx.steps_per_epoch  # the target's: keep's rows hold its count

@@ -15,7 +15,7 @@ from mialth_jax.attacks import stats
 from mialth_jax.experiments import fit_curves, verdict, zoo_targets
 from mialth_jax.layout import RunLayout
 from mialth_jax.lottery import recipes
-from mialth_jax.report import plots, sections
+from mialth_jax.report import fit_curve_figures as figures, sections
 from mialth_jax.utils import io
 
 MATCHED = (("train_loss", "train loss"), ("heldout_accuracy", "held-out accuracy"))
@@ -58,22 +58,32 @@ def groups(runs) -> list[list[tuple]]:
 
 
 def curves_of(group: list[tuple]) -> dict[str, dict]:
-  """The reference run's curves by kind, with those of the group's other runs (narrow controls as narrow_s<s>)."""
-  (_, reference), *others = group
-  found = dict(reference)
+  """The reference run's curves by kind, with those of the group's other runs (narrow controls as narrow_s<s>), each
+  with its `family` (`order`): the recipe of a reference zoo kind, narrow, or other (another run's kind)."""
+  (run, reference), *others = group
+  layout = RunLayout(run.workdir)
+  found = {kind: {**curve, "family": _recipe(layout, kind)} for kind, curve in reference.items()}
   for other, curves in others:
     sparsity = _narrow_of(other)
     for kind, curve in curves.items():
-      name = f"narrow_{recipes.sparsity_tag(sparsity)}" if sparsity and kind == "dense" else f"{kind}@{other.label}"
-      found[name] = {**curve, "kind": name, "run": other.label}
+      narrow = bool(sparsity) and kind == "dense"
+      name = f"narrow_{recipes.sparsity_tag(sparsity)}" if narrow else f"{kind}@{other.label}"
+      found[name] = {**curve, "kind": name, "run": other.label, "family": "narrow" if narrow else "other"}
   return found
 
 
-def _kind_order(item) -> tuple:
-  """Tickets first, then the random-prune controls, the narrow controls and the other runs' kinds, each by sparsity."""
+def _recipe(layout: RunLayout, kind: str) -> str:
+  """The recipe that made the zoo `kind` (its summary's kind; the name itself for a zoo without a summary)."""
+  summary = layout.zoo(kind, "summary.json")
+  return io.read_json(summary)["kind"] if os.path.exists(summary) else kind
+
+
+def order(item) -> tuple:
+  """A (kind, curve) item's place: by family (fit_curve_figures.families), then sparsity."""
   kind, curve = item
-  family = next((i for i, p in enumerate(("ticket", "random_prune", "narrow")) if kind.startswith(p)), 3)
-  return family, curve.get("sparsity", 0.0), kind
+  known = figures.families()
+  family = curve.get("family", "other")
+  return known.index(family) if family in known else len(known), curve.get("sparsity", 0.0), kind
 
 
 def _zoo_count(curve: dict) -> int:
@@ -155,73 +165,6 @@ def answer(rows: list[dict]) -> list[str]:
   return lines
 
 
-def _mean_curve(curve: dict, metric: str) -> np.ndarray:
-  return np.array(curve["metrics"][metric], np.float64).mean(axis=1)
-
-
-def _style(index: int, kind: str) -> tuple:
-  """(colour, marker) of a kind in the figures: dense black, the others from a 20-colour map, a marker per family."""
-  if kind == "dense":
-    return "black", "o"
-  family = _kind_order((kind, {}))[0]
-  return plots.plt.get_cmap("tab20")(index % 20), "o^sD"[family]
-
-
-def curve_figure(curves: dict, attack: str, path: str) -> str:
-  """Leakage (the attack's AUC, top; the loss threshold's AUC, bottom) against train loss and held-out accuracy:
-  each kind's mean over its targets at each kept step (thin lines: each target)."""
-  fig, axes = plots.plt.subplots(2, 2, figsize=(12, 8.5))
-  for i, (kind, curve) in enumerate(curves.items()):
-    colour, marker = _style(i, kind)
-    for column, (x, xlabel) in enumerate(MATCHED):
-      for row, (y, ylabel) in enumerate(((("roc_auc", f"{attack} AUC (leave-one-out)")),
-                                         ("loss_roc_auc", "loss-threshold AUC"))):
-        ax = axes[row, column]
-        ax.plot(np.array(curve["metrics"][x]), np.array(curve["metrics"][y]), color=colour, alpha=0.15, lw=0.7)
-        ax.plot(_mean_curve(curve, x), _mean_curve(curve, y), color=colour, marker=marker, ms=3, label=kind)
-        ax.set(xlabel=xlabel, ylabel=ylabel)
-        ax.grid(alpha=0.3)
-  for ax in axes[:, 0]:
-    ax.set_xscale("log")  # matched on its logarithm too
-    ax.invert_xaxis()  # training runs left to right: train loss falls
-  axes[0, 0].legend(fontsize=8)
-  return plots.save(fig, path)
-
-
-def pareto(accuracy: np.ndarray, leakage: np.ndarray) -> np.ndarray:
-  """Indices of the points no other point beats in both (higher accuracy and lower leakage), by accuracy."""
-  order = np.lexsort((leakage, -accuracy))
-  front, best = [], np.inf
-  for i in order:
-    if leakage[i] < best:
-      front.append(i)
-      best = leakage[i]
-  return np.array(front[::-1], int)
-
-
-def frontier_figure(curves: dict, attack: str, path: str) -> str:
-  """(held-out accuracy, leakage) of every kind at every kept step (mean over its targets), the Pareto frontier of
-  all points and that of dense's alone."""
-  fig, ax = plots.plt.subplots(figsize=(7.5, 5.5))
-  everything = []
-  for i, (kind, curve) in enumerate(curves.items()):
-    accuracy, leakage = _mean_curve(curve, "heldout_accuracy"), _mean_curve(curve, "roc_auc")
-    colour, marker = _style(i, kind)
-    ax.scatter(accuracy, leakage, color=colour, marker=marker, s=14, label=kind, zorder=3)
-    everything += list(zip(accuracy, leakage))
-    if kind == "dense":
-      front = pareto(accuracy, leakage)
-      ax.plot(accuracy[front], leakage[front], color=colour, lw=1, ls=":", label="dense's frontier")
-  points = np.array(everything)
-  front = pareto(points[:, 0], points[:, 1])
-  ax.plot(points[front, 0], points[front, 1], color="black", lw=1.2, label="frontier of all")
-  ax.set(xlabel="held-out accuracy (mean over targets)", ylabel=f"{attack} AUC (mean over targets)",
-         title="privacy-utility: every kind at every kept step")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  return plots.save(fig, path)
-
-
 def _intro(curves: dict, attack: str) -> str:
   dense = curves["dense"]
   own = " and the run's own model" if zoo_targets.TARGET in dense["names"] else ""
@@ -237,14 +180,14 @@ def section(runs, out: sections.Output) -> str:
     run, curves = group[0][0], curves_of(group)
     if "dense" not in curves:
       continue
-    curves = {"dense": curves.pop("dense"), **dict(sorted(curves.items(), key=_kind_order))}
+    curves = {"dense": curves.pop("dense"), **dict(sorted(curves.items(), key=order))}
     attack = curves["dense"]["attack"]
     rows = comparisons(curves)
     kinds = [k for k in curves if k != "dense"]
     doc += [f"### {run.label}: sparsity or fit? Leakage along training", "", _intro(curves, attack), "",
             *answer(rows), "", *final_table(curves), "", METHOD, "", *table(rows, kinds), "",
             out.image(f"leakage along training {run.label}",
-                      curve_figure(curves, attack, out.plot(f"fit_curves_{run.label}.png"))), "",
+                      figures.curve_figure(curves, attack, MATCHED, out.plot(f"fit_curves_{run.label}.png"))), "",
             out.image(f"privacy-utility frontier {run.label}",
-                      frontier_figure(curves, attack, out.plot(f"frontier_{run.label}.png"))), ""]
+                      figures.frontier_figure(curves, attack, out.plot(f"frontier_{run.label}.png"))), ""]
   return sections.text(doc)
