@@ -84,9 +84,7 @@ def measure(name: str) -> dict:
   trainers = {k: harness.JaxTrainer(None, per_device * k, workload=workload, devices=jax.devices()[:k],
                                     num_images=2 * per_device * k) for k in counts}
   xla_gflop = trainers[counts[0]].train_step_cost().get("flops", float("nan")) / (per_device * counts[0]) / 1e9
-  for t in trainers.values():
-    t.run(2)   # compile and warm up
-  wall, _ = harness.interleaved({k: (lambda t=t: t.run(F.steps)) for k, t in trainers.items()}, F.reps)
+  wall = harness.time_trainers(trainers, F.steps, F.reps)
   kind = jax.devices()[0].device_kind
   peak = peak_tflops(kind)
   train_gflop = harness.TRAIN_FACTOR * convention_gflop * F.width ** 2

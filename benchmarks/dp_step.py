@@ -51,9 +51,7 @@ def main(argv):
                                                 workload=harness.Workload(width=F.width, norm="group")),
               "plain_batch": harness.JaxTrainer(F.width, F.batch_size, num_images=NUM_IMAGES)}
   costs = {name: t.train_step_cost() for name, t in trainers.items()}
-  for t in trainers.values():
-    t.run(2)
-  wall, _ = harness.interleaved({k: (lambda t=t: t.run(F.steps)) for k, t in trainers.items()}, F.reps)
+  wall = harness.time_trainers(trainers, F.steps, F.reps)
   print(f"\nResNet-18 width {F.width:g}, batch {F.batch_size}, fp32, {F.steps} steps x {F.reps} interleaved reps:")
   for name in trainers:
     print(f"  {name:<12} {F.steps * F.batch_size / harness.median(wall[name]):7.1f} img/s   "

@@ -62,6 +62,15 @@ class Measured(NamedTuple):
   cpu: float
 
 
+def time_trainers(trainers: dict, steps: int, reps: int) -> dict:
+  """Wall seconds of `steps` steps of each `JaxTrainer`, interleaved over `reps` repetitions, after two steps of each
+  that compile and warm it up."""
+  for trainer in trainers.values():
+    trainer.run(2)
+  wall, _ = interleaved({k: (lambda t=t: t.run(steps)) for k, t in trainers.items()}, reps)
+  return wall
+
+
 def interleaved(candidates: dict, reps: int) -> tuple[dict, dict]:
   """(wall seconds, CPU seconds) lists of each callable, run once per repetition in turn (A B A B ...).
 

@@ -29,9 +29,7 @@ def main(argv):
   harness.print_setting(setting)
   trainers = {kind: harness.JaxTrainer(F.width, F.batch_size, mask=kind) for kind in MASKS}
   costs = {kind: t.train_step_cost() for kind, t in trainers.items()}
-  for t in trainers.values():
-    t.run(2)
-  wall, _ = harness.interleaved({k: (lambda t=t: t.run(F.steps)) for k, t in trainers.items()}, F.reps)
+  wall = harness.time_trainers(trainers, F.steps, F.reps)
   print(f"\nResNet-18 width {F.width:g}, batch {F.batch_size}, fp32, {F.steps} steps x {F.reps} interleaved reps:")
   for kind in MASKS:
     print(f"  mask {kind:<6} {F.steps * F.batch_size / harness.median(wall[kind]):7.1f} img/s   XLA cost analysis: "
