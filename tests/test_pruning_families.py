@@ -217,9 +217,16 @@ def _config(**lottery):
     ({"at_init": {"grasp_temperature": 0.0}}, "lottery.at_init.grasp_temperature must be > 0, got 0.0"),
 ])
 def test_bad_settings_are_refused_with_one_line_naming_the_field(change, message):
-  config = _config(**{k: v for k, v in change.items() if k != "at_init"})
-  for key, value in change.get("at_init", {}).items():
-    config.lottery.at_init[key] = value
+  _assert_refused(change, message)
+
+
+def _assert_refused(change: dict, message: str) -> None:
+  """`change` holds _config's arguments and the fields of the lottery.at_init / lottery.structured sections."""
+  sections = ("at_init", "structured")
+  config = _config(**{k: v for k, v in change.items() if k not in sections})
+  for section in sections:
+    for key, value in change.get(section, {}).items():
+      config.lottery[section][key] = value
   with pytest.raises(errors.ConfigError) as refused:
     config_lib.validate(config)
   assert message in str(refused.value) and "\n" not in str(refused.value)
@@ -256,12 +263,7 @@ def test_families_run_side_by_side_from_lottery_controls_with_the_zoo():
     ({"method": "nm", "rule": "random"}, "lottery.rule='random': lottery.method=nm prunes by its own rule"),
 ])
 def test_bad_structured_settings_are_refused_naming_the_field(change, message):
-  config = _config(**{k: v for k, v in change.items() if k != "structured"})
-  for key, value in change.get("structured", {}).items():
-    config.lottery.structured[key] = value
-  with pytest.raises(errors.ConfigError) as refused:
-    config_lib.validate(config)
-  assert message in str(refused.value) and "\n" not in str(refused.value)
+  _assert_refused(change, message)
 
 
 def test_each_family_is_planned_as_tickets_and_listed_by_the_help():

@@ -104,9 +104,9 @@ class NMTicket(recipes.Pruned):
       return []
     pattern = config.lottery.structured.nm
     n, m = nm_pattern(pattern, "lottery.structured.nm")
-    rule = f"nm:{pattern}"
-    sparsity = masks.resolve_rule(rule, "lottery.structured.nm").sparsity
-    return [recipes.ModelSpec(f"nm{n}of{m}_{recipes.sparsity_tag(sparsity)}", "nm", sparsity, "dense", rule)]
+    sparsity = 1.0 - n / m  # what the rule nm:N:M prunes (`_nm`)
+    return [recipes.ModelSpec(f"nm{n}of{m}_{recipes.sparsity_tag(sparsity)}", "nm", sparsity, "dense",
+                              f"nm:{pattern}")]
 
 
 recipes.METHOD_RECIPES.register("channel", "channel", about="one-shot ticket of whole filters by L1 norm, Li et al. "
