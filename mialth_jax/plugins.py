@@ -58,6 +58,7 @@ BUILTIN = (
     "mialth_jax.report.adversarial",
     "mialth_jax.report.leakage_plots",
     "mialth_jax.report.audit",
+    "mialth_jax.report.dp",
 )
 
 _loaded = False

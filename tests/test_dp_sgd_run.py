@@ -78,3 +78,50 @@ def test_bad_dp_settings_stop_the_launch_with_one_line(tmp_path, override, messa
   errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
   assert len(errors) == 1 and message in errors[0], result.stderr[-3000:]
   assert not os.path.exists(workdir)
+
+
+def _table(markdown: str) -> dict:
+  """The dp section's table: model name -> its cells."""
+  rows = [line.strip("|").split(" | ") for line in markdown.splitlines() if line.startswith("| ")]
+  header, body = rows[0], rows[2:]
+  return {cells[0].strip(): dict(zip([h.strip() for h in header], [c.strip() for c in cells])) for cells in body}
+
+
+def test_the_dp_report_section_states_each_models_guarantee_leakage_and_bound(dp_run, tmp_path):
+  """Every number of the dp section's table against a direct computation: AUC on the judged half (scikit-learn),
+  the guarantee (summary.json), the empirical epsilon (audit/epsilon.py on the judged half), and Holm's adjustment
+  of the DeLong p-values by a direct loop; its figure is a PNG."""
+  from sklearn import metrics
+
+  from mialth_jax.audit import epsilon as epsilon_lib
+  from mialth_jax.experiments import verdict
+  from mialth_jax.report import collect, dp as dp_report, sections
+
+  run = collect.load_run(dp_run)
+  out = sections.Output(str(tmp_path), str(tmp_path / "plots"))
+  markdown = dp_report.section([run], out)
+  table = _table(markdown)
+  assert set(table) == {"dense", "dp_eps4", "dp_ticket_s50_eps4"}
+  size = collect.main_size(run)
+  scores = {name: io.read_npz(os.path.join(dp_run, "attacks", f"n{size}", "paper", f"{name}__{name}", "loss.npz"))
+            for name in table}
+  p_values = {}
+  for name, cells in table.items():
+    arrays, summary = scores[name], io.read_json(RunLayout(dp_run).summary(name))
+    judged = verdict.judged_half(arrays["ids"])
+    auc = metrics.roc_auc_score(arrays["is_member"][judged], arrays["scores"][judged])
+    assert cells["ROC AUC, judged half [95 % CI]"].startswith(f"{auc:.3f} ")
+    settings = epsilon_lib.settings(run.config)
+    bound = epsilon_lib.empirical_epsilon(arrays["scores"], arrays["is_member"], judged,
+                                          summary.get("delta", settings["delta"]), settings["confidence"], "split")
+    assert cells["empirical ε lower bound"] == f"{bound['epsilon']:.3f}"
+    if name != "dense":
+      assert cells["DP guarantee ε (δ)"] == f"{summary['epsilon']:.3g} (δ 1e-05)"
+      p_values[name] = verdict.judged_difference(scores["dense"], arrays).p_value
+  ranked = sorted(p_values, key=p_values.get)
+  running = 0.0
+  for i, name in enumerate(ranked):
+    running = max(running, min(1.0, (len(ranked) - i) * p_values[name]))
+    assert table[name]["AUC − dense [95 % CI], Holm p"].endswith(f"p={running:.3g}")
+  with open(tmp_path / "plots" / "dp_frontier.png", "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"

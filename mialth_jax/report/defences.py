@@ -84,18 +84,18 @@ def _lambda(run, name: str) -> float | None:
   return io.read_json(path)["options"].get("lambda") if os.path.exists(path) else None
 
 
-def rows(run, choice) -> list[Row]:
-  """Every model of KINDS with a result of the attack `choice` (experiments.verdict.Choice) picks for it, dense
-  first, then by kind."""
+def rows(run, choice, kinds: tuple = KINDS) -> list[Row]:
+  """Every model of `kinds` (and ADMM's hard-pruned ones where `kinds` holds their fine-tuned kind) with a result of
+  the attack `choice` (experiments.verdict.Choice) picks for it, in the order of `kinds`, then by sparsity."""
   found = []
   for name, s in run.models.items():
     own = tuple(collect.select(run.attacks, source=name, target=name, size=choice.size))
     protocol, attack = choice.attack(name)
     chosen = next((r for r in own if (r["protocol"], r["attack"]) == (protocol, attack)), None)
-    if (s["kind"] in KINDS or s["kind"] in HARD) and chosen:
+    if HARD.get(s["kind"], s["kind"]) in kinds and chosen:
       found.append(Row(name, s["kind"], s["sparsity"], _lambda(run, name), s["test_accuracy"],
                        len(run.splits.test), chosen, own))
-  return sorted(found, key=lambda r: (KINDS.index(HARD.get(r.kind, r.kind)), r.sparsity, r.lam or 0.0, r.name))
+  return sorted(found, key=lambda r: (kinds.index(HARD.get(r.kind, r.kind)), r.sparsity, r.lam or 0.0, r.name))
 
 
 def _ci(value: float, ci, scale: float = 1.0, sign: bool = False) -> str:
