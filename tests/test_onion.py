@@ -228,7 +228,7 @@ def test_bad_settings_name_the_field(tmp_path, change, field):
   write_source(str(tmp_path / "source"))
   config = run_config(str(tmp_path / "source"), 5)
   if change.pop("no_results", False):
-    (tmp_path / "source" / "attacks" / "per_example" / "lira_fixed_var_examples.json").unlink()
+    (tmp_path / "source" / "attacks" / "per_example" / "lira_fixed_var_examples.json.gz").unlink()
   for name, value in change.items():
     if name == "seed":
       config.seed = value
@@ -256,7 +256,7 @@ def test_onion_and_control_runs_train_without_the_removed_and_the_report_compare
 
   source = str(tmp_path / "source")
   launch.run(tiny(config_lib.base()), source)
-  recorded = json.load(open(per_example.paths(layout_lib.RunLayout(source), "lira_fixed_var")[1]))
+  recorded = io.read_json(per_example.paths(layout_lib.RunLayout(source), "lira_fixed_var")[1])
   values = recorded["kinds"]["dense"]["exposure"]
   ranked = sorted((i for i, v in enumerate(values) if v is not None), key=lambda i: (-values[i], i))
   runs = []
@@ -271,7 +271,7 @@ def test_onion_and_control_runs_train_without_the_removed_and_the_report_compare
       assert removed == sorted(recorded["ids"][i] for i in ranked[:20])
     assert not np.isin(removed, splits_lib.load(layout.splits).members).any()
     assert not io.read_npy(layout.zoo("keep.npy"))[:, removed].any()
-    examples = json.load(open(per_example.paths(layout, "lira_fixed_var")[1]))
+    examples = io.read_json(per_example.paths(layout, "lira_fixed_var")[1])
     assert all(examples["kinds"]["dense"]["exposure"][i] is None for i in removed)  # never IN: no exposure
     runs.append(types.SimpleNamespace(workdir=workdir, label=removal, config=io.read_json(layout.config)))
   out = sections.Output(str(tmp_path / "report"), str(tmp_path / "report" / "plots"))
@@ -279,7 +279,7 @@ def test_onion_and_control_runs_train_without_the_removed_and_the_report_compare
   assert "### most_exposed vs random: the privacy onion" in text and "| kind - dense |" in text
   assert text.count("\n| ticket_s80 |") == 2 and text.count("\n| dense |") == 1
   found = onion_effect.compare(*(onion_effect.read_run(r.workdir, "lira_fixed_var") for r in runs), 0.1)
-  measured = [json.load(open(per_example.paths(layout_lib.RunLayout(r.workdir), "lira_fixed_var")[1]))["kinds"]
+  measured = [io.read_json(per_example.paths(layout_lib.RunLayout(r.workdir), "lira_fixed_var")[1])["kinds"]
               for r in runs]
   both = {i for i in range(len(values))
           if all(m[k][field][i] is not None for m in measured for k in m for field in ("exposure", "p"))}

@@ -250,7 +250,7 @@ def test_the_image_grids_show_exactly_the_listed_ids_and_the_json_holds_the_numb
       assert listed in matches and all(np.array_equal(images[m], images[listed]) for m in matches)
   summary_path, examples_path = per_example.paths(layout, "lira_fixed_var")
   per_example.write(found, summary_path, examples_path)
-  numbers = json.load(open(examples_path))
+  numbers = io.read_json(examples_path)
   exposed = found["kinds"]["dense"]["per_example"]["exposure"]
   assert numbers["ids"] == list(range(len(source)))
   assert [x is None for x in numbers["kinds"]["dense"]["exposure"]] == list(np.isnan(exposed))
@@ -294,7 +294,7 @@ def test_a_zoo_run_records_the_analysis_after_its_targets(tmp_path):
   launch.run(config, workdir)
   layout = layout_lib.RunLayout(workdir)
   summary_path, examples_path = per_example.paths(layout, "lira_fixed_var")
-  recorded = json.load(open(examples_path))
+  recorded = io.read_json(examples_path)
   labels = ExampleSource(digits.load()).labels(io.read_npy(layout.zoo("ids.npy")))
   again, again_examples = per_example.split(per_example.analyse(layout, labels, config.per_example.to_dict()))
   assert recorded == json.loads(json.dumps(again_examples))

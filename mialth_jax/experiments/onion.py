@@ -1,7 +1,7 @@
 """The privacy onion (Carlini et al. 2022, "The Privacy Onion Effect"): an onion run is a run of its own that trains
 like a finished source run (`onion.of`) but leaves out k examples (`onion.remove`): the k most exposed under the
 source's dense zoo (`onion.removal = most_exposed`, ranked by the source's recorded per-example exposure,
-attacks/per_example/<attack>_examples.json), or, for its control run, k drawn at random with a seeded draw from the
+attacks/per_example/<attack>_examples.json.gz), or, for its control run, k drawn at random with a seeded draw from the
 same candidates (`random`: every example whose dense exposure the source measured). experiments.onion_effect then
 compares the examples that both runs kept.
 
@@ -46,8 +46,7 @@ def source_examples_path(source: str, attack: str) -> str:
 @functools.lru_cache(maxsize=4)
 def _read_source(examples_path: str, modified: int) -> tuple[np.ndarray, np.ndarray]:
   del modified  # part of the cache key only: a rewritten file is read again
-  with open(examples_path) as f:
-    recorded = json.load(f)
+  recorded = io.read_json(examples_path)
   dense = np.array([np.nan if v is None else v for v in recorded["kinds"]["dense"]["exposure"]], np.float64)
   return np.asarray(recorded["ids"], np.int64), dense
 

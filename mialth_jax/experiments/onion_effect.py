@@ -16,7 +16,6 @@ measured in both runs under every kind):
 The model-level p-values of a pair of runs are Holm-adjusted together.
 """
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -134,15 +133,14 @@ def _array(values: list) -> np.ndarray:
 
 def read_run(workdir: str, attack: str) -> RunExposure:
   """A finished onion or control run's part of the comparison: onion.json, its recorded per-example exposure
-  (attacks/per_example/<attack>_examples.json) and its zoo's leave-one-out scores."""
+  (attacks/per_example/<attack>_examples.json.gz) and its zoo's leave-one-out scores."""
   layout = layout_lib.RunLayout(workdir)
   examples_path = per_example.paths(layout, attack)[1]
   for path in (layout.path(onion_lib.FILE), examples_path):
     if not os.path.exists(path):
       raise errors.UserError(f"{workdir}: no {os.path.relpath(path, workdir)}; expected a finished onion run "
                              "(onion.of set, per_example.record=True)")
-  with open(examples_path) as f:
-    recorded = json.load(f)
+  recorded = io.read_json(examples_path)
   keep = io.read_npy(layout.zoo("keep.npy"))
   kinds = list(recorded["kinds"])
   return RunExposure(ids=np.asarray(recorded["ids"], np.int64),

@@ -132,7 +132,7 @@ def run_part(run, out: sections.Output) -> tuple[list[str], dict | None]:
   if found is None:
     return [], None
   label, names = run.label, tuple(dataset.class_names or ())
-  json_path = out.plot(f"per_example_{label}.json")
+  json_path = out.plot(f"per_example_{label}.json.gz")
   summary = per_example.write(found, out.plot(f"per_example_{label}_summary.json"), json_path)
   scatter = per_example_plots.exposure_scatter(
       found["kinds"]["dense"]["per_example"]["exposure"],

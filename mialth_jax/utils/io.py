@@ -4,10 +4,12 @@ Every result file is written to a temporary name in the same directory and renam
 file, the new one, or none: never half of one (a rename within one filesystem is atomic on POSIX).
 """
 import contextlib
+import gzip
 import json
 import os
 import tempfile
 import zipfile
+import zlib
 from typing import Any, Iterator
 
 import numpy as np
@@ -61,16 +63,25 @@ def _to_jsonable(value: Any) -> Any:
 
 
 def write_json(path: str, obj: Any) -> None:
-  with atomic_path(path) as tmp, open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True, default=_to_jsonable)
-    f.write("\n")
+  """Indented JSON; where the path ends .gz, compact and gzip-compressed (tens of thousands of numbers), the gzip
+  header holding no time or name, so equal objects give equal bytes."""
+  if not path.endswith(".gz"):
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+      json.dump(obj, f, indent=2, sort_keys=True, default=_to_jsonable)
+      f.write("\n")
+    return
+  with atomic_path(path) as tmp, open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb",
+                                                                      mtime=0) as f:
+    f.write(json.dumps(obj, separators=(",", ":"), default=_to_jsonable).encode())
 
 
 def read_json(path: str) -> Any:
-  with open(path) as f:
+  """A JSON file, or a gzip-compressed one where the path ends .gz (its CRC detects a damaged copy)."""
+  opened = gzip.open(path, "rt") if path.endswith(".gz") else open(path)
+  with opened as f:
     try:
       return json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, EOFError, OSError, zlib.error) as e:
       raise UnreadableFileError(f"{path}: not valid JSON ({e})") from e
 
 
