@@ -7,7 +7,7 @@ models differ only in how they train. docs/dp_and_auditing.md holds the method a
 
   python -m launch.main --config=configs/experiments/dp.py:default --workdir=runs/dp_digits        # CI-sized
   MIALTH_DATA_DIR=../shared/data python -m launch.main --config=configs/experiments/dp.py:cifar10_resnet18:subset \
-      --workdir=runs/dp_c10_subset --cpu_devices=8
+      --workdir=runs/dp_c10_subset --cpu_devices=4
 
 digits (default): ResNet-18 x1/4, 600 members, 15 epochs at batch 64; tickets and ADMM at 50 / 90 %, DP at epsilon 1
 and 8, DP tickets at 50 %.
