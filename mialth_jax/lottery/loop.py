@@ -47,6 +47,8 @@ def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: 
   resumed_from, state = checkpoint.restore_latest(manager, state, NamedSharding(mesh, P()))
   if resumed_from is not None:
     logging.info("[%s] resuming from the checkpoint at step %d", loop.name, resumed_from)
+    if loop.keep_every_steps and resumed_from % loop.keep_every_steps == 0:  # a kill between it and its kept point
+      _keep(state, os.path.join(loop.keep_dir, str(resumed_from)))
   log.truncate_after(int(state.step))
   meter = progress.Meter(loop.name, loop.total_steps, int(state.step), loop.batch_size)
   pending = []

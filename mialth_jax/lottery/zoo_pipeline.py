@@ -191,8 +191,11 @@ def _loop(ctx, name: str, state, batches: zoo.Batches, total_steps: int, rewind_
   by_model = zoo.models_sharding(ctx.mesh, num_models)
   manager = checkpoint.manager(ctx.layout.zoo(name, "checkpoints"))
   resumed, state = checkpoint.restore_latest(manager, state, by_model)
+  curve = set(curve_steps(ctx))
   if resumed is not None:
     logging.info("[zoo %s] resumed from the checkpoint at step %d", name, resumed)
+    if resumed in curve:  # a kill between that checkpoint and its curve point: the restored state is that point's
+      _keep_curve_point(ctx, name, state, resumed)
   log = io.MetricsLog(ctx.layout.zoo(name, "metrics.jsonl"))
   log.truncate_after(int(state.step[0]))
   pool = zoo_pool(ctx)
@@ -201,7 +204,6 @@ def _loop(ctx, name: str, state, batches: zoo.Batches, total_steps: int, rewind_
   logging.info("[zoo %s] compiling the step of %d models on %d devices; the first progress line comes after it", name,
                num_models, ctx.mesh.size)
   every, checkpoint_every = max(1, ctx.config.train.log_every_steps), ctx.config.checkpoint_every_steps
-  curve = set(curve_steps(ctx))
   for step in range(int(state.step[0]), total_steps):
     if rewind_step and step == rewind_step:  # before the step, as the run's dense model keeps its rewind point
       _keep(ctx.layout.zoo("rewind"), state)
