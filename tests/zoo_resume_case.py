@@ -1,12 +1,13 @@
-"""The config of the zoo kill / resume test: a tiny run whose zoo of 8 models checkpoints every 4 steps.
+"""The config of the zoo kill / resume tests: a tiny run whose zoo of 8 models checkpoints every 4 steps; `:curve`
+checkpoints every 7 steps and keeps a curve point every epoch (14 steps: one point, at a checkpoint's step).
 
   python -m launch.main --config=tests/zoo_resume_case.py --workdir=/tmp/run
+  python -m launch.main --config=tests/zoo_resume_case.py:curve --workdir=/tmp/run
 """
 from mialth_jax import config_lib
 
 
 def get_config(arg: str | None = None):
-  del arg
   config = config_lib.base()
   config.model.width_multiplier = 0.0625
   config.data.num_train = -1  # 898 members: each zoo model trains on half the data, every example IN for 4 models
@@ -19,4 +20,8 @@ def get_config(arg: str | None = None):
   config.attacks.models = {"lira": {"type": "lira"}}
   config.attacks.sizes = (200,)
   config.attacks.num_bootstrap = 100
+  if arg == "curve":
+    config.checkpoint_every_steps = 7
+    config.zoo.curve_every_epochs = 1
+    config.zoo.curve_attack = "lira"
   return config
