@@ -4,7 +4,8 @@
 
 Dense trains 24 steps (4 per epoch), evaluating and checkpointing every 4; the ticket rewinds to step 10 (late
 rewinding) and retrains steps 10..24. Two cheap attacks run under the paper and transfer protocols, 12 results in
-all. `:unknown_attack` names an attack type that does not exist (attack configs cannot be overridden by flags).
+all. `:unknown_attack` names an attack type that does not exist (attack configs cannot be overridden by flags);
+`:keep` also keeps every model's weights every epoch (train.keep_every_epochs = 1: steps 4, 8, ..., 20).
 """
 from mialth_jax import config_lib
 
@@ -24,6 +25,8 @@ def get_config(arg: str | None = None):
   config.attacks.protocols = ("paper", "transfer")
   config.attacks.models = {"loss": {"type": "threshold_loss"}, "logreg": {"type": "sklearn_logreg"}}
   config.attacks.num_bootstrap = 100
+  if arg == "keep":
+    config.train.keep_every_epochs = 1
   if arg == "unknown_attack":
     config.attacks.models = {"loss": {"type": "threshold_los"}}
   return config

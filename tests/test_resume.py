@@ -216,3 +216,25 @@ def test_restart_moves_a_run_of_another_config_aside_and_then_resumes(tmp_path):
   again = _launch(workdir, *flags)  # the same config: --restart resumes (here: finds everything done)
   assert again.returncode == 0, again.stderr[-3000:]
   assert glob.glob(workdir + ".old-*") == moved and "moved the run" not in again.stderr
+
+
+def test_a_kill_between_a_checkpoint_and_the_point_kept_at_its_step_resumes_to_the_same_result(tmp_path):
+  """train.keep_every_epochs keeps the weights at step 20, right after the checkpoint at 20: the state a kill between
+  the two leaves (recreated on a copy of the finished run: the ticket's checkpoint at 20, no kept/20, no final) resumes
+  at 20, keeps the point from the restored state and ends bit for bit where the uninterrupted run does."""
+  reference, workdir = str(tmp_path / "reference"), str(tmp_path / "run")
+  done = subprocess.run([*COMMAND[:-1], "--config=tests/resume_case.py:keep", f"--workdir={reference}"], cwd=REPO,
+                        capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  ticket = os.path.join(reference, "models", "ticket_s80")
+  assert sorted(os.listdir(os.path.join(ticket, "kept"))) == ["12", "16", "20"]
+  shutil.copytree(reference, workdir)
+  ticket = os.path.join(workdir, "models", "ticket_s80")
+  for name in ("final", os.path.join("kept", "20")):
+    shutil.rmtree(os.path.join(ticket, name))
+  os.remove(os.path.join(ticket, "summary.json"))
+  again = subprocess.run([*COMMAND[:-1], "--config=tests/resume_case.py:keep", f"--workdir={workdir}"], cwd=REPO,
+                         capture_output=True, text=True, timeout=600)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "[ticket_s80] resuming from the checkpoint at step 20" in again.stderr, again.stderr[-3000:]
+  _assert_same_run(reference, workdir)
