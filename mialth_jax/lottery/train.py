@@ -142,6 +142,13 @@ def make_jitted_step(model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh, d
   inputs are (member images, member labels, batch positions) on device, or (images, labels) of a streamed batch,
   each followed by the rows' validity for a padded batch (`LoopConfig.batch_selection`).
   Build it once per run and reuse it for every model: each call of this function compiles anew.
+
+  On several CPU devices each step is waited for before the next is dispatched. With steps in flight XLA:CPU wedged
+  for good now and then (launches on 4 and 8 devices, tests on 8; every thread idle, single-threaded Eigen or not): native stacks
+  showed half the devices of one step waiting in the gradient all-reduce while the others' executions of that step
+  waited behind executions of the next (xla::Semaphore::Acquire, BlockUntilReady), the deadlock jax-ml/jax#25861
+  reports for asynchronous CPU dispatch, whose switch (jax_cpu_enable_async_dispatch) does not cover computations
+  over several devices. One step in flight costs only the overlap of Python's dispatch with a step of 0.1-1 s here.
   """
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P(inference.DATA_AXIS))
@@ -152,6 +159,8 @@ def make_jitted_step(model, tx, loop: LoopConfig, data: TrainData, mesh: Mesh, d
     return step(state, jax.lax.with_sharding_constraint(images[idx], batch_sharding), labels[idx], *valid)
   jitted = jax.jit(gather_and_step if data.images is not None else step, donate_argnums=0 if donate else (),
                    out_shardings=(replicated, replicated))
+  if mesh.devices.flat[0].platform == "cpu" and mesh.size > 1:
+    return lambda state, inputs: jax.block_until_ready(jitted(state, *inputs))
   return lambda state, inputs: jitted(state, *inputs)
 
 

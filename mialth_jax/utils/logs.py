@@ -15,7 +15,8 @@ import os
 # times in one session: a CIFAR-10 launch on 8 devices, two 8-device test runs), every XLA worker thread idle and the
 # main thread waiting in PjRtCpuLoadedExecutable::Execute, the wedge that PyAutoLabs/PyAutoFit#1530 traced to the
 # Eigen pool and avoided with this flag. Its cost here: none measured (the default run on 1 device, 3 paired runs:
-# wall time 0.971x of the run with it on).
+# wall time 0.971x of the run with it on). It did not stop the wedge: three more, with it on, are why the train step
+# runs one step at a time on several CPU devices (lottery/train.py, make_jitted_step).
 PATIENT_COLLECTIVES = {"xla_cpu_collective_call_warn_stuck_timeout_seconds": 600,
                        "xla_cpu_collective_call_terminate_timeout_seconds": 24 * 3600,
                        "xla_cpu_multi_thread_eigen": "false"}
