@@ -24,7 +24,7 @@ from ml_collections import config_flags  # noqa: E402
 
 from mialth_jax import config_lib, errors, plugins, run_dir  # noqa: E402
 from mialth_jax.experiments import launch  # noqa: E402
-from mialth_jax.utils import config_sections, hosts  # noqa: E402
+from mialth_jax.utils import config_sections, hosts, interrupts  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run folder (created; resumed if it holds the same run)")
@@ -171,6 +171,7 @@ def main(argv):
   _use_compilation_cache(_COMPILATION_CACHE.value, _WORKDIR.value)
   if _CPU_DEVICES.value:
     jax.config.update("jax_num_cpu_devices", _CPU_DEVICES.value)   # before anything starts the backend
+  interrupts.install()
   try:
     _start_distributed()
     logging.info("process %d of %d, %d local / %d global devices (%s)", jax.process_index(), jax.process_count(),

@@ -13,7 +13,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from mialth_jax import errors, inference
 from mialth_jax.lottery.train import LoopConfig, TrainData, step_inputs
 from mialth_jax.lottery.train_state import TrainState
-from mialth_jax.utils import checkpoint, io, progress
+from mialth_jax.utils import checkpoint, interrupts, io, progress
 
 MAX_TRAIN_EVAL = 10_000  # members evaluated for train accuracy (all of them for CIFAR-sized runs)
 
@@ -54,6 +54,7 @@ def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: 
   pending = []
   last_eval = {}
   for step, inputs in zip(range(int(state.step), loop.total_steps), step_inputs(loop, data, mesh, int(state.step))):
+    interrupts.check()
     if step == loop.save_at_step:
       _keep(state, loop.save_at_step_path)
     state, metrics = jitted_step(state, inputs)

@@ -25,7 +25,7 @@ from absl import logging
 from mialth_jax import errors, inference
 from mialth_jax.data.examples import ExampleSource
 from mialth_jax.lottery import masks, recipes, zoo, zoo_models
-from mialth_jax.utils import checkpoint, hosts, io, progress
+from mialth_jax.utils import checkpoint, hosts, interrupts, io, progress
 
 
 def zoo_settings(ctx) -> dict:
@@ -216,6 +216,7 @@ def _loop(ctx, name: str, state, batches: zoo.Batches, total_steps: int, rewind_
                num_models, ctx.mesh.size)
   every, checkpoint_every = max(1, ctx.config.train.log_every_steps), ctx.config.checkpoint_every_steps
   for step in range(int(state.step[0]), total_steps):
+    interrupts.check()
     if rewind_step and step == rewind_step:  # before the step, as the run's dense model keeps its rewind point
       _keep(ctx.layout.zoo("rewind"), state)
     positions = inference.global_array(batches.positions(step), by_model)
