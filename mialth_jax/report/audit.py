@@ -27,19 +27,20 @@ def guarantee(summary: dict | None) -> str:
   return f"{summary['epsilon']:.3g} (δ {summary.get('delta', float('nan')):.1e})"
 
 
-def _delta(run, model: str, settings: dict) -> float:
-  """The model's own DP delta where it has one (its bound is compared with its guarantee there), else audit.delta."""
-  return (run.summary(model) or {}).get("delta", settings["delta"])
+def result_bound(run, result: dict, settings: dict) -> dict:
+  """audit/epsilon.py's bound of one attack result on the verdict's judged half, at the attacked model's own DP
+  delta where it has one (its bound is compared with its guarantee there), else audit.delta."""
+  arrays = io.read_npz(result["scores_path"])
+  delta = (run.summary(result["target"]) or {}).get("delta", settings["delta"])
+  return epsilon_lib.empirical_epsilon(arrays["scores"], arrays["is_member"], verdict.judged_half(arrays["ids"]),
+                                       delta, settings["confidence"], settings["threshold"])
 
 
 def attack_rows(run, settings: dict) -> list[str]:
   """One row per attack result of the run."""
   lines = []
   for r in sorted(run.attacks, key=lambda r: (r["size"], r["protocol"], r["source"], r["target"], r["attack"])):
-    arrays = io.read_npz(r["scores_path"])
-    found = epsilon_lib.empirical_epsilon(arrays["scores"], arrays["is_member"], verdict.judged_half(arrays["ids"]),
-                                          _delta(run, r["target"], settings), settings["confidence"],
-                                          settings["threshold"])
+    found = result_bound(run, r, settings)
     model = r["target"] if r["source"] == r["target"] else f"{r['source']} -> {r['target']}"
     at = "-" if found["tpr"] is None else f"{found['tpr']:.3f} / {found['fpr']:.3f}"
     lines.append(f"| n{r['size']} | {r['protocol']} | {model} | {r['attack']} | {r['roc_auc']:.3f} | "

@@ -4,7 +4,6 @@ per defence family."""
 import numpy as np
 
 from mialth_jax.report import fmt, plots
-from mialth_jax.utils import io
 
 plt = plots.plt  # matplotlib with the Agg backend, as plots sets it up
 MARKERS = {"dense": "*", "ticket": "o", "imp": "o", "finetune": "s", "admm": "D", "minmax": "^", "admm_minmax": "v"}
@@ -48,8 +47,4 @@ def privacy_utility(runs, found: dict, path: str) -> str:
     ax_auc.legend(fontsize=7, loc="lower left")
     for ax in (ax_auc, ax_tpr):
       ax.grid(alpha=0.3)
-  fig.tight_layout()
-  with io.atomic_path(path) as tmp:
-    fig.savefig(tmp, dpi=110, format="png")
-  plt.close(fig)
-  return path
+  return plots.save(fig, path)

@@ -15,12 +15,11 @@ from mialth_jax.attacks import stats
 from mialth_jax.audit import epsilon as epsilon_lib
 from mialth_jax.defences import dp_sgd
 from mialth_jax.experiments import verdict as verdict_lib
-from mialth_jax.report import collect, defence_compare, defences, plots, sections
-from mialth_jax.utils import io
+from mialth_jax.report import audit, collect, defence_compare, defences, plots, sections
 
 plt = plots.plt
-KINDS = ("dense", "ticket", "admm", "dp", "dp_ticket")
 MARKERS = {"dense": "*", "ticket": "o", "admm": "D", "dp": "s", "dp_ticket": "P"}
+KINDS = tuple(MARKERS)  # the models the section shows, in its order
 
 
 def present(runs) -> bool:
@@ -34,38 +33,28 @@ def _tag(run, row) -> str:
   return " ".join(parts + ([f"ε{summary['epsilon']:.2g}"] if "epsilon" in summary else []))
 
 
-def bound(run, row) -> dict:
-  """The empirical epsilon of the verdict's attack on `row` (audit/epsilon.py, the run's audit settings)."""
-  settings = epsilon_lib.settings(run.config)
-  arrays = io.read_npz(row.attack["scores_path"])
-  delta = run.summary(row.name).get("delta", settings["delta"])
-  return epsilon_lib.empirical_epsilon(arrays["scores"], arrays["is_member"], verdict_lib.judged_half(arrays["ids"]),
-                                       delta, settings["confidence"], settings["threshold"])
-
-
 def _guarantee(summary: dict) -> tuple[str, str]:
   if "epsilon" not in summary:
     return "none", "-"
   return f"{summary['epsilon']:.3g} (δ {summary['delta']:.0e})", f"{summary['noise_multiplier']:.3g}"
 
 
-def comparisons_with_dense(found: list, baseline: str, comparisons) -> dict:
+def comparisons_with_dense(found: list, dense, comparisons) -> dict:
   """name -> (the AUC difference from dense, its Holm-adjusted p-value) for every row with one."""
-  dense = next((r for r in found if r.name == baseline), None)
   paired = {r.name: comparisons.versus(dense, r) for r in found if dense is not None and r is not dense}
   paired = {name: d for name, d in paired.items() if d is not None}
   adjusted = stats.holm([d.p_value for d in paired.values()]) if paired else []
   return {name: (d, float(p)) for (name, d), p in zip(paired.items(), adjusted)}
 
 
-def table(run, found: list, versus_dense: dict, bounds: dict) -> list[str]:
-  """One row per model: guarantee, utility, the verdict attack's leakage, its difference from dense, and its
-  empirical epsilon."""
+def table(run, found: list, judged: dict, versus_dense: dict, bounds: dict) -> list[str]:
+  """One row per model: guarantee, utility, the verdict attack's leakage on the judged half (`judged`: name ->
+  defences.judged_metrics), its difference from dense, and its empirical epsilon."""
   lines = ["| model | kind | DP guarantee ε (δ) | noise multiplier | test acc [95 % CI] | attack (protocol) | "
            "ROC AUC, judged half [95 % CI] | TPR @ 1 % FPR, judged half | AUC − dense [95 % CI], Holm p | "
            "empirical ε lower bound |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
   for row in found:
-    auc, auc_ci, tpr = defences.judged_metrics(row.attack)
+    auc, auc_ci, tpr = judged[row.name]
     guarantee, noise = _guarantee(run.summary(row.name))
     d, p = versus_dense.get(row.name, (None, None))
     diff = "-" if d is None else f"{d.difference:+.3f} [{d.ci[0]:+.3f}, {d.ci[1]:+.3f}], p={p:.3g}"
@@ -76,10 +65,9 @@ def table(run, found: list, versus_dense: dict, bounds: dict) -> list[str]:
   return lines
 
 
-def verdicts(run, found: list, versus_dense: dict, bounds: dict) -> list[str]:
+def verdicts(run, found: list, dense, versus_dense: dict, bounds: dict) -> list[str]:
   """One line per DP model: its leakage against dense (the verdict's rule), its accuracy cost, and whether its
   empirical epsilon respects its guarantee."""
-  dense = next((r for r in found if r.kind == "dense"), None)
   lines = []
   for row in (r for r in found if r.kind in dp_sgd.DP_KINDS):
     summary, found_bound = run.summary(row.name), bounds[row.name]["epsilon"]
@@ -97,22 +85,22 @@ def verdicts(run, found: list, versus_dense: dict, bounds: dict) -> list[str]:
   return lines
 
 
-def frontier(runs, found: dict, bounds: dict, path: str) -> str:
+def frontier(runs, found: dict, judged: dict, bounds: dict, path: str) -> str:
   """Per run: test accuracy against the verdict attack's AUC (95 % intervals on both axes), one marker per kind, each
   point labelled with its sparsity and guarantee; and each model's empirical epsilon lower bound beside its
   guarantee."""
   shown = [run for run in runs if found.get(run.label)]
   fig, axes = plt.subplots(len(shown), 2, figsize=(12, 4.4 * len(shown)), squeeze=False)
   for (ax_auc, ax_eps), run in zip(axes, shown):
-    rows = [r for r in found[run.label] if r.kind in MARKERS]
+    rows = found[run.label]
     for kind, marker in MARKERS.items():
       mine = [r for r in rows if r.kind == kind]
       if not mine:
         continue
-      judged = [defences.judged_metrics(r.attack) for r in mine]
-      x, y = np.array([r.test_accuracy for r in mine]), np.array([auc for auc, _, _ in judged])
+      metrics = [judged[run.label][r.name] for r in mine]
+      x, y = np.array([r.test_accuracy for r in mine]), np.array([auc for auc, _, _ in metrics])
       xerr = np.abs(np.array([r.test_ci for r in mine]).T - x)
-      yerr = np.abs(np.array([interval for _, interval, _ in judged]).T - y)
+      yerr = np.abs(np.array([interval for _, interval, _ in metrics]).T - y)
       ax_auc.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, capsize=2, markersize=9 if kind == "dense" else 6,
                       label=mine[0].label.split(",")[0])
       for r, xi, yi in zip(mine, x, y):
@@ -134,11 +122,7 @@ def frontier(runs, found: dict, bounds: dict, path: str) -> str:
     ax_eps.legend(fontsize=7, loc="lower right")
     for ax in (ax_auc, ax_eps):
       ax.grid(alpha=0.3)
-  fig.tight_layout()
-  with io.atomic_path(path) as tmp:
-    fig.savefig(tmp, dpi=110, format="png")
-  plt.close(fig)
-  return path
+  return plots.save(fig, path)
 
 
 @sections.register("dp", order=22)
@@ -146,20 +130,24 @@ def section(runs, out: sections.Output) -> str:
   """The DP section (empty when no run holds a DP model)."""
   if not present(runs):
     return ""
-  doc, found, bounds = ["## DP-SGD beside pruning", "", __doc__.split("\n\n")[1].replace("\n", " "), ""], {}, {}
-  parts = []
+  doc = ["## DP-SGD beside pruning", "", __doc__.split("\n\n")[1].replace("\n", " "), ""]
+  found, judged, bounds, parts = {}, {}, {}, []
   for run in runs:
     choice = collect.leakage_choice(run)
     if isinstance(choice, str):
       parts += [f"### {run.label}", "", f"- nothing to compare: {choice}", ""]
       continue
-    found[run.label] = [r for r in defences.rows(run, choice, KINDS) if r.kind in KINDS]
-    bounds[run.label] = {r.name: bound(run, r) for r in found[run.label]}
+    rows = found[run.label] = [r for r in defences.rows(run, choice, KINDS) if r.kind in KINDS]  # no hard-pruned
+    judged[run.label] = {r.name: defences.judged_metrics(r.attack) for r in rows}
+    settings = epsilon_lib.settings(run.config)
+    bounds[run.label] = {r.name: audit.result_bound(run, r.attack, settings) for r in rows}
+    dense = next((r for r in rows if r.name == choice.baseline), None)
     comparisons = defence_compare.Comparisons(run.config["attacks"]["num_bootstrap"], run.config["seed"])
-    versus_dense = comparisons_with_dense(found[run.label], choice.baseline, comparisons)
+    versus_dense = comparisons_with_dense(rows, dense, comparisons)
     parts += [f"### {run.label} (attack set n{choice.size})", "",
-              *table(run, found[run.label], versus_dense, bounds[run.label]), "",
-              *verdicts(run, found[run.label], versus_dense, bounds[run.label]), ""]
+              *table(run, rows, judged[run.label], versus_dense, bounds[run.label]), "",
+              *verdicts(run, rows, dense, versus_dense, bounds[run.label]), ""]
   if found:
-    doc += [out.image("DP privacy-utility frontier", frontier(runs, found, bounds, out.plot("dp_frontier.png"))), ""]
+    chart = frontier(runs, found, judged, bounds, out.plot("dp_frontier.png"))
+    doc += [out.image("DP privacy-utility frontier", chart), ""]
   return sections.text(doc + parts)
