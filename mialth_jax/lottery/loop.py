@@ -47,8 +47,7 @@ def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: 
   resumed_from, state = checkpoint.restore_latest(manager, state, NamedSharding(mesh, P()))
   if resumed_from is not None:
     logging.info("[%s] resuming from the checkpoint at step %d", loop.name, resumed_from)
-    if loop.keep_every_steps and resumed_from % loop.keep_every_steps == 0:  # a kill between it and its kept point
-      _keep(state, os.path.join(loop.keep_dir, str(resumed_from)))
+    _keep_point(state, loop, resumed_from)  # a kill between that checkpoint and the point kept at its step
   log.truncate_after(int(state.step))
   meter = progress.Meter(loop.name, loop.total_steps, int(state.step), loop.batch_size)
   pending = []
@@ -78,13 +77,18 @@ def run_loop(state: TrainState, jitted_step, logits_fn, loop: LoopConfig, data: 
         break
     if do_checkpoint:
       checkpoint.save_step(manager, done, state)
-    if loop.keep_every_steps and done % loop.keep_every_steps == 0 and not last:
-      _keep(state, os.path.join(loop.keep_dir, str(done)))
+    _keep_point(state, loop, done)
   manager.close()
   if int(state.step) == loop.total_steps and not last_eval:  # nothing was left to train: evaluated as it starts
     last_eval = evaluate(logits_fn, state, data, mesh, loop.eval_batch_size)
     log({"phase": "eval", "step": loop.total_steps, "epoch": loop.total_steps / loop.steps_per_epoch, **last_eval})
   return state, last_eval
+
+
+def _keep_point(state: TrainState, loop: LoopConfig, step: int) -> None:
+  """The weights at `step` if train.keep_every_epochs keeps them there (every keep_every_steps, before the last)."""
+  if loop.keep_every_steps and step % loop.keep_every_steps == 0 and step < loop.total_steps:
+    _keep(state, os.path.join(loop.keep_dir, str(step)))
 
 
 def _keep(state: TrainState, path: str) -> None:
