@@ -97,7 +97,6 @@ def train_kind(ctx, spec: recipes.ModelSpec, keep: np.ndarray, seeds: np.ndarray
   """Trains the zoo of one model kind (or resumes it), then writes its logits on the whole pool."""
   layout, num_models = ctx.layout, len(seeds)
   if os.path.exists(layout.zoo(spec.name, "summary.json")):
-    _complete_curve_logits(ctx, spec.name, num_models)
     return io.read_json(layout.zoo(spec.name, "summary.json"))
   started = time.time()
   model_masks = zoo_models.masks_of(ctx, spec, keep, seeds, _abstract_zoo(ctx, len(seeds)))
@@ -138,16 +137,6 @@ def _keep(path: str, state) -> dict:
   if not checkpoint.exists(path):
     checkpoint.save(path, variables)
   return variables
-
-
-def _complete_curve_logits(ctx, name: str, num_models: int) -> None:
-  """Writes the pool logits of curve points whose weights were kept but whose logits a kill left unwritten (a zoo
-  finished by a version that did not keep them again on resuming)."""
-  for step in curve_steps(ctx):
-    weights, logits = curve_point(ctx.layout, name, step)
-    if checkpoint.exists(weights) and not os.path.exists(logits):
-      variables = checkpoint.restore(weights, _abstract_zoo(ctx, num_models))
-      write_pool_logits(ctx, variables, logits, tuple(ctx.config.zoo.curve_queries))
 
 
 def _keep_curve_point(ctx, name: str, state, step: int) -> None:
