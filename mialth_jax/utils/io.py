@@ -81,7 +81,7 @@ def read_json(path: str) -> Any:
   with opened as f:
     try:
       return json.load(f)
-    except (ValueError, UnicodeDecodeError, EOFError, OSError, zlib.error) as e:
+    except (ValueError, UnicodeDecodeError, EOFError, gzip.BadGzipFile, zlib.error) as e:
       raise UnreadableFileError(f"{path}: not valid JSON ({e})") from e
 
 
