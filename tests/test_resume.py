@@ -25,13 +25,15 @@ from mialth_jax.models import resnet
 from mialth_jax.utils import checkpoint, io
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMAND = [sys.executable, "-m", "launch.main", "--config=tests/resume_case.py"]
+CONFIG = "tests/resume_case.py"
+LAUNCH = [sys.executable, "-m", "launch.main"]
+COMMAND = [*LAUNCH, f"--config={CONFIG}"]
 TEMPORARY = (checkpoint.TMP_SUFFIX, io.TMP_PREFIX)
 
 
-def _launch(workdir, *flags):
-  return subprocess.run([*COMMAND, f"--workdir={workdir}", *flags], cwd=REPO, capture_output=True, text=True,
-                        timeout=600)
+def _launch(workdir, *flags, config=CONFIG):
+  return subprocess.run([*LAUNCH, f"--config={config}", f"--workdir={workdir}", *flags], cwd=REPO,
+                        capture_output=True, text=True, timeout=600)
 
 
 def _kill_when(workdir, reached, log_path):
@@ -223,8 +225,7 @@ def test_a_kill_between_a_checkpoint_and_the_point_kept_at_its_step_resumes_to_t
   the two leaves (recreated on a copy of the finished run: the ticket's checkpoint at 20, no kept/20, no final) resumes
   at 20, keeps the point from the restored state and ends bit for bit where the uninterrupted run does."""
   reference, workdir = str(tmp_path / "reference"), str(tmp_path / "run")
-  done = subprocess.run([*COMMAND[:-1], "--config=tests/resume_case.py:keep", f"--workdir={reference}"], cwd=REPO,
-                        capture_output=True, text=True, timeout=600)
+  done = _launch(reference, config=f"{CONFIG}:keep")
   assert done.returncode == 0, done.stderr[-3000:]
   ticket = os.path.join(reference, "models", "ticket_s80")
   assert sorted(os.listdir(os.path.join(ticket, "kept"))) == ["12", "16", "20"]
@@ -233,8 +234,7 @@ def test_a_kill_between_a_checkpoint_and_the_point_kept_at_its_step_resumes_to_t
   for name in ("final", os.path.join("kept", "20")):
     shutil.rmtree(os.path.join(ticket, name))
   os.remove(os.path.join(ticket, "summary.json"))
-  again = subprocess.run([*COMMAND[:-1], "--config=tests/resume_case.py:keep", f"--workdir={workdir}"], cwd=REPO,
-                         capture_output=True, text=True, timeout=600)
+  again = _launch(workdir, config=f"{CONFIG}:keep")
   assert again.returncode == 0, again.stderr[-3000:]
   assert "[ticket_s80] resuming from the checkpoint at step 20" in again.stderr, again.stderr[-3000:]
   _assert_same_run(reference, workdir)

@@ -17,16 +17,21 @@ def _zoo_checkpoints(workdir, kind):
   return sorted(int(s) for s in os.listdir(folder) if s.isdigit()) if os.path.isdir(folder) else []
 
 
+def _kill_at_zoo_checkpoint(command, workdir, step, log_path):
+  """Launches `command` on `workdir` and SIGKILLs it once the dense zoo's checkpoint at `step` exists."""
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen([*command, f"--workdir={workdir}"], cwd=REPO, stdout=log, stderr=log)
+    while proc.poll() is None and step not in _zoo_checkpoints(workdir, "dense"):
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, open(log_path).read()[-3000:]
+
+
 def test_a_zoo_killed_mid_training_resumes_to_the_same_result(tmp_path):
   reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
   done = subprocess.run([*COMMAND, f"--workdir={reference}"], cwd=REPO, capture_output=True, text=True, timeout=900)
   assert done.returncode == 0, done.stderr[-3000:]
-  with open(tmp_path / "killed.log", "w") as log:
-    proc = subprocess.Popen([*COMMAND, f"--workdir={killed}"], cwd=REPO, stdout=log, stderr=log)
-    while proc.poll() is None and 8 not in _zoo_checkpoints(killed, "dense"):
-      time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, open(tmp_path / "killed.log").read()[-3000:]
+  _kill_at_zoo_checkpoint(COMMAND, killed, 8, tmp_path / "killed.log")
   assert not os.path.exists(os.path.join(killed, "shadows", "dense", "summary.json"))
   again = subprocess.run([*COMMAND, f"--workdir={killed}"], cwd=REPO, capture_output=True, text=True, timeout=900)
   assert again.returncode == 0, again.stderr[-3000:]
@@ -49,12 +54,7 @@ def test_a_kill_between_a_checkpoint_and_its_curve_point_resumes_to_the_same_res
   assert done.returncode == 0, done.stderr[-3000:]
   curve = os.path.join(reference, "shadows", "dense", "curve")
   assert sorted(os.listdir(curve)) == ["14", "14.npy"], os.listdir(curve)
-  with open(tmp_path / "killed.log", "w") as log:
-    proc = subprocess.Popen([*command, f"--workdir={killed}"], cwd=REPO, stdout=log, stderr=log)
-    while proc.poll() is None and 14 not in _zoo_checkpoints(killed, "dense"):
-      time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, open(tmp_path / "killed.log").read()[-3000:]
+  _kill_at_zoo_checkpoint(command, killed, 14, tmp_path / "killed.log")
   zoo_dense = os.path.join(killed, "shadows", "dense")
   assert not os.path.exists(os.path.join(zoo_dense, "final"))  # the kill came before the zoo's last step
   for name in ("14", "14.npy"):
