@@ -16,7 +16,13 @@ from mialth_jax.utils import checkpoint, io, provenance
 # Sections whose values decide what a trained model is; the attacks section (and adding sparsities or controls)
 # may change between launches on the same workdir, since they only add work.
 MODEL_DEFINING = ("seed", "data", "model", "train", "lottery")
-ADDITIVE = ("lottery.sparsities", "lottery.controls")
+ADDITIVE = {"lottery.sparsities", "lottery.controls"}
+
+
+def register_additive(*names: str) -> None:
+  """Declares model-defining fields that only say which models a run holds, each named by its value (e.g. a list of
+  sparsities): a relaunch may change them, adding models beside the ones already trained."""
+  ADDITIVE.update(names)
 
 
 class RunDirError(errors.UserError, ValueError):

@@ -1,5 +1,7 @@
 """Pruning at initialisation (SNIP, GraSP, SynFlow), channel and N:M pruning: each score or mask against an
 independent computation (issue 30), and the settings that are refused."""
+import json
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -7,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from mialth_jax import config_lib, errors
+from mialth_jax import config_lib, errors, run_dir
 from mialth_jax.lottery import at_init, init_scores, masks, recipes
 from mialth_jax.models import resnet
 from mialth_jax.utils import config_sections
@@ -282,6 +284,17 @@ def test_each_family_is_planned_as_tickets_and_listed_by_the_help():
                                                                       "channel", "nm"))
   assert "global_magnitude | layerwise_magnitude | random | channel_l1 (" in described["lottery.rule"]
   assert "| nm (nm:N:M keeps the N largest |w| of every M" in described["lottery.rule"]
+
+
+def test_a_run_folder_takes_the_families_as_added_models_but_not_other_scores():
+  """The families experiment relaunched on a sparsity-vs-fit folder adds channel and N:M models (their names carry
+  the settings) and keeps its dense model and tickets; another SNIP batch would change models already trained."""
+  held = json.loads(_config().to_json())
+  families = _config(controls=("snip", "channel", "nm"))
+  families.lottery.structured.channel_sparsities, families.lottery.structured.nm = (0.5,), "1:4"
+  assert run_dir.differing_fields(held, json.loads(families.to_json())) == []
+  families.lottery.at_init.examples += 1
+  assert run_dir.differing_fields(held, json.loads(families.to_json())) == ["lottery.at_init.examples"]
 
 
 def _expected_pruned(shapes: list[tuple], family: str, sparsity: float) -> int:

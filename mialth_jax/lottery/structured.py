@@ -28,7 +28,7 @@ import re
 import ml_collections
 import numpy as np
 
-from mialth_jax import errors
+from mialth_jax import errors, run_dir
 from mialth_jax.lottery import masks, recipes
 from mialth_jax.utils import config_sections
 
@@ -124,6 +124,8 @@ def _validate(config: ml_collections.ConfigDict) -> None:
                              "(lottery.structured); leave lottery.rule at global_magnitude")
 
 
+# channel_s<p> and nm<N>of<M>_s<p> name their settings: other values add models beside those a run holds
+run_dir.register_additive("lottery.structured.channel_sparsities", "lottery.structured.nm")
 config_sections.register("lottery.structured", "the channel and nm pruning methods (lottery/structured.py)", {
     "channel_sparsities": ((), "channel: the share of each convolution's filters pruned (empty: lottery.sparsities)"),
     "nm": ("2:4", "nm: N:M, the N largest |w| of every M along the input axis kept (the one sparsity 1 - N/M)"),
