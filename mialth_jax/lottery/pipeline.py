@@ -76,13 +76,17 @@ def log_model_size(ctx: Context) -> None:
                len(ctx.dataset.y_test), ctx.mesh.size, ctx.total_steps, ctx.steps_per_epoch)
 
 
-def _log_remaining(ctx: Context, plan: list, done: int, elapsed: float) -> None:
+def _log_remaining(ctx: Context, plan: list, done: int, trained: int, elapsed: float) -> None:
   """The whole pipeline's progress: models done, and the time the others need at this launch's pace so far (every
-  model trains as many steps, so the per-model time of this launch is the estimate; attacks come after)."""
-  if done < len(plan):
-    logging.info("%s%d of %d models done; the other %d need about %s at this launch's pace (then the attacks)",
-                 ctx.log_prefix, done, len(plan), len(plan) - done,
-                 progress.hms(elapsed / done * (len(plan) - done)))
+  model trains as many steps, so the mean time of the models this launch trained is the estimate; models found
+  finished took none and give no pace; attacks come after)."""
+  if done == len(plan):
+    return
+  left = len(plan) - done
+  need = f"about {progress.hms(elapsed / trained * left)} at this launch's pace" if trained else \
+      "a time not known yet (this launch has trained no model to time)"
+  logging.info("%s%d of %d models done; the other %d need %s (then the attacks)", ctx.log_prefix, done, len(plan),
+               left, need)
 
 
 def run_models(ctx: Context) -> dict:
@@ -92,11 +96,13 @@ def run_models(ctx: Context) -> dict:
   for spec in plan:
     recipes.RECIPES.lookup(spec.kind)().check(ctx, spec)
   ensure_w0(ctx)
-  summaries = {}
-  started = time.time()
+  summaries, trained, training_seconds = {}, 0, 0.0
   for done, spec in enumerate(plan, 1):
+    finished_before, started = ctx.layout.is_finished(spec.name), time.time()
     summaries[spec.name] = train_model(ctx, spec)
-    _log_remaining(ctx, plan, done, time.time() - started)
+    if not finished_before:
+      trained, training_seconds = trained + 1, training_seconds + time.time() - started
+    _log_remaining(ctx, plan, done, trained, training_seconds)
   hosts.on_process_zero(lambda: io.write_json(ctx.layout.lottery_summary, summaries))
   for name, s in summaries.items():
     logging.info("%-22s sparsity %.3f  test acc %.4f  train acc %.4f", name, s["sparsity"], s["test_accuracy"],
