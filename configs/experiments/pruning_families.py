@@ -17,6 +17,11 @@ would remain), a far smaller network rather than a sparse one, which is the narr
       --config=configs/experiments/pruning_families.py:cifar10_resnet18:subset --workdir=runs/families_cifar10
   python -m launch.report --workdir=runs/families_digits --out=/tmp/families --sections=verdict,runs,fit_curves
 
+A copy of a finished sparsity_vs_fit.py run folder of the same variant can host this run: its dense model, 50 / 80 %
+tickets and their zoos are model for model this run's (nothing model-defining differs; the families' settings only
+add models), so only the families are trained; leave out the copy's other kinds (random-prune controls, the 90 %
+ticket) and its attacks folder, or the report will show them too.
+
 `default` is the digits run of configs/default.py (CI-sized: 11 zoo kinds of 16 models); `cifar10_resnet18:subset`
 the CIFAR-10 subset with sparsity_vs_fit's (strong attacks') CPU-sized training and a zoo of 16 models.
 
