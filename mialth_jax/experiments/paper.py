@@ -34,7 +34,8 @@ def fig2_attack_vs_sparsity(config: ml_collections.ConfigDict, variant: str | No
 
 def fig3_attack_vs_samples(config: ml_collections.ConfigDict, variant: str | None) -> None:
   config.attacks.protocols = ("paper",)
-  config.attacks.sizes = ((1000, 2000, 4000, -1) if config.data.name != "tfds" else
+  config.attacks.sizes = ((200, 400, 800, -1) if config.data.name == "digits" else  # 898 members, 899 non-members
+                          (1000, 2000, 4000, -1) if config.data.name != "tfds" else
                           (20_000, 60_000, 100_000) if config.data.tfds_name == "imagenet2012" else
                           (2000, 5000, 10_000, 20_000))
 
