@@ -74,8 +74,8 @@ def pair_part(onion_run, control_run, out: sections.Output) -> list[str]:
   source_name = os.path.basename(source["of"])  # the folder's name: the recorded path is this machine's
   return [f"### {onion_run.label} vs {control_run.label}: the privacy onion", "",
           f"The {source['remove']} most exposed examples under dense of run folder {source_name} left out of every "
-          "training set "
-          f"({onion_run.label}) against {source['remove']} random ones of the same candidates ({control_run.label}); "
+          f"training set ({onion_run.label}) against {source['remove']} random ones of the same candidates "
+          f"({control_run.label}); "
           f"{found['shared']:,} shared examples, attack {settings['attack']} (leave-one-out over the zoo), false "
           f"discovery rate {settings['fdr']:g}. Numbers: [{out.link(json_path)}]({out.link(json_path)}).", "",
           METHOD, "", *kind_table(found), "", *dense_table(found), ""]
