@@ -1,14 +1,20 @@
 """The paper's claims at matched test accuracy (report.defence_claims) on synthetic models: each family's headline is
 its highest sparsity (then lambda) within 1 point of dense's test accuracy, computed here directly; "not available"
 where none is; over seed runs the choice uses mean test accuracies and a claim is the mean difference with a t
-interval over runs."""
+interval over runs; each model's most accurate attack is chosen on the selection half of attack-test and measured on
+the judged half, checked against direct counts."""
+import os
+
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
+from sklearn import metrics
 
 from mialth_jax import plugins
 from mialth_jax.attacks import compare
-from mialth_jax.report import defence_claims, defences
+from mialth_jax.experiments import verdict
+from mialth_jax.report import defence_claims, defence_compare, defences
+from mialth_jax.utils import io
 
 plugins.load()  # the recipes' titles name the families
 PAPER = defences.paper_numbers()
@@ -92,3 +98,42 @@ def test_over_seeds_the_headline_uses_mean_accuracy_and_the_claim_a_t_interval_o
           f"[{(mean - half) * 100:+.1f}, {(mean + half) * 100:+.1f}] (lower in 3 of 3 runs); ROC AUC") in lines
   assert "mean over 3 runs [95 % t interval over runs]" in lines
   assert defence_claims.difference(runs, "dense", "admm_s80", "accuracy")[0] == pytest.approx(mean)
+
+
+def _decisions(path, ids, member, right_on_selection: float, right_on_judged: float, seed: int) -> dict:
+  """An attack result whose decisions are right on a given share of each half of attack-test (verdict.judged_half),
+  its scores the decisions plus noise."""
+  rng = np.random.default_rng(seed)
+  judged = verdict.judged_half(ids)
+  right = np.where(judged, rng.random(len(ids)) < right_on_judged, rng.random(len(ids)) < right_on_selection)
+  predicted = np.where(right, member, ~member)
+  io.write_npz(path, ids=ids, is_member=member, predicted=predicted, scores=predicted + rng.normal(0, 0.5, len(ids)))
+  return {"protocol": "paper", "attack": os.path.basename(path)[:-4], "scores_path": path}
+
+
+def test_the_most_accurate_attack_is_chosen_on_the_selection_half_and_measured_on_the_judged_half(tmp_path):
+  ids = np.arange(4000)
+  member = ids % 2 == 0
+  judged = verdict.judged_half(ids)
+  # `steady` is the more accurate on the selection half; `lucky` on all examples (its judged half is far better)
+  steady = _decisions(str(tmp_path / "steady.npz"), ids, member, 0.62, 0.60, 1)
+  lucky = _decisions(str(tmp_path / "lucky.npz"), ids, member, 0.58, 0.75, 2)
+  accuracy = {r["attack"]: np.mean(io.read_npz(r["scores_path"])["predicted"] == member) for r in (steady, lucky)}
+  assert accuracy["lucky"] > accuracy["steady"]  # choosing on every example would pick `lucky`
+  row = defences.Row("admm_s50", "admm", 0.5, None, 0.8, 1000, steady, (steady, lucky))
+  chosen = row.strongest("accuracy")
+  assert chosen["attack"] == "steady"
+  predicted = io.read_npz(steady["scores_path"])["predicted"]
+  correct = int(np.sum(predicted[judged] == member[judged]))
+  assert chosen["accuracy"] == pytest.approx(correct / judged.sum())
+  n = int(judged.sum())
+  assert chosen["accuracy_ci"] == pytest.approx((scipy_stats.beta.ppf(0.025, correct, n - correct + 1),
+                                                 scipy_stats.beta.ppf(0.975, correct + 1, n - correct)))
+  scores = io.read_npz(steady["scores_path"])["scores"]
+  assert chosen["roc_auc"] == pytest.approx(metrics.roc_auc_score(member[judged], scores[judged]))
+  # the paired comparison of two models' most accurate attacks reads the judged half only
+  dense = defences.Row("dense", "dense", 0.0, None, 0.8, 1000, lucky, (lucky,))
+  d = defence_compare.Comparisons(num_bootstrap=50, seed=0).versus(dense, row, "accuracy")
+  lucky_predicted = io.read_npz(lucky["scores_path"])["predicted"]
+  direct = np.mean(predicted[judged] == member[judged]) - np.mean(lucky_predicted[judged] == member[judged])
+  assert d.difference == pytest.approx(direct)

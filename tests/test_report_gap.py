@@ -3,7 +3,9 @@ import os
 import tempfile
 
 import numpy as np
+import pytest
 from scipy import stats
+from sklearn import metrics
 
 from mialth_jax.data import splits as splits_lib
 from mialth_jax.experiments import verdict
@@ -49,6 +51,11 @@ def test_points_hold_each_models_gap_and_the_verdicts_attack():
   assert [(p["name"], round(p["gap"], 6)) for p in points] == [("dense", 0.2), ("ticket_s80", 0.08)]
   # the verdict's rule: the strongest on dense (lira); the ticket has no lira result: the next strongest on dense
   assert points[0]["strongest"]["attack"] == "lira" and points[1]["strongest"]["attack"] == "loss"
+  # chosen on the selection half, so measured on the judged half only
+  arrays = io.read_npz(_scores_path(0.8))
+  judged = verdict.judged_half(arrays["ids"])
+  assert points[0]["strongest"]["roc_auc"] == pytest.approx(
+      metrics.roc_auc_score(arrays["is_member"][judged], arrays["scores"][judged]))
 
 
 def test_the_section_names_the_run_nearest_to_the_papers_cifar100_numbers(tmp_path):

@@ -5,7 +5,8 @@ test accuracy is within TOLERANCE (1 point, either way) of dense's; a family wit
 that need it say "not available". Over runs of one config that differ only in their seed, the headline is chosen on
 the test accuracies averaged over the runs, and a claim is the mean over the runs of the within-run difference with a
 Student t interval over runs (`stats.paired_over_models`: the run is the unit of replication); one run gives its own
-interval (paired bootstrap for attack accuracy, DeLong on the judged half for ROC AUC, as `defence_compare`).
+interval (on the judged half of attack-test: paired bootstrap for attack accuracy, DeLong for ROC AUC, as
+`defence_compare`; each model's most accurate attack is chosen on the other, selection half: `defences.Row`).
 """
 import dataclasses
 

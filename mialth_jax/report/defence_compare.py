@@ -20,7 +20,8 @@ class Comparisons:
     """`metric` of `other` minus `base`, paired over their common attack-test examples: ROC AUC of the verdict's
     attack for `other` on both, on the judged half with DeLong's interval and p-value (verdict.judged_difference;
     None where `base` has no result of it); attack accuracy of each one's most accurate adaptive attack (as the
-    paper's "attack accuracy" means), paired bootstrap over all attack-test examples."""
+    paper's "attack accuracy" means; chosen on the selection half, Row.strongest), paired bootstrap over the judged
+    half."""
     if metric == "roc_auc":
       mine = base.result(other.attack["protocol"], other.attack["attack"])
       if mine is None:
@@ -35,9 +36,10 @@ class Comparisons:
       if metric == "roc_auc":
         self._done[(paths, metric)] = verdict.judged_difference(a, b)
       else:
+        judged = verdict.judged_half(a["ids"])
         self._done[(paths, metric)] = compare.paired_difference(
-            a["is_member"], a["scores"], a["predicted"], b["scores"], b["predicted"],
-            num_bootstrap=self.num_bootstrap, seed=self.seed)[metric]
+            a["is_member"][judged], a["scores"][judged], a["predicted"][judged], b["scores"][judged],
+            b["predicted"][judged], num_bootstrap=self.num_bootstrap, seed=self.seed)[metric]
     return self._done[(paths, metric)]
 
 

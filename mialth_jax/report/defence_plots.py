@@ -1,6 +1,6 @@
 """The privacy-utility chart of the defences section: test accuracy against the strongest attack's ROC AUC and TPR at
-1 % FPR (exact intervals; left empty where the non-members are too few to measure it), one point per model, one marker
-per defence family."""
+1 % FPR on the judged half of attack-test, as the section's table (exact intervals; left empty where the non-members
+are too few to measure it), one point per model, one marker per defence family."""
 import numpy as np
 
 from mialth_jax.report import fmt, plots
@@ -27,24 +27,29 @@ def privacy_utility(runs, found: dict, path: str) -> str:
         continue
       x = np.array([r.test_accuracy for r in mine])
       xerr = np.abs(np.array([r.test_ci for r in mine]).T - x)
-      measured = [fmt.tpr_measure(r.attack, 0.01) for r in mine]
-      intervals = {"roc_auc": [r.attack["roc_auc_ci"] for r in mine], "tpr": [m["ci"] for m in measured]}
+      measured = [fmt.tpr_measure(r.judged, 0.01) for r in mine]
+      intervals = {"roc_auc": [r.judged["roc_auc_ci"] for r in mine], "tpr": [m["ci"] for m in measured]}
       for ax, metric in ((ax_auc, "roc_auc"), (ax_tpr, "tpr")):
         if metric == "tpr" and not all(m["estimable"] for m in measured):
           continue
-        y = np.array([r.attack[metric] if metric == "roc_auc" else m["tpr"] for r, m in zip(mine, measured)])
+        y = np.array([r.judged[metric] if metric == "roc_auc" else m["tpr"] for r, m in zip(mine, measured)])
         yerr = np.abs(np.array(intervals[metric]).T - y)
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt=marker, capsize=2, markersize=9 if kind == "dense" else 6,
                     label=mine[0].label.split(",")[0] if ax is ax_auc else None)
         for r, xi, yi in zip(mine, x, y):
           ax.annotate(_tag(r), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=6)
     ax_auc.axhline(0.5, color="grey", lw=0.8, ls="--")
-    ax_auc.set(xlabel="test accuracy (95 % Wilson CI)", ylabel="strongest adaptive attack: ROC AUC (95 % CI)",
-               title=f"{run.label}: privacy vs utility (lower right is better)")
-    enough = all(fmt.tpr_measure(r.attack, 0.01)["estimable"] for r in rows)
+    ax_auc.set(xlabel="test accuracy (95 % Wilson CI)", ylabel="strongest attack: ROC AUC, judged half (95 % CI)",
+               title=f"{run.label}: privacy vs utility (lower right: better)")
+    short = [m for m in (fmt.tpr_measure(r.judged, 0.01) for r in rows) if not m["estimable"]]
     ax_tpr.set(xlabel="test accuracy (95 % Wilson CI)", ylabel="that attack: TPR @ 1 % FPR (exact 95 % CI)",
-               title=f"{run.label}: low-FPR leakage" + ("" if enough else " (too few non-members to measure)"))
-    ax_auc.legend(fontsize=7, loc="lower left")
+               title=f"{run.label}: low-FPR leakage")
+    if short:
+      ax_tpr.text(0.5, 0.5, f"not measured: TPR at 1 % FPR needs >= {short[0]['needed_nonmembers']:,} non-members\n"
+                  f"in the judged half, which has {short[0]['num_nonmembers']:,}", ha="center", va="center",
+                  transform=ax_tpr.transAxes, fontsize=9)
+    ax_auc.legend(fontsize=7, loc="best")
     for ax in (ax_auc, ax_tpr):
       ax.grid(alpha=0.3)
+      ax.title.set_fontsize(10)  # long run names: the two panels' titles must not run into each other
   return plots.save(fig, path)

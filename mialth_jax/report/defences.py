@@ -5,19 +5,21 @@ lowers that attack and at what cost, whether pruning beats Min-Max here, and the
 Which attack and which baseline answer "does this model leak less?" is the verdict's rule (experiments.verdict, the
 same as in "Did pruning change leakage?"): the baseline is the run's dense model, the attack is the one with the
 highest ROC AUC on it among the paper and zoo protocols' attacks on a model's own outputs (the strongest that also has
-a result on the model compared), chosen on the selection half of attack-test; each model's AUC and TPR and the
-AUC differences (DeLong, Holm-adjusted over the section's comparisons of a run) are measured on the other, judged
-half. Tickets are answered in "Did pruning change leakage?", not again here. The paper's "attack accuracy" claims
-use each model's most accurate adaptive attack instead (paper protocol, or shadows trained with the same defence), and
-compare each family's headline model at matched test accuracy (its highest sparsity, then lambda, within 1 point of
-dense's test accuracy), over seeds where the report holds runs of one config that differ only in their seed. ADMM's
-hard-pruned models (before fine-tuning) stand next to the fine-tuned ones, and how fine-tuning changed their leakage
-is shown.
+a result on the model compared), chosen on the selection half of attack-test; each model's AUC, TPR and attack
+accuracy and the AUC differences (DeLong, Holm-adjusted over the section's comparisons of a run) are measured on the
+other, judged half. Tickets are answered in "Did pruning change leakage?", not again here. The paper's "attack
+accuracy" claims use each model's most accurate adaptive attack instead (paper protocol, or shadows trained with the
+same defence; the most accurate on the selection half, its accuracy measured on the judged half), and compare each
+family's headline model at matched test accuracy (its highest sparsity, then lambda, within 1 point of dense's test
+accuracy), over seeds where the report holds runs of one config that differ only in their seed. ADMM's hard-pruned
+models (before fine-tuning) stand next to the fine-tuned ones, and how fine-tuning changed their leakage is shown.
 Test accuracies carry 95 % Wilson intervals and their differences an unpaired normal interval (a paired one would be
 narrower, the per-example test predictions are not kept).
 """
 import dataclasses
+import functools
 import json
+import math
 import os
 
 from mialth_jax.attacks import stats
@@ -51,9 +53,17 @@ class Row:
     """The adaptive attacks' results (ADAPTIVE protocols), else the verdict's attack."""
     return tuple(r for r in self.own if r["protocol"] in ADAPTIVE) or (self.attack,)
 
+  @functools.cached_property
+  def judged(self) -> dict:
+    """The verdict's attack on this model, measured on the judged half of attack-test."""
+    return verdict_lib.on_judged_half(self.attack)
+
   def strongest(self, metric: str) -> dict:
-    """The adaptive attack with the highest `metric` (the claims' "attack accuracy")."""
-    return max(self.results, key=lambda r: (r[metric], r["protocol"], r["attack"]))
+    """The adaptive attack with the highest `metric` on the selection half of attack-test (the claims' "attack
+    accuracy": each model's most accurate attack), measured on the judged half."""
+    scored = [(verdict_lib.selection_metric(io.read_npz(r["scores_path"]), metric), r["protocol"], r["attack"], r)
+              for r in self.results]
+    return verdict_lib.on_judged_half(max((s for s in scored if not math.isnan(s[0])), key=lambda s: s[:3])[3])
 
   def result(self, protocol: str, attack: str) -> dict | None:
     return next((r for r in self.own if (r["protocol"], r["attack"]) == (protocol, attack)), None)
@@ -109,16 +119,13 @@ def _baseline(found: list[Row], baseline: str) -> Row | None:
 
 def judged_metrics(result: dict) -> tuple[float, tuple[float, float], str]:
   """(ROC AUC, its DeLong 95 % interval, TPR at 1 % FPR as shown) of a result on the judged half of attack-test."""
-  arrays = io.read_npz(result["scores_path"])
-  judged = verdict_lib.judged_half(arrays["ids"])
-  scores, member = arrays["scores"][judged], arrays["is_member"][judged]
-  auc, interval = stats.delong_interval(scores, member)
-  return auc, interval, stats.format_tpr(stats.tpr_at_fpr(scores, member, 0.01))
+  judged = verdict_lib.on_judged_half(result)
+  return judged["roc_auc"], judged["roc_auc_ci"], fmt.tpr(judged, 0.01)
 
 
 def table(found: list[Row], baseline: str, comparisons: defence_compare.Comparisons) -> list[str]:
   lines = ["| model | defence | test acc [95 % CI] | strongest attack (protocol) | ROC AUC, judged half [95 % CI] | "
-           "TPR @ 1 % FPR, judged half [95 % CI] | attack acc [95 % CI] | AUC - dense [95 % CI] | "
+           "TPR @ 1 % FPR, judged half [95 % CI] | attack acc, judged half [95 % CI] | AUC - dense [95 % CI] | "
            "test acc - dense [95 % CI] |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
   dense = _baseline(found, baseline)
@@ -128,7 +135,7 @@ def table(found: list[Row], baseline: str, comparisons: defence_compare.Comparis
     cost = defence_compare.accuracy_cost(dense, row) if dense and row is not dense else None
     auc, auc_ci, tpr = judged_metrics(a)
     lines.append(f"| {row.name} | {row.label} | {_ci(row.test_accuracy, row.test_ci)} | {a['attack']} "
-                 f"({a['protocol']}) | {_ci(auc, auc_ci)} | {tpr} | {fmt.with_ci(a)} | "
+                 f"({a['protocol']}) | {_ci(auc, auc_ci)} | {tpr} | {fmt.with_ci(row.judged)} | "
                  f"{_ci(diff.difference, diff.ci, sign=True) if diff else '-'} | "
                  f"{_ci(cost[0], cost[1], sign=True) if cost else '-'} |")
   return lines

@@ -3,13 +3,15 @@
 Shown when a report holds two or more runs of one dataset (e.g. one recipe trained for 10 ... 160 epochs, with and
 without augmentation): every model's train-test accuracy gap against the attack accuracy and ROC AUC of the paper's
 MLP attack, the loss threshold and the strongest attack (the verdict's rule, experiments.verdict: the attack with the
-highest ROC AUC on the run's dense model, paper and zoo protocols), with the paper's Table 1 accuracies as horizontal
+highest ROC AUC on the run's dense model, paper and zoo protocols, chosen on the selection half of attack-test and
+measured on the judged half), with the paper's Table 1 accuracies as horizontal
 lines, and the run whose dense model is nearest to the paper's (attack accuracy and precision of the paper's attack).
 What the paper's own numbers imply about its models (`regime` of its Table 1 rows in paper_numbers.json) is set
 against ours in Table 1's discrepancies (`paper_regime`).
 """
 import numpy as np
 
+from mialth_jax.experiments import verdict
 from mialth_jax.lottery import recipes
 from mialth_jax.report import collect, plots, sections
 
@@ -18,13 +20,14 @@ MEMORISING = 0.99  # train accuracy from which a model counts as having memorise
 
 
 def _strongest(run, name: str) -> dict | None:
-  """The result of the attack that the verdict's rule picks for `name` (None where the run has no choice)."""
+  """The result of the attack that the verdict's rule picks for `name`, measured on the judged half of attack-test
+  (verdict.on_judged_half: it was chosen on the other half), or None where the run has no choice."""
   choice = collect.leakage_choice(run)
   if isinstance(choice, str):
     return None
   protocol, attack = choice.attack(name)
   found = collect.select(run.attacks, protocol=protocol, source=name, target=name, attack=attack, size=choice.size)
-  return found[0] if found else None
+  return verdict.on_judged_half(found[0]) if found else None
 
 
 def points(runs) -> list[dict]:
@@ -58,8 +61,8 @@ def figure(points_of: dict, paper_rows: dict, path: str) -> str:
       for i, name in enumerate(names):
         series = sorted((p for p in points_of[dataset] if p["name"] == name), key=lambda p: p["gap"])
         for attack, (marker, line) in styles.items():
-          xs = [p["gap"] for p in series if p[attack]]
-          ys = [p[attack][metric] for p in series if p[attack]]
+          shown = [p for p in series if p[attack] and metric in p[attack]]  # score-only attacks have no accuracy
+          xs, ys = [p["gap"] for p in shown], [p[attack][metric] for p in shown]
           if xs:
             ax.plot(xs, ys, marker=marker, linestyle=line, color=f"C{i}", label=f"{name}, {attack}")
       if metric == "accuracy" and dataset in paper_rows:
@@ -106,10 +109,11 @@ def section(runs, out: sections.Output) -> str:
   lines = ["## Leakage against the generalisation gap", "",
            f"Every dense and ticket model of the runs of one dataset: train - test accuracy against the paper's attack "
            f"(`{PAPER_ATTACK}`), the loss threshold and the strongest attack (the verdict's: highest ROC AUC on the "
-           "run's dense model, paper and zoo protocols), at each run's largest paper-protocol attack set. Black lines: "
+           "run's dense model, paper and zoo protocols, chosen on the selection half of attack-test, measured on the judged "
+           "half), at each run's largest paper-protocol attack set. Black lines: "
            "the paper's Table 1.", "", out.image("leakage vs gap", path), "",
            "| dataset | run | model | epochs | augment | train acc | test acc | gap | paper's attack acc [95 % CI] | "
-           "precision | loss AUC | strongest attack (AUC) |",
+           "precision | loss AUC | strongest attack (AUC, judged half) |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
   f = lambda r, key: "-" if r is None else f"{r[key]:.3f}"  # noqa: E731
   for dataset in sorted(points_of):
