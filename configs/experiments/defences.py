@@ -3,24 +3,25 @@ privacy-utility chart: dense, lottery tickets, prune-and-fine-tune, ADMM pruning
 ADMM + Min-Max, each attacked by adaptive attackers (paper protocol: attacks trained on the defended model's own
 outputs; shadow protocol: shadows trained with the same defence). docs/defences.md holds the method and results.
 
-  python -m launch.main --config=configs/experiments/defences.py:default --workdir=runs/defences_digits   # CI-sized
-  for seed in 0 1 2; do                          # CPU, about 62 min each on 2 shared cores: the headline's 3 seeds
+  python -m launch.main --config=configs/experiments/defences.py:default --workdir=runs/defences_digits   # 4.2 min
+  for seed in 0 1 2; do                          # CPU, 17-25 min each on 2 shared cores: the headline's 3 seeds
     python -m launch.main --config=configs/experiments/defences.py:cifar10_resnet18:subset \
-        --workdir=runs/defences_c10_subset_seed$seed --cpu_devices=8 --config.seed=$seed
+        --workdir=runs/defences_c10_subset_seed$seed --cpu_devices=4 --config.seed=$seed
   done
   python -m launch.main --config=configs/experiments/defences.py:cifar100_resnet18:subset \
-      --workdir=runs/defences_c100_subset --cpu_devices=8 --config.attacks.protocols="('paper',)"   # CPU, 54 min
+      --workdir=runs/defences_c100_subset --cpu_devices=4 --config.attacks.protocols="('paper',)"   # CPU, 40 min
   python -m launch.main --config=configs/experiments/defences.py:cifar10_resnet18 \
       --workdir=runs/defences_c10 --config.data.data_dir=DIR                               # full CIFAR-10, GPU
   python -m launch.report --workdir=runs/defences_c10_subset_seed0,runs/defences_c10_subset_seed1,\
-runs/defences_c10_subset_seed2,runs/defences_c100_subset,runs/defences_digits \
+runs/defences_c10_subset_seed2,runs/defences_c100_subset,runs/defences_digits,runs/defences_digits_rho1 \
       --out=docs --report_name=defences.md --preamble=docs/defences_preamble.md                # docs/defences.md
 
 The report judges the paper's claims at matched test accuracy in each run and, for the three CIFAR-10 seeds (runs
 that differ only in `seed`), over seeds: the mean difference with a t interval over the runs. ADMM runs at the spec's
 rho (1e-3, x1.5 per round); `--config.defences.admm.rho=1.0 --config.defences.admm.rho_growth=2.0` gives the
 earlier schedule, which keeps dense's magnitude mask (a run folder keeps the settings it was started with: a new
-schedule needs a new --workdir).
+schedule needs a new --workdir; the report above reads it from runs/defences_digits_rho1, the default run with
+these two flags).
 
 digits (default): ResNet-18 x1/4, 600 members (of the other 298 train images, 149 are the Min-Max reference set),
 15 epochs; tickets, prune-and-fine-tune, ADMM and ADMM + Min-Max (lambda 1) at 50 / 90 % (each also hard-pruned and
