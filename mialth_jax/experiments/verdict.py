@@ -152,38 +152,6 @@ def selection_auc(arrays: dict) -> float:
   return metrics.roc_auc(arrays["scores"][chooses], arrays["is_member"][chooses])
 
 
-def selection_metric(arrays: dict, metric: str) -> float:
-  """`metric` ("roc_auc" or "accuracy": the share of examples whose `predicted` membership is right) of a result's
-  per-example arrays on the selection half of its examples: what chooses an attack, never what judges it."""
-  if metric == "roc_auc":
-    return selection_auc(arrays)
-  if "predicted" not in arrays:
-    return float("nan")  # a score-only attack decides nothing: never the most accurate
-  chooses = ~judged_half(arrays["ids"])
-  return float(np.mean(arrays["predicted"][chooses] == arrays["is_member"][chooses]))
-
-
-JUDGED_KEEP = ("protocol", "attack", "source", "target", "size", "scores_path")
-
-
-def on_judged_half(result: dict) -> dict:
-  """An attack result (with its scores_path) as a section shows an attack chosen on the selection half: accuracy
-  (Clopper-Pearson interval), ROC AUC (DeLong interval), TPR at 1 % and 0.1 % FPR and the member / non-member counts
-  behind them, all measured on the judged half; the result's other metrics (measured on every example) are left out."""
-  arrays = io.read_npz(result["scores_path"])
-  judged = judged_half(arrays["ids"])
-  scores, member = arrays["scores"][judged], arrays["is_member"][judged]
-  auc, auc_ci = stats.delong_interval(scores, member)
-  decided = {}
-  if "predicted" in arrays:  # a score-only attack (LiRA, RMIA) decides nothing, so it has no accuracy
-    correct, n = int(np.sum(arrays["predicted"][judged] == member)), int(judged.sum())
-    decided = {"accuracy": correct / n, "accuracy_ci": stats.clopper_pearson(correct, n)}
-  return ({k: result[k] for k in JUDGED_KEEP if k in result} | decided |
-          {"half": "judged", "roc_auc": auc, "roc_auc_ci": tuple(auc_ci), "num_members": int(member.sum()),
-           "num_nonmembers": int((~member).sum())} |
-          {f"tpr_at_fpr_{level}": stats.tpr_at_fpr(scores, member, level)["tpr"] for level in (0.01, 0.001)})
-
-
 def _read_selection_auc(result: dict) -> float:
   return selection_auc(io.read_npz(result["scores_path"]))
 

@@ -23,6 +23,7 @@ import math
 import os
 
 from mialth_jax.attacks import stats
+from mialth_jax.experiments import judged as judged_lib
 from mialth_jax.experiments import verdict as verdict_lib
 from mialth_jax.report import (collect, defence_claims, defence_compare, defence_masks, defence_plots, fmt, names,
                                plots, sections, seeds)
@@ -56,14 +57,14 @@ class Row:
   @functools.cached_property
   def judged(self) -> dict:
     """The verdict's attack on this model, measured on the judged half of attack-test."""
-    return verdict_lib.on_judged_half(self.attack)
+    return judged_lib.on_judged_half(self.attack)
 
   def strongest(self, metric: str) -> dict:
     """The adaptive attack with the highest `metric` on the selection half of attack-test (the claims' "attack
     accuracy": each model's most accurate attack), measured on the judged half."""
-    scored = [(verdict_lib.selection_metric(io.read_npz(r["scores_path"]), metric), r["protocol"], r["attack"], r)
+    scored = [(judged_lib.selection_metric(io.read_npz(r["scores_path"]), metric), r["protocol"], r["attack"], r)
               for r in self.results]
-    return verdict_lib.on_judged_half(max((s for s in scored if not math.isnan(s[0])), key=lambda s: s[:3])[3])
+    return judged_lib.on_judged_half(max((s for s in scored if not math.isnan(s[0])), key=lambda s: s[:3])[3])
 
   def result(self, protocol: str, attack: str) -> dict | None:
     return next((r for r in self.own if (r["protocol"], r["attack"]) == (protocol, attack)), None)
@@ -119,7 +120,7 @@ def _baseline(found: list[Row], baseline: str) -> Row | None:
 
 def judged_metrics(result: dict) -> tuple[float, tuple[float, float], str]:
   """(ROC AUC, its DeLong 95 % interval, TPR at 1 % FPR as shown) of a result on the judged half of attack-test."""
-  judged = verdict_lib.on_judged_half(result)
+  judged = judged_lib.on_judged_half(result)
   return judged["roc_auc"], judged["roc_auc_ci"], fmt.tpr(judged, 0.01)
 
 

@@ -4,14 +4,14 @@ Shown when a report holds two or more runs of one dataset (e.g. one recipe train
 without augmentation): every model's train-test accuracy gap against the attack accuracy and ROC AUC of the paper's
 MLP attack, the loss threshold and the strongest attack (the verdict's rule, experiments.verdict: the attack with the
 highest ROC AUC on the run's dense model, paper and zoo protocols, chosen on the selection half of attack-test and
-measured on the judged half), with the paper's Table 1 accuracies as horizontal
-lines, and the run whose dense model is nearest to the paper's (attack accuracy and precision of the paper's attack).
-What the paper's own numbers imply about its models (`regime` of its Table 1 rows in paper_numbers.json) is set
-against ours in Table 1's discrepancies (`paper_regime`).
+measured on the judged half), with the paper's Table 1 accuracies as horizontal lines, and the run whose dense model
+is nearest to the paper's (attack accuracy and precision of the paper's attack). What the paper's own numbers imply
+about its models (`regime` of its Table 1 rows in paper_numbers.json) is set against ours in Table 1's discrepancies
+(`paper_regime`).
 """
 import numpy as np
 
-from mialth_jax.experiments import verdict
+from mialth_jax.experiments import judged
 from mialth_jax.lottery import recipes
 from mialth_jax.report import collect, plots, sections
 
@@ -21,13 +21,13 @@ MEMORISING = 0.99  # train accuracy from which a model counts as having memorise
 
 def _strongest(run, name: str) -> dict | None:
   """The result of the attack that the verdict's rule picks for `name`, measured on the judged half of attack-test
-  (verdict.on_judged_half: it was chosen on the other half), or None where the run has no choice."""
+  (judged.on_judged_half: it was chosen on the other half), or None where the run has no choice."""
   choice = collect.leakage_choice(run)
   if isinstance(choice, str):
     return None
   protocol, attack = choice.attack(name)
   found = collect.select(run.attacks, protocol=protocol, source=name, target=name, attack=attack, size=choice.size)
-  return verdict.on_judged_half(found[0]) if found else None
+  return judged.on_judged_half(found[0]) if found else None
 
 
 def points(runs) -> list[dict]:
@@ -109,8 +109,8 @@ def section(runs, out: sections.Output) -> str:
   lines = ["## Leakage against the generalisation gap", "",
            f"Every dense and ticket model of the runs of one dataset: train - test accuracy against the paper's attack "
            f"(`{PAPER_ATTACK}`), the loss threshold and the strongest attack (the verdict's: highest ROC AUC on the "
-           "run's dense model, paper and zoo protocols, chosen on the selection half of attack-test, measured on the judged "
-           "half), at each run's largest paper-protocol attack set. Black lines: "
+           "run's dense model, paper and zoo protocols, chosen on the selection half of attack-test, measured on the "
+           "judged half), at each run's largest paper-protocol attack set. Black lines: "
            "the paper's Table 1.", "", out.image("leakage vs gap", path), "",
            "| dataset | run | model | epochs | augment | train acc | test acc | gap | paper's attack acc [95 % CI] | "
            "precision | loss AUC | strongest attack (AUC, judged half) |",
