@@ -134,9 +134,10 @@ def table(found: list[Row], baseline: str, comparisons: defence_compare.Comparis
     a = row.attack
     diff = comparisons.versus(dense, row) if dense and row is not dense else None
     cost = defence_compare.accuracy_cost(dense, row) if dense and row is not dense else None
-    auc, auc_ci, tpr = judged_metrics(a)
+    judged = row.judged
     lines.append(f"| {row.name} | {row.label} | {_ci(row.test_accuracy, row.test_ci)} | {a['attack']} "
-                 f"({a['protocol']}) | {_ci(auc, auc_ci)} | {tpr} | {fmt.with_ci(row.judged)} | "
+                 f"({a['protocol']}) | {_ci(judged['roc_auc'], judged['roc_auc_ci'])} | {fmt.tpr(judged, 0.01)} | "
+                 f"{fmt.with_ci(judged)} | "
                  f"{_ci(diff.difference, diff.ci, sign=True) if diff else '-'} | "
                  f"{_ci(cost[0], cost[1], sign=True) if cost else '-'} |")
   return lines
