@@ -121,7 +121,7 @@ def test_the_most_accurate_attack_is_chosen_on_the_selection_half_and_measured_o
   accuracy = {r["attack"]: np.mean(io.read_npz(r["scores_path"])["predicted"] == member) for r in (steady, lucky)}
   assert accuracy["lucky"] > accuracy["steady"]  # choosing on every example would pick `lucky`
   row = defences.Row("admm_s50", "admm", 0.5, None, 0.8, 1000, steady, (steady, lucky))
-  chosen = row.strongest("accuracy")
+  chosen = row.most_accurate
   assert chosen["attack"] == "steady"
   predicted = io.read_npz(steady["scores_path"])["predicted"]
   correct = int(np.sum(predicted[judged] == member[judged]))

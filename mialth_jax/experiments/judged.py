@@ -8,11 +8,9 @@ from mialth_jax.experiments import verdict
 from mialth_jax.utils import io
 
 
-def selection_metric(arrays: dict, metric: str) -> float:
-  """`metric` ("roc_auc" or "accuracy": the share of examples whose `predicted` membership is right) of a result's
-  per-example arrays on the selection half of its examples: what chooses an attack, never what judges it."""
-  if metric == "roc_auc":
-    return verdict.selection_auc(arrays)
+def selection_accuracy(arrays: dict) -> float:
+  """The share of a result's examples whose `predicted` membership is right, on the selection half of its per-example
+  arrays: what chooses the most accurate attack (verdict.selection_auc chooses by AUC), never what judges it."""
   if "predicted" not in arrays:
     return float("nan")  # a score-only attack decides nothing: never the most accurate
   chooses = ~verdict.judged_half(arrays["ids"])

@@ -76,7 +76,7 @@ def _lowest(runs: list[Judged], heads: dict) -> str:
   if heads["admm_minmax"][0] is None:
     return heads["admm_minmax"][1]
   chosen = [n for n, _ in heads.values() if n]
-  accuracy = {n: float(np.mean([run.rows[n].strongest("accuracy")["accuracy"] for run in runs])) for n in chosen}
+  accuracy = {n: float(np.mean([run.rows[n].most_accurate["accuracy"] for run in runs])) for n in chosen}
   lowest = min(chosen, key=lambda n: (accuracy[n], n))
   return (f"the lowest attack accuracy of the headline models is {lowest}'s ({accuracy[lowest]:.3f}): "
           f"{'an' if runs[0].rows[lowest].kind == 'admm_minmax' else 'not an'} ADMM + Min-Max model")

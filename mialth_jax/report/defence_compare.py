@@ -20,7 +20,7 @@ class Comparisons:
     """`metric` of `other` minus `base`, paired over their common attack-test examples: ROC AUC of the verdict's
     attack for `other` on both, on the judged half with DeLong's interval and p-value (verdict.judged_difference;
     None where `base` has no result of it); attack accuracy of each one's most accurate adaptive attack (as the
-    paper's "attack accuracy" means; chosen on the selection half, Row.strongest), paired bootstrap over the judged
+    paper's "attack accuracy" means; chosen on the selection half, Row.most_accurate), paired bootstrap over the judged
     half."""
     if metric == "roc_auc":
       mine = base.result(other.attack["protocol"], other.attack["attack"])
@@ -28,7 +28,7 @@ class Comparisons:
         return None
       paths = (mine["scores_path"], other.attack["scores_path"])
     else:
-      paths = (base.strongest(metric)["scores_path"], other.strongest(metric)["scores_path"])
+      paths = (base.most_accurate["scores_path"], other.most_accurate["scores_path"])
     if (paths, metric) not in self._done:
       a, b = (io.read_npz(path) for path in paths)
       if not (np.array_equal(a["ids"], b["ids"]) and np.array_equal(a["is_member"], b["is_member"])):

@@ -59,10 +59,11 @@ class Row:
     """The verdict's attack on this model, measured on the judged half of attack-test."""
     return judged_lib.on_judged_half(self.attack)
 
-  def strongest(self, metric: str) -> dict:
-    """The adaptive attack with the highest `metric` on the selection half of attack-test (the claims' "attack
-    accuracy": each model's most accurate attack), measured on the judged half."""
-    scored = [(judged_lib.selection_metric(io.read_npz(r["scores_path"]), metric), r["protocol"], r["attack"], r)
+  @functools.cached_property
+  def most_accurate(self) -> dict:
+    """The adaptive attack most accurate on the selection half of attack-test (the claims' "attack accuracy"),
+    measured on the judged half; read once, however many comparisons ask for it."""
+    scored = [(judged_lib.selection_accuracy(io.read_npz(r["scores_path"])), r["protocol"], r["attack"], r)
               for r in self.results]
     return judged_lib.on_judged_half(max((s for s in scored if not math.isnan(s[0])), key=lambda s: s[:3])[3])
 
