@@ -24,7 +24,7 @@ from ml_collections import config_flags  # noqa: E402
 
 from mialth_jax import config_lib, errors, plugins, run_dir  # noqa: E402
 from mialth_jax.experiments import launch  # noqa: E402
-from mialth_jax.utils import config_sections, hosts, interrupts  # noqa: E402
+from mialth_jax.utils import compilation_cache, config_sections, hosts, interrupts  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "run folder (created; resumed if it holds the same run)")
@@ -129,12 +129,17 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def _use_compilation_cache(flag: str | None, workdir: str) -> None:
   """--compilation_cache, else $JAX_COMPILATION_CACHE_DIR, else <workdir>/.jax_cache ('none': no cache). With a
-  persistent cache a relaunch (a resumed run, another attack config) does not compile the train step again."""
+  persistent cache a relaunch (a resumed run, another attack config) does not compile the train step again. Entries
+  that a killed launch left truncated are dropped first (JAX would otherwise warn and compile them again forever)."""
   folder = flag or os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(workdir, run_dir.COMPILATION_CACHE)
   if folder.lower() == "none":
     jax.config.update("jax_enable_compilation_cache", False)
-  else:
-    jax.config.update("jax_compilation_cache_dir", folder)
+    return
+  dropped = compilation_cache.drop_damaged_entries(folder)
+  if dropped:
+    logging.warning("compilation cache %s: dropped %d damaged entries (a killed launch was writing them; they "
+                    "compile again): %s", folder, len(dropped), ", ".join(dropped))
+  jax.config.update("jax_compilation_cache_dir", folder)
 
 
 def _env_int(flag, name: str) -> int | None:

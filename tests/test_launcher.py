@@ -48,7 +48,8 @@ def test_help_exits_0_and_lists_every_config_field_with_its_default_and_comment(
 
 
 def test_a_launch_says_what_it_does_and_caches_compilations_in_its_workdir(tmp_path):
-  """Without $JAX_COMPILATION_CACHE_DIR the cache is <workdir>/.jax_cache; --compilation_cache=none turns it off."""
+  """Without $JAX_COMPILATION_CACHE_DIR the cache is <workdir>/.jax_cache, and a relaunch drops an entry a killed
+  launch left truncated (tests/test_compilation_cache.py); --compilation_cache=none turns the cache off."""
   env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
   result = _launch(*QUICK, f"--workdir={tmp_path / 'run'}", env=env)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -57,7 +58,13 @@ def test_a_launch_says_what_it_does_and_caches_compilations_in_its_workdir(tmp_p
           for text in ("loading the data (data.name=digits)", "compiling the train step", "[dense] step 4/4")]
   assert said == sorted(said), lines
   assert "libtpu" not in result.stderr and "Unable to initialize backend" not in result.stderr
-  assert any(name.startswith("jit_gather_and_step") for name in os.listdir(tmp_path / "run" / ".jax_cache"))
+  cache = tmp_path / "run" / ".jax_cache"
+  step_entry = next(name for name in os.listdir(cache) if name.startswith("jit_gather_and_step"))
+  os.truncate(cache / step_entry, os.path.getsize(cache / step_entry) // 2)
+  again = _launch(*QUICK, f"--workdir={tmp_path / 'run'}", env=env)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert f"compilation cache {cache}: dropped 1 damaged entries" in again.stderr and step_entry in again.stderr
+  assert not os.path.exists(cache / step_entry)
   off = _launch(*QUICK, f"--workdir={tmp_path / 'off'}", "--compilation_cache=none", env=env)
   assert off.returncode == 0, off.stderr[-3000:]
   assert os.path.exists(tmp_path / "off" / "models" / "dense" / "summary.json")
