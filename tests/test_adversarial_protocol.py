@@ -5,10 +5,11 @@ import os
 
 import numpy as np
 import pytest
+from sklearn import metrics as sk_metrics
 
 from mialth_jax import config_lib, errors
 from mialth_jax.attacks import adversarial_signals, metrics, registry
-from mialth_jax.experiments import adversarial, attack_runs, launch, paper, targets
+from mialth_jax.experiments import adversarial, attack_runs, launch, paper, targets, verdict
 from mialth_jax.lottery import pipeline
 from mialth_jax.report import collect, markdown
 from mialth_jax.utils import io
@@ -114,6 +115,29 @@ def test_the_report_shows_the_attacks_defences_and_plots(run, tmp_path):
   assert "| dense | augmentation | label-only | higher (fixed) /" in text
   for name in ("adversarial_eps_", "adversarial_scores_"):
     assert any(f.startswith(name) for f in os.listdir(tmp_path / "plots"))
+
+
+def _auc_on_half(result: dict, judged: bool) -> float:
+  arrays = io.read_npz(result["scores_path"])
+  keep = verdict.judged_half(arrays["ids"]) == judged
+  return sk_metrics.roc_auc_score(arrays["is_member"][keep], arrays["scores"][keep])
+
+
+def test_a_defence_row_shows_the_attack_chosen_on_the_selection_half_measured_on_the_judged_half(run, tmp_path):
+  """The defences table's strongest attack on dense: highest ROC AUC (sklearn) on the selection half, its AUC on the
+  judged half; TPR at 1 % FPR is left out with 100 attack-test non-members (about 50 judged, < 1,000)."""
+  loaded = collect.load_run(run[0], num_bootstrap=100)
+  on_dense = [r for r in loaded.attacks if r["protocol"] == "adversarial" and r["target"] == r["source"] == "dense"]
+  chosen = max(on_dense, key=lambda r: (_auc_on_half(r, judged=False), r["attack"]))
+  arrays = io.read_npz(chosen["scores_path"])
+  judged = verdict.judged_half(arrays["ids"])
+  text = open(markdown.write([loaded], str(tmp_path))).read()
+  accuracy = io.read_json(os.path.join(run[0], "models", "dense", "summary.json"))["test_accuracy"]
+  row = next(line for line in text.splitlines() if line.startswith("| dense | none | "))
+  assert row.startswith(f"| dense | none | {accuracy:.4f} | {chosen['attack']} | {int(judged.sum())} | "
+                        f"{_auc_on_half(chosen, judged=True):.3f} ["), row
+  judged_nonmembers = int((~arrays["is_member"][judged]).sum())
+  assert row.endswith(f"| - (needs >= 1,000 non-members, has {judged_nonmembers}) |"), row
 
 
 @pytest.mark.parametrize("change,message", [

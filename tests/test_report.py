@@ -7,10 +7,11 @@ import sys
 
 import numpy as np
 import pytest
+from sklearn import metrics as sk_metrics
 
 from mialth_jax import config_lib, plugins
 from mialth_jax.experiments import launch, verdict
-from mialth_jax.report import collect, markdown, plots, sections
+from mialth_jax.report import collect, markdown, plots, sections, table1
 from mialth_jax.utils import io
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -222,3 +223,23 @@ def test_report_launcher_writes_only_the_named_sections_and_refuses_an_unknown_o
   assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
   assert errors[0].startswith("error: --sections: unknown report section 'nope'; known: verdict")
   assert not os.path.exists(tmp_path / "other")
+
+
+def test_table1_leaves_out_tpr_at_1_percent_fpr_below_1000_non_members(run, tmp_path):
+  """The tiny run's attack-test holds 150 non-members: 1.5 expected false positives at 1 % FPR, too few to measure."""
+  report = open(markdown.write([collect.load_run(run, num_bootstrap=50)], str(tmp_path))).read()
+  assert _row(report, "dense", "sklearn_mlp").split(" | ")[10] == "- (needs >= 1,000 non-members, has 150)"
+
+
+def test_the_strongest_attack_quoted_beside_table1_is_measured_on_the_judged_half(run):
+  loaded = collect.load_run(run, num_bootstrap=50)
+  choice = collect.leakage_choice(loaded)
+  protocol, attack = choice.attack(choice.baseline)
+  [chosen] = collect.select(loaded.attacks, protocol=protocol, source="dense", target="dense", attack=attack,
+                            size=choice.size)
+  arrays = io.read_npz(chosen["scores_path"])
+  judged = verdict.judged_half(arrays["ids"])
+  auc = sk_metrics.roc_auc_score(arrays["is_member"][judged], arrays["scores"][judged])
+  accuracy = np.mean(arrays["predicted"][judged] == arrays["is_member"][judged])
+  assert table1.strongest_sentence(loaded).endswith(
+      f"is `{attack}`: on the other (judged) half accuracy {accuracy:.3f}, ROC AUC {auc:.3f}.")

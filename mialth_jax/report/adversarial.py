@@ -1,6 +1,7 @@
 """The adversarial protocol's part of report.md: white-box and label-only attacks next to the output-based ones on
 every model (dense, tickets, defences), with bootstrap intervals, the score distributions of members and non-members
-(PNG), the eps sweep (PNG) and the defences' test accuracy against the strongest attack.
+(PNG), the eps sweep (PNG) and the defences' test accuracy against the strongest attack (chosen on the selection half
+of attack-test, measured on the judged half: experiments/judged.py).
 
 Every number is recomputed from the per-example scores (collect.attack_results); the side members were on and the
 smoothed targets' accuracy come from attacks/n<size>/adversarial/{statistics,defended}.json.
@@ -15,6 +16,7 @@ import numpy as np  # noqa: E402
 
 from mialth_jax.attacks import registry  # noqa: E402
 from mialth_jax.experiments import adversarial as protocol  # noqa: E402
+from mialth_jax.experiments import judged, verdict  # noqa: E402
 from mialth_jax.layout import RunLayout  # noqa: E402
 from mialth_jax.report import collect, fmt, names, plots, sections  # noqa: E402
 from mialth_jax.utils import io  # noqa: E402
@@ -103,7 +105,7 @@ def eps_sweep(run: collect.Run, results: list[dict], path: str) -> tuple[str | N
     return None, []
   norms = sorted({r["attack_config"].get("norm", "linf") for r in sweep})
   fig, axes = plt.subplots(1, len(norms), figsize=(5.5 * len(norms), 3.6), squeeze=False)
-  lines = ["| model | norm | eps | ROC AUC [95 % CI] | TPR @ 1 % FPR |", "| --- | --- | --- | --- | --- |"]
+  lines = ["| model | norm | eps | ROC AUC [95 % CI] | TPR @ 1 % FPR [exact 95 % CI] |", "| --- | --- | --- | --- | --- |"]
   names = targets(run, sweep)
   for ax, norm in zip(axes[0], norms):
     ticks = set()
@@ -119,7 +121,7 @@ def eps_sweep(run: collect.Run, results: list[dict], path: str) -> tuple[str | N
       ax.errorbar(eps * dodge, auc, yerr=np.abs(np.array([r["roc_auc_ci"] for r in rows]).T - auc), marker="o",
                   capsize=3, label=name)
       lines += [f"| {name} | {norm} | {e:g}{'/255' if norm == 'linf' else ''} | {_ci(r, 'roc_auc')} | "
-                f"{r['tpr_at_fpr_0.01']:.3f} |" for e, r in zip(eps, rows)]
+                f"{fmt.tpr(r, 0.01)} |" for e, r in zip(eps, rows)]
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set(xscale="log", xlabel=("eps (x 1/255)" if norm == "linf" else "eps (l2, [0, 1] pixels)") + "; models offset",
            ylabel="ROC AUC (95 % CI)", title=f"{run.label}: TV proxy vs eps ({norm})")
@@ -130,21 +132,27 @@ def eps_sweep(run: collect.Run, results: list[dict], path: str) -> tuple[str | N
   return plots.save(fig, path), lines
 
 
+def strongest(found: list[dict]) -> dict:
+  """The attack with the highest ROC AUC on the selection half of attack-test, measured on the judged half."""
+  chosen = max(found, key=lambda r: (verdict.selection_auc(io.read_npz(r["scores_path"])), r["attack"]))
+  return judged.on_judged_half(chosen)
+
+
 def defences(run: collect.Run, results: list[dict], defended: dict) -> list[str]:
-  """Each defended model next to the undefended dense: test accuracy and the strongest attack on it (highest AUC)."""
+  """Each defended model next to the undefended dense: test accuracy and the strongest attack on it."""
   rows = [(n, "none", run.models[n]["test_accuracy"]) for n in ("dense",) if n in run.models]
   rows += [(n, names.model_kind(s["kind"]) + " (ours, training)", s["test_accuracy"]) for n, s in run.models.items()
            if s["kind"] == "input_gradient_penalty"]
   rows += [(n, f"output smoothing sigma {d['sigma']:g}, {d['num_samples']} samples (ours, inference)",
             d["test_accuracy"]) for n, d in sorted(defended.items())]
-  lines = ["| model | defence | test accuracy | strongest attack | ROC AUC [95 % CI] | TPR @ 1 % FPR [95 % CI] |",
-           "| --- | --- | --- | --- | --- | --- |"]
+  lines = ["| model | defence | test accuracy | strongest attack | judged examples | ROC AUC [DeLong 95 % CI] | "
+           "TPR @ 1 % FPR [exact 95 % CI] |", "| --- | --- | --- | --- | --- | --- | --- |"]
   for name, defence, accuracy in rows:
     found = [r for r in results if r["target"] == name]
     if found:
-      best = max(found, key=lambda r: (r["roc_auc"], r["attack"]))
-      lines.append(f"| {name} | {defence} | {accuracy:.4f} | {best['attack']} | {_ci(best, 'roc_auc')} | "
-                   f"{_ci(best, 'tpr_at_fpr_0.01')} |")
+      best = strongest(found)
+      lines.append(f"| {name} | {defence} | {accuracy:.4f} | {best['attack']} | "
+                   f"{best['num_members'] + best['num_nonmembers']} | {_ci(best, 'roc_auc')} | {fmt.tpr(best, 0.01)} |")
   return lines
 
 
@@ -167,7 +175,8 @@ def section(runs: list[collect.Run], out: sections.Output) -> str:
          "side of the signal members are on, as fitted on attack-train (or fixed by the attack's published rule) / "
          "as attack-test shows it (lower: smaller total variation or gradient, i.e. members vary less); intervals: "
          "bootstrap over attack-test. Method and choices: docs/adversarial.md.", "", *attack_table(run, results, stats),
-         "", "Defences (ours: the paper's own defence is not known), each against the strongest attack run on it:", "",
+         "", "Defences (ours: the paper's own defence is not known), each against the strongest attack run on it: the "
+         "highest ROC AUC on the selection half of attack-test, measured on the other (judged) half:", "",
          *defences(run, results, defended), ""]
   sweep_png, sweep_lines = eps_sweep(run, results, out.plot(f"adversarial_eps_{run.label}.png"))
   if sweep_png:
