@@ -243,3 +243,16 @@ def test_the_strongest_attack_quoted_beside_table1_is_measured_on_the_judged_hal
   accuracy = np.mean(arrays["predicted"][judged] == arrays["is_member"][judged])
   assert table1.strongest_sentence(loaded).endswith(
       f"is `{attack}`: on the other (judged) half accuracy {accuracy:.3f}, ROC AUC {auc:.3f}.")
+
+
+def test_each_protocols_heading_counts_its_own_attack_test_examples(run, tmp_path):
+  """A protocol that judges on fewer examples at the same attack set (the adversarial protocol's 500 of 5,000) leaves
+  the other protocols' headings their own count."""
+  loaded = collect.load_run(run, num_bootstrap=50)
+  paper = collect.select(loaded.attacks, protocol="paper", size=600)
+  loaded.attacks = loaded.attacks + [{**r, "protocol": "adversarial", "num_members": 50, "num_nonmembers": 50}
+                                     for r in paper]
+  report = open(markdown.write([loaded], str(tmp_path))).read()
+  assert "every attack, paper protocol (attack learnt on the target's own outputs) (attack set n600, 300 attack-test " \
+         "examples)" in report
+  assert "(attack set n600, 100 attack-test examples)" in report

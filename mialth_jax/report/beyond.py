@@ -43,7 +43,8 @@ def every_attack(runs, out: sections.Output) -> str:
     return ""
   doc = []
   for protocol in protocols_present(run, size):
-    doc += [f"### {run.label}: every attack, {names.protocol(protocol)} ({fmt.attack_set(size, run.attacks)})", "",
+    ran = collect.select(run.attacks, protocol=protocol)
+    doc += [f"### {run.label}: every attack, {names.protocol(protocol)} ({fmt.attack_set(size, ran)})", "",
             *attacks_table(run, protocol, size), ""]
   return sections.text(doc)
 

@@ -53,7 +53,8 @@ def section(runs, out: sections.Output) -> str:
       heat = plots.transfer_heatmap(*found, f"{run.label}: transfer accuracy\n({attack})",
                                     out.plot(f"fig4_{run.label}_{attack}.png"))
       doc += [out.image(f"Figure 4, {run.label}, {attack}", heat), "",
-              f"{run.label}, `{attack}`, {fmt.attack_set(size, run.attacks)}, attack accuracy:", "", *table(*found), ""]
+              f"{run.label}, `{attack}`, {fmt.attack_set(size, collect.select(run.attacks, protocol='transfer'))}, "
+              "attack accuracy:", "", *table(*found), ""]
   if len(doc) == 2:
     attacks = ", ".join(f"`{a}`" for a in ATTACKS)
     doc += [f"No transfer results ({attacks}) in {', '.join(r.workdir for r in runs)}: run "
