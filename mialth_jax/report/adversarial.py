@@ -105,7 +105,8 @@ def eps_sweep(run: collect.Run, results: list[dict], path: str) -> tuple[str | N
     return None, []
   norms = sorted({r["attack_config"].get("norm", "linf") for r in sweep})
   fig, axes = plt.subplots(1, len(norms), figsize=(5.5 * len(norms), 3.6), squeeze=False)
-  lines = ["| model | norm | eps | ROC AUC [95 % CI] | TPR @ 1 % FPR [exact 95 % CI] |", "| --- | --- | --- | --- | --- |"]
+  lines = ["| model | norm | eps | ROC AUC [95 % CI] | TPR @ 1 % FPR [exact 95 % CI] |",
+           "| --- | --- | --- | --- | --- |"]
   names = targets(run, sweep)
   for ax, norm in zip(axes[0], norms):
     ticks = set()
