@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 
 from mialth_jax.attacks import registry  # noqa: E402
 from mialth_jax.experiments import adversarial as protocol  # noqa: E402
-from mialth_jax.experiments import judged, verdict  # noqa: E402
+from mialth_jax.experiments import judged  # noqa: E402
 from mialth_jax.layout import RunLayout  # noqa: E402
 from mialth_jax.report import collect, fmt, names, plots, sections  # noqa: E402
 from mialth_jax.utils import io  # noqa: E402
@@ -134,9 +134,9 @@ def eps_sweep(run: collect.Run, results: list[dict], path: str) -> tuple[str | N
 
 
 def strongest(found: list[dict]) -> dict:
-  """The attack with the highest ROC AUC on the selection half of attack-test, measured on the judged half."""
-  chosen = max(found, key=lambda r: (verdict.selection_auc(io.read_npz(r["scores_path"])), r["attack"]))
-  return judged.on_judged_half(chosen)
+  """The attack with the highest ROC AUC on the selection half of attack-test (`selection_roc_auc`, computed when
+  collect read the result), measured on the judged half."""
+  return judged.on_judged_half(max(found, key=lambda r: (r["selection_roc_auc"], r["attack"])))
 
 
 def defences(run: collect.Run, results: list[dict], defended: dict) -> list[str]:
